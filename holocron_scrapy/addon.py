@@ -1,0 +1,23 @@
+"""One add-on wires every holocron component into a crawl (``ADDONS`` in settings.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scrapy.settings import Settings
+
+PREFIX = "holocron_scrapy"
+
+
+class HolocronAddon:
+    """SQL frontier, state middleware, lake and IngestRecords pipelines, progress log."""
+
+    def update_settings(self, settings: Settings) -> None:
+        settings["EXTENSIONS"][f"{PREFIX}.frontier.Frontier"] = 100
+        settings["EXTENSIONS"][f"{PREFIX}.progress.CrawlProgress"] = 500
+        # Close to the spider, so discoveries and outcomes leave the stream first.
+        settings["SPIDER_MIDDLEWARES"][f"{PREFIX}.middlewares.state.StateMiddleware"] = 950
+        settings["DOWNLOADER_MIDDLEWARES"][f"{PREFIX}.middlewares.claims.ClaimCheckMiddleware"] = 50
+        settings["ITEM_PIPELINES"][f"{PREFIX}.pipelines.lake.LakePipeline"] = 300
+        settings["ITEM_PIPELINES"][f"{PREFIX}.pipelines.ingest.IngestRecordsPipeline"] = 400

@@ -1,0 +1,341 @@
+"""The SQL queue as Scrapy sees it.
+
+The queue in SQL is the source of truth. This extension claims leased batches of work items
+whenever Scrapy's scheduler runs dry (``scheduler_empty``, ``spider_idle``), turns them into
+requests through the spider, and buffers what the crawl learns (outcomes, discovered links) into
+batched writes made in a thread, never on the reactor. Scrapy's scheduler therefore only ever
+holds claimed work: memory does not grow with the frontier. The crawl ends when nothing is
+claimable, nothing is buffered and nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+from scrapy import signals
+from scrapy.exceptions import DontCloseSpider, NotConfigured
+from scrapy.utils.asyncio import run_in_thread
+from scrapy.utils.defer import deferred_from_coro
+from twisted.internet.task import LoopingCall
+
+from holocron_scrapy.dburl import masked, resolve_db_url, resolve_schema
+from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.store import StateStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+    from scrapy.statscollectors import StatsCollector
+
+    from holocron_scrapy.model import IngestRow
+
+logger = logging.getLogger(__name__)
+
+SQLSERVER_HINT = (
+    "to use SQL Server set HOLOCRON_DB_URL=mssql+pyodbc://USER:PASSWORD@HOST:1433/DB"
+    "?driver=ODBC+Driver+18+for+SQL+Server (or DB_BACKEND=sqlserver with SQLSERVER_HOST, "
+    "SQLSERVER_DATABASE, SQLSERVER_USERNAME, SQLSERVER_PASSWORD)"
+)
+
+
+@runtime_checkable
+class FrontierSpider(Protocol):
+    """What a spider offers the frontier."""
+
+    source_system: str
+    source_name: str
+    recrawl: str | None
+
+    def seed_work_items(self) -> list[NewWorkItem]: ...
+
+    def requests_for(self, items: Sequence[WorkItem]) -> list[Request]: ...
+
+
+def work_items_of(request: Request) -> list[WorkItem]:
+    """The work items a request serves (documented meta key ``holocron_work_items``)."""
+    return list(request.meta.get("holocron_work_items", ()))
+
+
+class Frontier:
+    def __init__(
+        self,
+        crawler: Crawler,
+        store: StateStore,
+        *,
+        claim_size: int,
+        lease_seconds: float,
+        flush_interval: float,
+        flush_size: int,
+        worker_id: str,
+    ) -> None:
+        self.crawler = crawler
+        self.store = store
+        self.stats: StatsCollector = crawler.stats  # type: ignore[assignment]
+        self.claim_size = claim_size
+        self.lease_seconds = lease_seconds
+        self.flush_interval = flush_interval
+        self.flush_size = flush_size
+        self.worker_id = worker_id
+        self.run_id = ""
+        self.owner = ""
+        self.spider: FrontierSpider | None = None
+        self.in_flight: set[int] = set()
+        self._outcomes: dict[int, Outcome] = {}
+        self._discovered: dict[str, NewWorkItem] = {}
+        self._flush_lock = asyncio.Lock()
+        self._claiming = False
+        self._exhausted = False  # the last claim found nothing
+        self._dirty = True  # something was written since that claim: claim again
+        self._closing = False
+        self._flusher: LoopingCall | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("HOLOCRON_ENABLED", True):
+            raise NotConfigured("HOLOCRON_ENABLED is off")
+        url = resolve_db_url(settings.get("HOLOCRON_DB_URL"), os.environ)
+        schema = resolve_schema(settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+        store = StateStore.from_url(url, schema)
+        frontier = cls(
+            crawler,
+            store,
+            claim_size=settings.getint("HOLOCRON_CLAIM_SIZE", 100),
+            lease_seconds=settings.getfloat("HOLOCRON_LEASE_SECONDS", 600.0),
+            flush_interval=settings.getfloat("HOLOCRON_FLUSH_INTERVAL", 1.0),
+            flush_size=settings.getint("HOLOCRON_FLUSH_SIZE", 500),
+            worker_id=settings.get("HOLOCRON_WORKER_ID") or socket.gethostname(),
+        )
+        crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(frontier.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(frontier.scheduler_empty, signal=signals.scheduler_empty)
+        crawler.signals.connect(frontier.spider_idle, signal=signals.spider_idle)
+        return frontier
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def spider_opened(self, spider: Spider) -> None:
+        if not isinstance(spider, FrontierSpider):
+            logger.info("Spider %s does not use the SQL frontier", spider.name)
+            return
+        self.spider = spider
+        logger.info("State database: %s", self.store.url_for_log)
+        if self.store.dialect_name == "sqlite":
+            logger.info("SQLite is the embedded default: %s", SQLSERVER_HINT)
+        await run_in_thread(self.store.create_tables)
+        self.run_id = await run_in_thread(
+            self.store.start_run,
+            source_system=spider.source_system,
+            source_name=spider.source_name,
+            worker_id=self.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        self.owner = f"{self.worker_id}:{os.getpid()}:{self.run_id}"
+        if spider.recrawl == "all":
+            n = await run_in_thread(
+                self.store.requeue,
+                source_system=spider.source_system,
+                source_name=spider.source_name,
+                statuses=[Status.COMPLETED, Status.FAILED, Status.SKIPPED],
+            )
+            logger.info("recrawl=all: %(n)d known items back in the queue", {"n": n})
+        seeds = [dataclasses.replace(s, run_id=self.run_id) for s in spider.seed_work_items()]
+        added = await run_in_thread(self.store.add_work_items, seeds)
+        self.stats.inc_value("holocron/frontier/seeded", added)
+        logger.info(
+            "Run %(run)s of %(source)s: %(added)d of %(seeds)d seeds are new",
+            {"run": self.run_id, "source": spider.source_name, "added": added, "seeds": len(seeds)},
+        )
+        self._flusher = LoopingCall(self._periodic_flush)
+        self._flusher.start(self.flush_interval, now=False)
+
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        if self.spider is None:
+            self.store.dispose()
+            return
+        self._closing = True
+        if self._flusher is not None and self._flusher.running:
+            self._flusher.stop()
+        await self.flush()
+        if self.in_flight:
+            released = await run_in_thread(
+                self.store.release, owner=self.owner, work_item_ids=sorted(self.in_flight)
+            )
+            self.stats.inc_value("holocron/frontier/released", released)
+            logger.info(
+                "Released %(n)d unfinished claims back to the queue (%(reason)s)",
+                {"n": released, "reason": reason},
+            )
+            self.in_flight.clear()
+        counts = {
+            "items_discovered": self._stat("holocron/frontier/discovered_new"),
+            "items_completed": self._stat("holocron/work_items/completed"),
+            "items_failed": self._stat("holocron/work_items/failed"),
+            "items_skipped": self._stat("holocron/work_items/skipped"),
+            "records_written": self._stat("holocron/records/written"),
+            "requests_made": self._stat("downloader/request_count"),
+        }
+        status = "finished" if reason == "finished" else "cancelled"
+        await run_in_thread(
+            self.store.finish_run, self.run_id, status=status, reason=reason, counts=counts
+        )
+        await run_in_thread(self.store.dispose)
+
+    def _stat(self, key: str) -> int:
+        return int(self.stats.get_value(key, 0))
+
+    # -- what the crawl reports -------------------------------------------------------------
+
+    def discover(self, item: NewWorkItem) -> None:
+        """Buffer a discovered resource; it is inserted if new at the next flush."""
+        if item.run_id is None:
+            item = dataclasses.replace(item, run_id=self.run_id)
+        known = self._discovered.get(item.dedupe_key)
+        if known is None or item.depth < known.depth:
+            self._discovered[item.dedupe_key] = item
+        self._flush_if_full()
+
+    def finish(self, outcome: Outcome) -> None:
+        """Buffer the end of a work item (skipped or failed; completion comes with its record)."""
+        self._outcomes[outcome.work_item_id] = outcome
+        self.in_flight.discard(outcome.work_item_id)
+        self.stats.inc_value(f"holocron/work_items/{outcome.status}")
+        self._flush_if_full()
+
+    def fail(self, items: Iterable[WorkItem], message: str) -> None:
+        for item in items:
+            self.finish(Outcome(item.id, Status.FAILED, message))
+
+    def is_claimed(self, item: WorkItem) -> bool:
+        return item.id in self.in_flight
+
+    async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
+        """Write records and complete their work items in one transaction (in a thread)."""
+        await run_in_thread(self.store.commit_records, rows, outcomes)
+        for outcome in outcomes:
+            self.in_flight.discard(outcome.work_item_id)
+            self.stats.inc_value(f"holocron/work_items/{outcome.status}")
+        self.stats.inc_value("holocron/records/written", len(rows))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _flush_if_full(self) -> None:
+        if len(self._discovered) + len(self._outcomes) >= self.flush_size:
+            deferred_from_coro(self.flush())
+
+    def _periodic_flush(self) -> Any:
+        if self._discovered or self._outcomes:
+            return deferred_from_coro(self.flush())
+        return None
+
+    async def flush(self) -> None:
+        """Write buffered discoveries and outcomes. A failed write keeps them for the next try."""
+        async with self._flush_lock:
+            discovered = list(self._discovered.values())
+            outcomes = list(self._outcomes.values())
+            self._discovered.clear()
+            self._outcomes.clear()
+            if not discovered and not outcomes:
+                return
+            try:
+                if discovered:
+                    added = await run_in_thread(self.store.add_work_items, discovered)
+                    self.stats.inc_value("holocron/frontier/discovered_new", added)
+                    self._dirty = True
+                    discovered = []
+                if outcomes:
+                    await run_in_thread(self.store.finish_items, outcomes)
+            except Exception:
+                logger.exception("Could not write crawl state; will retry")
+                self.stats.inc_value("holocron/frontier/write_errors")
+                for item in discovered:
+                    self._discovered.setdefault(item.dedupe_key, item)
+                for outcome in outcomes:
+                    self._outcomes.setdefault(outcome.work_item_id, outcome)
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def scheduler_empty(self) -> None:
+        self._maybe_claim()
+
+    def spider_idle(self, spider: Spider) -> None:
+        if self.spider is None:
+            return
+        logger.debug(
+            "Idle: claiming=%s flushing=%s buffered=%d/%d dirty=%s exhausted=%s in_flight=%d",
+            self._claiming, self._flush_lock.locked(), len(self._discovered),
+            len(self._outcomes), self._dirty, self._exhausted, len(self.in_flight),
+        )
+        if self._claiming or self._flush_lock.locked() or self._discovered or self._outcomes:
+            self._maybe_claim()
+            raise DontCloseSpider
+        if self._dirty or not self._exhausted:
+            self._maybe_claim()
+            raise DontCloseSpider
+        if self.in_flight:
+            # The engine is idle, so nothing can finish these any more: a request was dropped
+            # without reaching a callback or errback. Fail them rather than hang or lose them.
+            lost = sorted(self.in_flight)
+            logger.warning("%(n)d claimed work items were dropped in flight", {"n": len(lost)})
+            self.stats.inc_value("holocron/frontier/lost_in_flight", len(lost))
+            for work_item_id in lost:
+                self.finish(Outcome(work_item_id, Status.FAILED, "request dropped in flight"))
+            self._maybe_claim()
+            raise DontCloseSpider
+
+    def _maybe_claim(self) -> None:
+        """Claim a batch unless one is under way or the queue is known to hold nothing new."""
+        if self.spider is None or self._claiming or self._closing:
+            return
+        if self._exhausted and not self._dirty and not self._discovered:
+            return
+        self._claiming = True
+        deferred_from_coro(self._claim_and_schedule())
+
+    async def _claim_and_schedule(self) -> None:
+        assert self.spider is not None
+        engine = self.crawler.engine
+        assert engine is not None
+        items: list[WorkItem] = []
+        try:
+            await self.flush()
+            self._dirty = False
+            items = await run_in_thread(
+                self.store.claim,
+                source_system=self.spider.source_system,
+                source_name=self.spider.source_name,
+                owner=self.owner,
+                run_id=self.run_id,
+                limit=self.claim_size,
+                lease_seconds=self.lease_seconds,
+            )
+            logger.debug("Claimed %(n)d work items", {"n": len(items)})
+            self._exhausted = not items
+            if items and not self._closing:
+                self.in_flight.update(item.id for item in items)
+                self.stats.inc_value("holocron/frontier/claimed", len(items))
+                for request in self.spider.requests_for(items):
+                    engine.crawl(request)
+        except Exception:
+            logger.exception("Could not claim work items; will retry")
+            self.stats.inc_value("holocron/frontier/claim_errors")
+            self._exhausted = False
+        finally:
+            self._claiming = False
+        if items or self._closing:
+            return
+        if self._dirty or self._discovered:
+            self._maybe_claim()  # discoveries arrived while claiming
+        elif not self.in_flight and engine.spider_is_idle():
+            # Nothing claimable, nothing in flight, nothing buffered that could add work: done.
+            # (Closing now spares the engine's 5 s idle heartbeat; spider_closed flushes.)
+            self._closing = True
+            deferred_from_coro(engine.close_spider_async(reason="finished"))

@@ -1,0 +1,65 @@
+"""Spider middleware between the spiders and the SQL queue.
+
+Spiders yield three kinds of objects besides requests: :class:`ResourceRecord` items (on to the
+pipelines, which complete their work items), :class:`NewWorkItem` (a discovered resource, into
+the queue if new) and :class:`Outcome` (a work item skipped or failed). This middleware takes the
+last two out of the item stream and hands them to the frontier, and fails the work items of a
+response whose callback raised, so that no claim is ever left without an ending.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy.exceptions import NotConfigured
+
+from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.model import NewWorkItem, Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+
+
+class StateMiddleware:
+    def __init__(self, frontier: Frontier) -> None:
+        self.frontier = frontier
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        frontier = crawler.get_extension(Frontier)
+        if frontier is None:
+            raise NotConfigured("the holocron Frontier extension is not enabled")
+        return cls(frontier)
+
+    async def process_spider_output(
+        self, response: Response, result: AsyncIterator[Any]
+    ) -> AsyncIterator[Any]:
+        async for obj in result:
+            if isinstance(obj, NewWorkItem):
+                self.frontier.discover(obj)
+            elif isinstance(obj, Outcome):
+                self.frontier.finish(obj)
+            else:
+                yield obj
+
+    def process_spider_exception(self, response: Response, exception: Exception) -> Iterable[Any]:
+        items = [i for i in work_items_of(response.request) if self.frontier.is_claimed(i)]  # type: ignore[arg-type]
+        if not items:
+            return None  # type: ignore[return-value]  # not ours: let Scrapy handle it
+        message = f"{type(exception).__name__}: {exception}"
+        logger.error(
+            "Failing %(n)d work items of %(url)s: %(error)s",
+            {"n": len(items), "url": response.url, "error": message},
+            exc_info=exception,
+        )
+        self.frontier.crawler.stats.inc_value(  # type: ignore[union-attr]
+            f"holocron/spider_exceptions/{type(exception).__name__}"
+        )
+        self.frontier.fail(items, message)
+        return []

@@ -1,0 +1,97 @@
+"""Plain values shared by the frontier, the spiders, the state middleware and the pipelines.
+
+Nothing here touches a database or Scrapy: these are the nouns of the crawl.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Status of a work item in the SQL queue."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def dedupe_key(source_system: str, source_name: str, resource_type: str, resource_id: str) -> str:
+    """The identity of a resource in the queue: ``{system}:{name}:{type}:{id}``.
+
+    This is a *resource* identity, not a request fingerprint: two different requests (a batch of
+    titles, a continuation) can serve the same resource, and one request can serve many.
+    """
+    return f"{source_system}:{source_name}:{resource_type}:{resource_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkItem:
+    """A resource to put into the queue (a seed or a discovered link)."""
+
+    source_system: str
+    source_name: str
+    resource_type: str
+    resource_id: str
+    depth: int = 0
+    priority: int = 0
+    discovered_from: int | None = None  # work_items.id of the item whose response linked here
+    run_id: str | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        return dedupe_key(self.source_system, self.source_name, self.resource_type, self.resource_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A claimed row of ``work_items``."""
+
+    id: int
+    source_system: str
+    source_name: str
+    resource_type: str
+    resource_id: str
+    depth: int
+    priority: int
+    attempt: int
+    content_hash: str | None = None  # hash_sha256 of the last record ingested for it
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a work item ended (``completed``, ``failed`` or ``skipped``)."""
+
+    work_item_id: int
+    status: Status
+    error_message: str | None = None
+    content_hash: str | None = None  # for completed items: the hash of the record they hold
+
+
+@dataclass(slots=True)
+class IngestRow:
+    """One row of ``IngestRecords``: a fetched resource, as the lake file holds it."""
+
+    source_system: str
+    source_name: str
+    resource_type: str
+    resource_id: str
+    request_uri: str
+    request_method: str
+    request_headers: dict[str, Any]
+    status_code: int
+    response_headers: dict[str, Any]
+    payload: Any
+    fetched_at_utc: datetime
+    hash_sha256: str
+    run_id: str
+    work_item_id: int | None
+    attempt: int
+    duration_ms: int | None = None
+    error_message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,113 @@
+"""Item pipeline: ``IngestRecords`` rows, written in batches in a thread, each batch in the same
+transaction that completes its work items.
+
+An item waits for its batch (at most ``HOLOCRON_INGEST_BATCH_SIZE`` rows or
+``HOLOCRON_INGEST_MAX_DELAY`` seconds), so Scrapy's item stats and back-pressure stay honest. An
+unchanged resource completes its work item with no new row. A failed batch fails its work items
+with the error and drops the items: never completed, never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy.exceptions import DropItem, NotConfigured
+
+from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.model import IngestRow, Outcome, Status
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.statscollectors import StatsCollector
+
+logger = logging.getLogger(__name__)
+
+
+class _Entry:
+    __slots__ = ("future", "outcome", "record", "row")
+
+    def __init__(self, record: ResourceRecord, row: IngestRow | None) -> None:
+        self.record = record
+        self.row = row
+        self.outcome = Outcome(
+            record.work_item.id, Status.COMPLETED, content_hash=record.hash_sha256
+        )
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class IngestRecordsPipeline:
+    def __init__(
+        self, frontier: Frontier, stats: StatsCollector, *, batch_size: int, max_delay: float
+    ) -> None:
+        self.frontier = frontier
+        self.stats = stats
+        self.batch_size = batch_size
+        self.max_delay = max_delay
+        self._pending: list[_Entry] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("HOLOCRON_INGEST_ENABLED", True):
+            raise NotConfigured("HOLOCRON_INGEST_ENABLED is off")
+        frontier = crawler.get_extension(Frontier)
+        if frontier is None:
+            raise NotConfigured("the holocron Frontier extension is not enabled")
+        assert crawler.stats is not None
+        return cls(
+            frontier,
+            crawler.stats,
+            batch_size=settings.getint("HOLOCRON_INGEST_BATCH_SIZE", 50),
+            max_delay=settings.getfloat("HOLOCRON_INGEST_MAX_DELAY", 0.5),
+        )
+
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, ResourceRecord):
+            return item
+        item.run_id = item.run_id or self.frontier.run_id
+        entry = _Entry(item, None if item.unchanged else item.ingest_row())
+        self._pending.append(entry)
+        if len(self._pending) >= self.batch_size:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._start_flush)
+        await entry.future
+        return item
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._flush(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: list[_Entry]) -> None:
+        rows = [e.row for e in batch if e.row is not None]
+        try:
+            await self.frontier.commit_records(rows, [e.outcome for e in batch])
+        except Exception as exc:
+            message = f"IngestRecords write failed: {type(exc).__name__}: {exc}"
+            logger.error("%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)}, exc_info=True)
+            self.stats.inc_value("holocron/ingest/errors")
+            self.frontier.fail([e.record.work_item for e in batch], message)
+            for entry in batch:
+                entry.future.set_exception(DropItem(message))
+            return
+        self.stats.inc_value("holocron/ingest/batches")
+        self.stats.inc_value("holocron/records/unchanged", len(batch) - len(rows))
+        for entry in batch:
+            entry.future.set_result(None)
+
+    async def close_spider(self) -> None:
+        self._start_flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,77 @@
+"""Item pipeline: one JSON file per record in the data lake, written atomically off the reactor.
+
+``HOLOCRON_LAKE_DIR/{source_system}/{source_name}/{resource_type}/`` holds one file per distinct
+content of a resource; an unchanged resource (same payload hash as its last record) writes
+nothing. A failed write fails the work item with the error and drops the item: it is never
+completed without its file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.utils.asyncio import run_in_thread
+
+from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.lake import record_path, write_json_atomic
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.statscollectors import StatsCollector
+
+logger = logging.getLogger(__name__)
+
+
+class LakePipeline:
+    def __init__(self, root: Path, frontier: Frontier, stats: StatsCollector) -> None:
+        self.root = root
+        self.frontier = frontier
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("HOLOCRON_LAKE_ENABLED", True):
+            raise NotConfigured("HOLOCRON_LAKE_ENABLED is off")
+        frontier = crawler.get_extension(Frontier)
+        if frontier is None:
+            raise NotConfigured("the holocron Frontier extension is not enabled")
+        root = Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
+        assert crawler.stats is not None
+        return cls(root, frontier, crawler.stats)
+
+    def path_for(self, record: ResourceRecord) -> Path:
+        return record_path(
+            self.root,
+            record.work_item.source_system,
+            record.work_item.source_name,
+            record.resource_type,
+            record.resource_id,
+            record.hash_sha256,
+        )
+
+    def _write(self, record: ResourceRecord) -> bool:
+        """Serialize, hash and write (in a thread). False when the content is unchanged."""
+        if record.unchanged:
+            return False
+        write_json_atomic(self.path_for(record), record.lake_document())
+        return True
+
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, ResourceRecord):
+            return item
+        item.run_id = item.run_id or self.frontier.run_id
+        try:
+            written = await run_in_thread(self._write, item)
+        except Exception as exc:
+            message = f"lake write failed: {type(exc).__name__}: {exc}"
+            logger.error("%(msg)s (%(id)s)", {"msg": message, "id": item.resource_id}, exc_info=True)
+            self.stats.inc_value("holocron/lake/errors")
+            self.frontier.fail([item.work_item], message)
+            raise DropItem(message) from exc
+        self.stats.inc_value("holocron/lake/written" if written else "holocron/lake/unchanged")
+        return item

@@ -1,0 +1,156 @@
+"""The SQL tables of the crawl state and the ingest log (SQLAlchemy Core, all dialects).
+
+``work_items`` is the durable queue, ``IngestRecords`` the log of fetched resources (one row per
+lake file), ``runs`` one row per crawl process. The SQL Server DDL in ``sql/`` is generated from
+these definitions (:mod:`holocron_scrapy.ddl`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
+
+from holocron_scrapy.model import Status
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Portable column types: SQL Server gets DATETIME2 and NVARCHAR(max) rather than DATETIME / NTEXT.
+UTC_DATETIME = sa.DateTime().with_variant(mssql.DATETIME2, "mssql")
+LONG_TEXT = sa.UnicodeText().with_variant(mssql.NVARCHAR(), "mssql")
+# BIGINT identity; on SQLite it must be INTEGER PRIMARY KEY (the rowid) to autoincrement.
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+HASH_HEX = sa.String(64)  # sha256 hex digest
+RESOURCE_ID_LENGTH = 2000
+# "{source_system}:{source_name}:{resource_type}:{resource_id}" at their maximum lengths.
+DEDUPE_KEY_LENGTH = 64 + 128 + 64 + RESOURCE_ID_LENGTH + 3
+
+RUN_COUNT_COLUMNS = (
+    "items_discovered",
+    "items_completed",
+    "items_failed",
+    "items_skipped",
+    "records_written",
+    "requests_made",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The state tables bound to one :class:`~sqlalchemy.MetaData` (and schema)."""
+
+    metadata: sa.MetaData
+    work_items: sa.Table
+    ingest_records: sa.Table
+    runs: sa.Table
+
+
+def _zero() -> sa.TextClause:
+    return sa.text("0")
+
+
+def _work_items(metadata: sa.MetaData) -> sa.Table:
+    statuses = ", ".join(f"'{status.value}'" for status in Status)
+    return sa.Table(
+        "work_items",
+        metadata,
+        sa.Column("id", BIG_ID, sa.Identity(), primary_key=True),
+        # sha256 hex of dedupe_key: keys can be longer than SQL Server allows in an index.
+        sa.Column("dedupe_hash", HASH_HEX, nullable=False, unique=True),
+        sa.Column("dedupe_key", sa.Unicode(DEDUPE_KEY_LENGTH), nullable=False),
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        sa.Column("resource_type", sa.Unicode(64), nullable=False),
+        sa.Column("resource_id", sa.Unicode(RESOURCE_ID_LENGTH), nullable=False),
+        sa.Column("status", sa.Unicode(16), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False, server_default=_zero()),
+        sa.Column("depth", sa.Integer(), nullable=False, server_default=_zero()),
+        sa.Column("attempt", sa.Integer(), nullable=False, server_default=_zero()),
+        sa.Column("run_id", sa.Unicode(32), nullable=True),  # the last run that touched it
+        sa.Column("discovered_from", sa.BigInteger(), nullable=True),
+        sa.Column("lease_owner", sa.Unicode(200), nullable=True),
+        sa.Column("lease_expires_at", UTC_DATETIME, nullable=True),
+        sa.Column("claimed_at", UTC_DATETIME, nullable=True),
+        sa.Column("next_retry_at", UTC_DATETIME, nullable=True),
+        sa.Column("content_hash", HASH_HEX, nullable=True),  # of the last record ingested for it
+        sa.Column("error_message", LONG_TEXT, nullable=True),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.Column("updated_at", UTC_DATETIME, nullable=False),
+        sa.Column("finished_at", UTC_DATETIME, nullable=True),
+        sa.CheckConstraint(f"status IN ({statuses})", name="status"),
+        sa.Index(
+            "ix_work_items_claim",
+            "source_system",
+            "source_name",
+            "status",
+            "priority",
+            "id",
+        ),
+    )
+
+
+def _ingest_records(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "IngestRecords",
+        metadata,
+        sa.Column("ingest_id", BIG_ID, sa.Identity()),
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        sa.Column("resource_type", sa.Unicode(64), nullable=False),
+        sa.Column("resource_id", sa.Unicode(RESOURCE_ID_LENGTH), nullable=False),
+        sa.Column("request_uri", LONG_TEXT, nullable=False),
+        sa.Column("request_method", sa.Unicode(16), nullable=False),
+        sa.Column("request_headers", LONG_TEXT, nullable=False),  # JSON text
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("response_headers", LONG_TEXT, nullable=False),  # JSON text
+        sa.Column("payload", LONG_TEXT, nullable=False),  # JSON text of the raw payload
+        sa.Column("fetched_at_utc", UTC_DATETIME, nullable=False),
+        sa.Column("hash_sha256", HASH_HEX, nullable=False),
+        sa.Column("run_id", sa.Unicode(32), nullable=False),
+        sa.Column("work_item_id", sa.BigInteger(), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("error_message", LONG_TEXT, nullable=True),
+        sa.Column("duration_ms", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("ingest_id", name="pk_ingest_records"),
+        sa.Index("ix_ingest_records_work_item_id", "work_item_id"),
+        sa.Index("ix_ingest_records_resource", "source_system", "source_name", "resource_type"),
+    )
+
+
+def _runs(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "runs",
+        metadata,
+        sa.Column("run_id", sa.Unicode(32), primary_key=True),
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        sa.Column("worker_id", sa.Unicode(200), nullable=False),
+        sa.Column("hostname", sa.Unicode(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        # "running", "finished", "cancelled", "failed", ...: free text, no CHECK.
+        sa.Column("status", sa.Unicode(16), nullable=False),
+        sa.Column("finish_reason", sa.Unicode(200), nullable=True),
+        sa.Column("started_at", UTC_DATETIME, nullable=False),
+        sa.Column("finished_at", UTC_DATETIME, nullable=True),
+        *(
+            sa.Column(name, sa.Integer(), nullable=False, server_default=_zero())
+            for name in RUN_COUNT_COLUMNS
+        ),
+    )
+
+
+def build_tables(schema: str | None) -> Tables:
+    """Build the tables in ``schema`` (``None``: the connection's default, e.g. on SQLite)."""
+    metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+    return Tables(
+        metadata=metadata,
+        work_items=_work_items(metadata),
+        ingest_records=_ingest_records(metadata),
+        runs=_runs(metadata),
+    )

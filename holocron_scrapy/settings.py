@@ -1,0 +1,41 @@
+"""Scrapy settings of the holocron_scrapy project.
+
+Per-source settings come from the ``settings:`` block of ``sources/NAME.yaml`` and override
+these for that crawl. The holocron components are wired by one add-on (``ADDONS``).
+"""
+
+BOT_NAME = "holocron_scrapy"
+SPIDER_MODULES = ["holocron_scrapy.spiders"]
+NEWSPIDER_MODULE = "holocron_scrapy.spiders"
+
+ADDONS = {"holocron_scrapy.addon.HolocronAddon": 0}
+
+# Identify politely; every source file sets its own User-Agent with contact information.
+USER_AGENT = "HolocronScrapy/0.1 (+https://example.org/holocron-scrapy)"
+ROBOTSTXT_OBEY = True  # web pages: yes; the mediawiki spider turns it off for the API itself
+
+# Politeness: few concurrent requests per site, adaptive delays, back-off on errors.
+CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_DELAY = 0.0
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 60.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+RETRY_ENABLED = True
+RETRY_TIMES = 3
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+DOWNLOAD_TIMEOUT = 60
+DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
+
+# The asyncio reactor: the holocron components use asyncio primitives.
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+LOG_LEVEL = "INFO"
+FEED_EXPORT_ENCODING = "utf-8"
+
+# holocron (see README.md, "Settings"): where the lake and the state database live.
+HOLOCRON_LAKE_DIR = "local/data_lake"
+# HOLOCRON_DB_URL: unset means the environment variable of that name, then the SQL Server
+# variables (DB_BACKEND=sqlserver, SQLSERVER_*), then sqlite:///local/state.db.

@@ -1,0 +1,251 @@
+"""``scrapy crawl mediawiki -a source=NAME``: a wiki's pages, through its Action API.
+
+Work items are page titles. Up to ``MEDIAWIKI_TITLES_PER_REQUEST`` (50, the API's limit for
+content) claimed titles go into one ``action=query`` for the current revision with its content,
+the page's links and its info, following ``continue`` until every prop is complete (a page with
+5,000 links loses none); the pages are merged by page id across those responses. Then each
+title ends one of three ways:
+
+* a page: a :class:`ResourceRecord` (the merged page as the API served it) and, while its depth
+  is below ``max_depth``, its links in the configured namespaces as new work items;
+* a redirect or a non-canonical title: skipped, and the target page queued at the same depth
+  (the target is the record, the redirect is not);
+* missing or invalid: skipped with the reason.
+
+An API error envelope or an unreadable response fails every work item of the request with the
+API's code and info; the crawl goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import scrapy
+from scrapy.exceptions import CloseSpider, UsageError
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from holocron_scrapy import mwapi
+from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.middlewares.claims import StaleClaim
+from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.sources import SourceConfig, SourceConfigError, load_source
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response, TextResponse
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+RESOURCE_PAGE = "page"
+RECRAWL_MODES = ("all",)
+
+
+def _headers(headers: Any) -> dict[str, str]:
+    return {
+        k.decode("latin-1"): b", ".join(v).decode("latin-1") for k, v in headers.items()
+    }
+
+
+class MediaWikiSpider(scrapy.Spider):
+    name = "mediawiki"
+    source_system = "mediawiki"
+    # The Action API is not governed by robots.txt the way pages are (Wikipedia's robots.txt
+    # disallows /w/, where api.php lives), and API etiquette is what Wikimedia asks of API
+    # clients instead: obeying it here would silently block every request.
+    custom_settings = {"ROBOTSTXT_OBEY": False}
+
+    config: SourceConfig
+    frontier: Frontier
+
+    def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not source:
+            raise UsageError("missing -a source=NAME (a file in sources/ or a path to a YAML file)")
+        if recrawl is not None and recrawl not in RECRAWL_MODES:
+            raise UsageError(f"-a recrawl={recrawl!r}: expected one of {', '.join(RECRAWL_MODES)}")
+        self.source = source
+        self.recrawl = recrawl
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        sources_dir = crawler.settings.get("HOLOCRON_SOURCES_DIR")
+        try:
+            spider.config = load_source(spider.source, Path(sources_dir) if sources_dir else None)
+        except SourceConfigError as exc:
+            raise UsageError(str(exc)) from exc
+        if spider.config.type != "mediawiki":
+            raise UsageError(f"{spider.config.path}: type: run this source with the spider "
+                             f"named {spider.config.type!r}, not 'mediawiki'")
+        # The source's own Scrapy settings, for this crawl only (settings are not frozen yet).
+        crawler.settings.setdict(dict(spider.config.settings), priority="spider")
+        crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
+        spider.titles_per_request = min(
+            crawler.settings.getint("MEDIAWIKI_TITLES_PER_REQUEST", mwapi.MAX_TITLES_PER_REQUEST),
+            mwapi.MAX_TITLES_PER_REQUEST,
+        )
+        return spider
+
+    @property
+    def source_name(self) -> str:
+        return self.config.name
+
+    def _frontier(self) -> Frontier:
+        frontier: Frontier | None = self.__dict__.get("_frontier_ext")
+        if frontier is None:
+            frontier = self.crawler.get_extension(Frontier)
+            if frontier is None:
+                raise CloseSpider("the holocron Frontier extension is not enabled")
+            self._frontier_ext = frontier
+        return frontier
+
+    # -- the frontier's side -------------------------------------------------------------------
+
+    def priority_for(self, depth: int) -> int:
+        return -depth if self.config.discovery.strategy == "breadth" else depth
+
+    def new_work_item(self, title: str, depth: int, parent: WorkItem | None) -> NewWorkItem:
+        return NewWorkItem(
+            source_system=self.source_system,
+            source_name=self.source_name,
+            resource_type=RESOURCE_PAGE,
+            resource_id=title,
+            depth=depth,
+            priority=self.priority_for(depth),
+            discovered_from=parent.id if parent else None,
+        )
+
+    def seed_work_items(self) -> list[NewWorkItem]:
+        return [self.new_work_item(t, 0, None) for t in self.config.seeds.titles]
+
+    def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
+        n = self.titles_per_request
+        return [self._request(list(items[i : i + n]), {}) for i in range(0, len(items), n)]
+
+    def _request(
+        self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
+    ) -> scrapy.Request:
+        url = mwapi.query_url(self.config.api_url, [i.resource_id for i in items], cont)
+        return scrapy.Request(
+            url,
+            callback=self.parse_query,
+            errback=self.request_failed,
+            dont_filter=True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
+            priority=max(i.priority for i in items),
+            meta={"holocron_work_items": items, "holocron_state": state},
+        )
+
+    async def start(self) -> AsyncIterator[Any]:
+        # The SQL frontier schedules all the work (see holocron_scrapy.frontier): nothing here.
+        return
+        yield
+
+    # -- responses -----------------------------------------------------------------------------
+
+    def parse_query(self, response: Response) -> Any:
+        request = response.request
+        assert request is not None
+        items = work_items_of(request)
+        state: dict[str, Any] = request.meta["holocron_state"]
+        try:
+            data = mwapi.check_envelope(self._json(response))
+        except mwapi.ApiError as exc:
+            self.crawler.stats.inc_value(f"holocron/mediawiki/api_error/{exc.code}")  # type: ignore[union-attr]
+            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
+            yield from (Outcome(i.id, Status.FAILED, str(exc)) for i in items)
+            return
+        self._log_warnings(data)
+        pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
+        pages.add(data)
+        state.setdefault("first_url", response.url)
+        state.setdefault("fetched_at", datetime.now(UTC).replace(tzinfo=None))
+        state.setdefault("request_headers", _headers(request.headers))
+        state.setdefault("response_headers", _headers(response.headers))
+        state["latency"] = state.get("latency", 0.0) + request.meta.get("download_latency", 0.0)
+        cont = mwapi.next_continue(data)
+        if cont is not None:
+            self.crawler.stats.inc_value("holocron/mediawiki/continuations")  # type: ignore[union-attr]
+            yield self._request(items, state, cont)
+            return
+        for item in items:
+            yield from self._finish(item, pages, state, response)
+
+    def _json(self, response: Response) -> Any:
+        try:
+            return json.loads(response.body)
+        except ValueError as exc:
+            snippet = response.body[:120].decode("utf-8", "replace")
+            ctype = response.headers.get("Content-Type", b"").decode("latin-1")
+            raise mwapi.ApiError(
+                "badjson", f"not JSON ({exc}); Content-Type {ctype!r}, body starts {snippet!r}"
+            ) from exc
+
+    def _log_warnings(self, data: dict[str, Any]) -> None:
+        seen: set[str] = self.__dict__.setdefault("_warned", set())
+        for module, text in mwapi.warnings_of(data):
+            self.crawler.stats.inc_value(f"holocron/mediawiki/warnings/{module}")  # type: ignore[union-attr]
+            if module not in seen:
+                seen.add(module)
+                logger.warning("API warning from %(module)s: %(text)s (logged once)",
+                               {"module": module, "text": text})
+
+    def _finish(
+        self, item: WorkItem, pages: mwapi.PageSet, state: dict[str, Any], response: Response
+    ) -> Any:
+        target = pages.resolve(item.resource_id)
+        page = pages.page(target)
+        if page is None:
+            reason = "interwiki" if target in pages.interwiki else "not in the API's answer"
+            yield Outcome(item.id, Status.SKIPPED, f"unresolved title {target!r} ({reason})")
+            return
+        if page.get("invalid"):
+            yield Outcome(item.id, Status.SKIPPED, f"invalid title: {page.get('invalidreason')}")
+            return
+        if page.get("missing"):
+            yield Outcome(item.id, Status.SKIPPED, "missing: the page does not exist")
+            return
+        if target != item.resource_id:
+            how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
+            yield Outcome(item.id, Status.SKIPPED, f"{how} to {target!r}")
+            yield self.new_work_item(target, item.depth, item)
+            return
+        yield ResourceRecord(
+            work_item=item,
+            resource_type=RESOURCE_PAGE,
+            resource_id=item.resource_id,
+            payload=page,
+            request_uri=state["first_url"],
+            request_headers=state["request_headers"],
+            status_code=response.status,
+            response_headers=state["response_headers"],
+            fetched_at_utc=state["fetched_at"],
+            duration_ms=round(state["latency"] * 1000),
+        )
+        discovery = self.config.discovery
+        if discovery.links and item.depth < discovery.max_depth:
+            seen = set()
+            for link in page.get("links", ()):
+                title = link.get("title")
+                if link.get("ns") in discovery.namespaces and title and title not in seen:
+                    seen.add(title)
+                    yield self.new_work_item(title, item.depth + 1, item)
+
+    def request_failed(self, failure: Failure) -> None:
+        """Errback: a request that failed for good (after retries) fails its work items."""
+        request = failure.request  # type: ignore[attr-defined]
+        if failure.check(StaleClaim):
+            return
+        if failure.check(HttpError):
+            message = f"HTTP {failure.value.response.status} from {request.url}"
+        else:
+            message = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+        logger.warning("Request failed: %(msg)s", {"msg": message})
+        items = [i for i in work_items_of(request) if self._frontier().is_claimed(i)]
+        self._frontier().fail(items, message)

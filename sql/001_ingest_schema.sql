@@ -1,0 +1,111 @@
+-- holocron-scrapy state tables for SQL Server (schema [ingest]).
+--
+-- GENERATED FILE, do not edit: regenerate with
+--     python -m holocron_scrapy.ddl > sql/001_ingest_schema.sql
+-- (tests/unit/test_ddl.py fails when this file and holocron_scrapy/schema.py disagree).
+--
+-- Idempotent: it creates only the schema, tables and indexes that are missing. Run it with
+--     sqlcmd -S <host>,<port> -d <database> -U <user> -C -b -i sql/001_ingest_schema.sql
+-- (-C trusts the server certificate, -b stops at the first error; use -G or -E for Entra ID or
+-- Windows authentication). The crawler can also create the tables itself (create_tables()).
+
+SET ANSI_NULLS ON;
+SET QUOTED_IDENTIFIER ON;
+GO
+
+IF SCHEMA_ID(N'ingest') IS NULL EXEC(N'CREATE SCHEMA [ingest]');
+GO
+
+IF OBJECT_ID(N'[ingest].[IngestRecords]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.[IngestRecords] (
+	ingest_id BIGINT NOT NULL IDENTITY,
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	resource_type NVARCHAR(64) NOT NULL,
+	resource_id NVARCHAR(2000) NOT NULL,
+	request_uri NVARCHAR(max) NOT NULL,
+	request_method NVARCHAR(16) NOT NULL,
+	request_headers NVARCHAR(max) NOT NULL,
+	status_code INTEGER NOT NULL,
+	response_headers NVARCHAR(max) NOT NULL,
+	payload NVARCHAR(max) NOT NULL,
+	fetched_at_utc DATETIME2 NOT NULL,
+	hash_sha256 VARCHAR(64) NOT NULL,
+	run_id NVARCHAR(32) NOT NULL,
+	work_item_id BIGINT NULL,
+	attempt INTEGER NOT NULL,
+	error_message NVARCHAR(max) NULL,
+	duration_ms INTEGER NULL,
+	CONSTRAINT pk_ingest_records PRIMARY KEY (ingest_id)
+);
+END
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_resource' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
+    CREATE INDEX ix_ingest_records_resource ON ingest.[IngestRecords] (source_system, source_name, resource_type);
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_work_item_id' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
+    CREATE INDEX ix_ingest_records_work_item_id ON ingest.[IngestRecords] (work_item_id);
+GO
+
+IF OBJECT_ID(N'[ingest].[runs]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.runs (
+	run_id NVARCHAR(32) NOT NULL,
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	worker_id NVARCHAR(200) NOT NULL,
+	hostname NVARCHAR(255) NOT NULL,
+	pid INTEGER NOT NULL,
+	status NVARCHAR(16) NOT NULL,
+	finish_reason NVARCHAR(200) NULL,
+	started_at DATETIME2 NOT NULL,
+	finished_at DATETIME2 NULL,
+	items_discovered INTEGER NOT NULL DEFAULT 0,
+	items_completed INTEGER NOT NULL DEFAULT 0,
+	items_failed INTEGER NOT NULL DEFAULT 0,
+	items_skipped INTEGER NOT NULL DEFAULT 0,
+	records_written INTEGER NOT NULL DEFAULT 0,
+	requests_made INTEGER NOT NULL DEFAULT 0,
+	CONSTRAINT pk_runs PRIMARY KEY (run_id)
+);
+END
+GO
+
+IF OBJECT_ID(N'[ingest].[work_items]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.work_items (
+	id BIGINT NOT NULL IDENTITY,
+	dedupe_hash VARCHAR(64) NOT NULL,
+	dedupe_key NVARCHAR(2259) NOT NULL,
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	resource_type NVARCHAR(64) NOT NULL,
+	resource_id NVARCHAR(2000) NOT NULL,
+	status NVARCHAR(16) NOT NULL,
+	priority INTEGER NOT NULL DEFAULT 0,
+	depth INTEGER NOT NULL DEFAULT 0,
+	attempt INTEGER NOT NULL DEFAULT 0,
+	run_id NVARCHAR(32) NULL,
+	discovered_from BIGINT NULL,
+	lease_owner NVARCHAR(200) NULL,
+	lease_expires_at DATETIME2 NULL,
+	claimed_at DATETIME2 NULL,
+	next_retry_at DATETIME2 NULL,
+	content_hash VARCHAR(64) NULL,
+	error_message NVARCHAR(max) NULL,
+	created_at DATETIME2 NOT NULL,
+	updated_at DATETIME2 NOT NULL,
+	finished_at DATETIME2 NULL,
+	CONSTRAINT pk_work_items PRIMARY KEY (id),
+	CONSTRAINT ck_work_items_status CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'skipped')),
+	CONSTRAINT uq_work_items_dedupe_hash UNIQUE (dedupe_hash)
+);
+END
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_claim' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
+    CREATE INDEX ix_work_items_claim ON ingest.work_items (source_system, source_name, status, priority, id);
+GO

@@ -1,0 +1,653 @@
+"""The StateStore contract, proven on every backend (see tests/conftest.py for the backends)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.store import StateStore, canonical_json, dedupe_hash, utcnow
+
+SYSTEM = "mediawiki"
+NAME = "wookieepedia"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def item(resource_id: str, **kwargs: Any) -> NewWorkItem:
+    fields: dict[str, Any] = {
+        "source_system": SYSTEM,
+        "source_name": NAME,
+        "resource_type": "page",
+        "resource_id": resource_id,
+    }
+    fields.update(kwargs)
+    return NewWorkItem(**fields)
+
+
+def claim(store: StateStore, limit: int = 100, **kwargs: Any) -> list[WorkItem]:
+    args: dict[str, Any] = {
+        "source_system": SYSTEM,
+        "source_name": NAME,
+        "owner": "worker-1",
+        "run_id": "run1",
+        "limit": limit,
+        "lease_seconds": 300,
+    }
+    args.update(kwargs)
+    return store.claim(**args)
+
+
+def row_of(store: StateStore, resource_id: str) -> dict[str, Any]:
+    wi = store.tables.work_items
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(wi).where(wi.c.resource_id == resource_id)).one()
+    return dict(row._mapping)
+
+
+def set_columns(store: StateStore, work_item_id: int, **values: Any) -> None:
+    wi = store.tables.work_items
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(wi).where(wi.c.id == work_item_id).values(**values))
+
+
+def record_count(store: StateStore) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(store.tables.ingest_records)
+            ).scalar_one()
+        )
+
+
+def ingest_row(work_item: WorkItem, **kwargs: Any) -> IngestRow:
+    row = IngestRow(
+        source_system=work_item.source_system,
+        source_name=work_item.source_name,
+        resource_type=work_item.resource_type,
+        resource_id=work_item.resource_id,
+        request_uri=f"https://example.org/api.php?titles={work_item.resource_id}",
+        request_method="GET",
+        request_headers={"User-Agent": "holocron", "Accept": "application/json"},
+        status_code=200,
+        response_headers={"Content-Type": ["application/json"]},
+        payload={"title": work_item.resource_id, "text": "Ünïcödé ✓", "n": [3, 1, 2]},
+        fetched_at_utc=datetime(2024, 5, 4, 12, 0, 0, 123456),
+        hash_sha256=hashlib.sha256(work_item.resource_id.encode()).hexdigest(),
+        run_id="run1",
+        work_item_id=work_item.id,
+        attempt=work_item.attempt,
+        duration_ms=42,
+    )
+    return dataclasses.replace(row, **kwargs)
+
+
+# -- add_work_items ---------------------------------------------------------------------------
+
+
+def test_add_inserts_only_new_items(store: StateStore) -> None:
+    assert store.add_work_items([item("A"), item("B")]) == 2
+    assert store.add_work_items([item("B"), item("C"), item("A")]) == 1
+    assert store.add_work_items([]) == 0
+    row = row_of(store, "C")
+    assert row["status"] == "pending"
+    assert row["attempt"] == 0
+    assert row["dedupe_key"] == f"{SYSTEM}:{NAME}:page:C"
+    assert row["dedupe_hash"] == hashlib.sha256(row["dedupe_key"].encode()).hexdigest()
+    assert row["dedupe_hash"] == dedupe_hash(item("C").dedupe_key)
+    assert row["created_at"] == row["updated_at"]
+    assert abs(row["created_at"] - utcnow()) < timedelta(minutes=1)
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 3
+
+
+def test_add_same_id_other_type_or_source_is_new(store: StateStore) -> None:
+    assert store.add_work_items([item("A"), item("A", resource_type="category")]) == 2
+    assert store.add_work_items([item("A", source_name="other")]) == 1
+
+
+def test_add_collapses_duplicates_in_batch_to_smallest_depth(store: StateStore) -> None:
+    batch = [
+        item("A", depth=3, priority=1),
+        item("A", depth=1, priority=5, discovered_from=7),
+        item("A", depth=2, priority=9),
+        item("B", depth=0),
+        item("B", depth=0, priority=4),
+    ]
+    assert store.add_work_items(batch) == 2
+    a = row_of(store, "A")
+    assert (a["depth"], a["priority"], a["discovered_from"]) == (1, 5, 7)
+    b = row_of(store, "B")
+    assert (b["depth"], b["priority"]) == (0, 0)  # first of equal depths
+
+
+def test_add_large_batch_in_one_call(store: StateStore) -> None:
+    assert store.add_work_items([item(f"P{i}", depth=1) for i in range(0, 1200, 2)]) == 600
+    assert store.add_work_items([item(f"P{i}", depth=1) for i in range(1200)]) == 600
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 1200
+
+
+def test_add_smaller_depth_improves_and_reopens_finished(store: StateStore) -> None:
+    store.add_work_items(
+        [
+            item("done", depth=3, priority=1, run_id="run0"),
+            item("skipped", depth=3, priority=1),
+            item("failed", depth=3, priority=1),
+            item("pending", depth=3),
+            item("shallow", depth=1),
+        ]
+    )
+    claimed = {w.resource_id: w for w in claim(store, limit=3)}  # done, skipped, failed
+    assert set(claimed) == {"done", "skipped", "failed"}
+    store.commit_records(
+        [ingest_row(claimed["done"])],
+        [Outcome(claimed["done"].id, Status.COMPLETED, content_hash="c" * 64)],
+    )
+    store.finish_items(
+        [
+            Outcome(claimed["skipped"].id, Status.SKIPPED),
+            Outcome(claimed["failed"].id, Status.FAILED, "boom"),
+        ]
+    )
+
+    again = [
+        item("done", depth=1, priority=7, discovered_from=11, run_id="run2"),
+        item("skipped", depth=2),
+        item("failed", depth=0),
+        item("pending", depth=2, priority=3),
+        item("shallow", depth=2, priority=9),  # deeper: no change
+    ]
+    assert store.add_work_items(again) == 0
+
+    done = row_of(store, "done")
+    assert done["status"] == "pending"
+    assert (done["depth"], done["priority"], done["discovered_from"]) == (1, 7, 11)
+    assert done["content_hash"] == "c" * 64  # kept: an unchanged page is recognised
+    assert done["attempt"] == 0
+    assert done["finished_at"] is None
+    assert done["run_id"] == "run2"
+    assert row_of(store, "skipped")["status"] == "pending"
+    failed = row_of(store, "failed")
+    assert (failed["status"], failed["depth"]) == ("failed", 0)  # failed is not reopened
+    pending = row_of(store, "pending")
+    assert (pending["status"], pending["depth"], pending["priority"]) == ("pending", 2, 3)
+    shallow = row_of(store, "shallow")
+    assert (shallow["depth"], shallow["priority"]) == (1, 0)
+
+    # Reopened items are claimable again, at their new depth.
+    reclaimed = {w.resource_id: w for w in claim(store)}
+    assert reclaimed["done"].depth == 1
+    assert reclaimed["done"].content_hash == "c" * 64
+
+
+def test_add_equal_depth_does_not_reopen(store: StateStore) -> None:
+    store.add_work_items([item("A", depth=1)])
+    (a,) = claim(store)
+    store.finish_items([Outcome(a.id, Status.COMPLETED)])
+    assert store.add_work_items([item("A", depth=1), item("A", depth=2)]) == 0
+    assert row_of(store, "A")["status"] == "completed"
+
+
+def test_long_unicode_resource_ids(store: StateStore) -> None:
+    # 2000 code points (the column limit); and 2000 UTF-16 units with astral characters
+    # (what SQL Server's NVARCHAR(2000) counts).
+    cjk = ("漢字ü·" * 600)[:2000]
+    emoji = "🚀🪐👾✨🌌" + "é" * 1990
+    odd = "Talk:Ω ≈ ç √ ∫ \t 'quoted' \"double\" ]; DROP TABLE work_items--"
+    assert store.add_work_items([item(cjk), item(emoji), item(odd)]) == 3
+    assert store.add_work_items([item(cjk), item(emoji), item(odd)]) == 0
+    claimed = {w.resource_id for w in claim(store)}
+    assert claimed == {cjk, emoji, odd}
+    assert row_of(store, emoji)["dedupe_key"].endswith(emoji)
+
+
+# -- claim --------------------------------------------------------------------------------------
+
+
+def test_claim_orders_by_priority_then_id(store: StateStore) -> None:
+    priorities = [0, 5, 1, 5, 0, 9, 5]
+    store.add_work_items([item(f"P{i}", priority=p) for i, p in enumerate(priorities)])
+    ids = {f"P{i}": row_of(store, f"P{i}")["id"] for i in range(len(priorities))}
+    expected = sorted(ids, key=lambda r: (-priorities[int(r[1:])], ids[r]))
+    first = claim(store, limit=4)
+    assert [w.resource_id for w in first] == expected[:4]
+    assert [w.resource_id for w in claim(store, limit=4)] == expected[4:]
+    assert claim(store) == []
+
+
+def test_claim_limit_and_source(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(10)])
+    store.add_work_items([item("other", source_name="elsewhere")])
+    assert len(claim(store, limit=3)) == 3
+    assert len(claim(store, limit=0)) == 0
+    assert len(claim(store, limit=100)) == 7
+    assert claim(store) == []
+    assert [w.resource_id for w in claim(store, source_name="elsewhere")] == ["other"]
+
+
+def test_claim_sets_the_lease(store: StateStore) -> None:
+    store.add_work_items([item("A", depth=2, priority=3)])
+    before = utcnow()
+    (a,) = claim(store, owner="w-9", run_id="runX", lease_seconds=120)
+    assert (a.resource_id, a.depth, a.priority, a.attempt, a.content_hash) == ("A", 2, 3, 1, None)
+    row = row_of(store, "A")
+    assert row["status"] == "in_progress"
+    assert row["lease_owner"] == "w-9"
+    assert row["run_id"] == "runX"
+    assert row["attempt"] == 1
+    assert before - timedelta(seconds=1) <= row["claimed_at"] <= utcnow()
+    assert row["lease_expires_at"] - row["claimed_at"] == timedelta(seconds=120)
+
+
+def test_claim_takes_expired_leases_only(store: StateStore) -> None:
+    store.add_work_items([item("long")])
+    store.add_work_items([item("short")])
+    long = claim(store, limit=1, lease_seconds=3600)
+    short = claim(store, limit=1, lease_seconds=-1)  # expired at once
+    assert [w.resource_id for w in long + short] == ["long", "short"]
+    (again,) = claim(store, owner="worker-2")
+    assert again.resource_id == "short"
+    assert again.attempt == 2
+    assert row_of(store, "short")["lease_owner"] == "worker-2"
+    assert row_of(store, "long")["lease_owner"] == "worker-1"
+
+
+def test_claim_skips_items_not_yet_due(store: StateStore) -> None:
+    store.add_work_items([item("later"), item("due"), item("now")])
+    now = utcnow()
+    set_columns(store, row_of(store, "later")["id"], next_retry_at=now + timedelta(hours=1))
+    set_columns(store, row_of(store, "due")["id"], next_retry_at=now - timedelta(seconds=5))
+    assert {w.resource_id for w in claim(store)} == {"due", "now"}
+    set_columns(store, row_of(store, "later")["id"], next_retry_at=utcnow() - timedelta(seconds=1))
+    assert [w.resource_id for w in claim(store)] == ["later"]
+
+
+# -- finish_items, commit_records --------------------------------------------------------------
+
+
+def test_finish_items_only_from_in_progress(store: StateStore) -> None:
+    store.add_work_items([item("A"), item("B"), item("C")])
+    a, b = claim(store, limit=2)
+    c_id = row_of(store, "C")["id"]
+    long_error = "x" * 5000
+    changed = store.finish_items(
+        [
+            Outcome(a.id, Status.COMPLETED, content_hash="a" * 64),
+            Outcome(b.id, Status.FAILED, long_error),
+            Outcome(c_id, Status.COMPLETED),  # pending, not claimed: untouched
+            Outcome(987654, Status.COMPLETED),  # no such item
+        ]
+    )
+    assert changed == 2
+    row_a = row_of(store, a.resource_id)
+    assert (row_a["status"], row_a["content_hash"], row_a["error_message"]) == (
+        "completed",
+        "a" * 64,
+        None,
+    )
+    assert row_a["lease_owner"] is None
+    assert row_a["lease_expires_at"] is None
+    assert row_a["finished_at"] is not None
+    row_b = row_of(store, b.resource_id)
+    assert row_b["status"] == "failed"
+    assert len(row_b["error_message"]) == 4000
+    assert row_of(store, "C")["status"] == "pending"
+    # Finished already: a second outcome changes nothing.
+    assert store.finish_items([Outcome(a.id, Status.FAILED, "late")]) == 0
+    assert row_of(store, a.resource_id)["status"] == "completed"
+    assert store.finish_items([]) == 0
+
+
+def test_finish_items_keeps_content_hash_when_none(store: StateStore) -> None:
+    store.add_work_items([item("A")])
+    (a,) = claim(store)
+    store.finish_items([Outcome(a.id, Status.COMPLETED, content_hash="1" * 64)])
+    store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.COMPLETED])
+    (a,) = claim(store)
+    assert a.content_hash == "1" * 64
+    store.finish_items([Outcome(a.id, Status.SKIPPED)])
+    assert row_of(store, "A")["content_hash"] == "1" * 64
+
+
+def test_commit_records_writes_rows_and_outcomes(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(5)])
+    claimed = claim(store)
+    rows = [ingest_row(w) for w in claimed]
+    outcomes = [
+        Outcome(w.id, Status.COMPLETED, content_hash=r.hash_sha256)
+        for w, r in zip(claimed, rows, strict=True)
+    ]
+    ingest_ids = store.commit_records(rows, outcomes)
+    assert len(ingest_ids) == 5
+    assert len(set(ingest_ids)) == 5
+    records = store.tables.ingest_records
+    with store.engine.connect() as conn:
+        stored = {
+            r.ingest_id: r
+            for r in conn.execute(sa.select(records).where(records.c.ingest_id.in_(ingest_ids)))
+        }
+    for ingest_id, work_item, row in zip(ingest_ids, claimed, rows, strict=True):
+        got = stored[ingest_id]
+        assert got.work_item_id == work_item.id  # ids come back in the order of the rows
+        assert got.resource_id == work_item.resource_id
+        assert got.payload == canonical_json(row.payload)
+        assert json.loads(got.payload) == row.payload
+        assert got.request_headers == '{"Accept":"application/json","User-Agent":"holocron"}'
+        assert json.loads(got.response_headers) == row.response_headers
+        assert got.fetched_at_utc == row.fetched_at_utc
+        assert (got.status_code, got.duration_ms, got.attempt) == (200, 42, 1)
+        assert got.hash_sha256 == row.hash_sha256
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["completed"] == 5
+    for row in rows:
+        assert row_of(store, row.resource_id)["content_hash"] == row.hash_sha256
+    assert store.commit_records([], []) == []
+
+
+def test_commit_records_is_atomic_when_a_row_fails(store: StateStore) -> None:
+    store.add_work_items([item("A"), item("B")])
+    a, b = claim(store)
+    bad = ingest_row(b, resource_type=None)  # NOT NULL violation inside the transaction
+    with pytest.raises(sa.exc.IntegrityError):
+        store.commit_records(
+            [ingest_row(a), bad],
+            [Outcome(a.id, Status.COMPLETED), Outcome(b.id, Status.COMPLETED)],
+        )
+    assert record_count(store) == 0
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["in_progress"] == 2
+    # The caller then fails the items separately.
+    assert store.finish_items([Outcome(a.id, Status.FAILED, "write failed")]) == 1
+
+
+def test_commit_records_is_atomic_when_an_outcome_fails(store: StateStore) -> None:
+    store.add_work_items([item("A"), item("B")])
+    a, b = claim(store)
+    with pytest.raises(sa.exc.IntegrityError):  # CHECK constraint on status
+        store.commit_records(
+            [ingest_row(a), ingest_row(b)],
+            [Outcome(a.id, Status.COMPLETED), Outcome(b.id, "bogus")],  # type: ignore[arg-type]
+        )
+    assert record_count(store) == 0  # the rows were inserted first, then rolled back
+    assert row_of(store, "A")["status"] == "in_progress"
+
+
+# -- release, requeue, counts -----------------------------------------------------------------
+
+
+def test_release(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(5)])
+    mine = claim(store, limit=3, owner="me")
+    theirs = claim(store, limit=1, owner="them")
+    assert store.release(owner="me", work_item_ids=[mine[0].id, theirs[0].id]) == 1
+    assert store.release(owner="me", work_item_ids=[]) == 0
+    assert store.release(owner="me") == 2
+    assert store.release(owner="me") == 0
+    counts = store.counts(source_system=SYSTEM, source_name=NAME)
+    assert (counts["pending"], counts["in_progress"]) == (4, 1)
+    released = row_of(store, mine[0].resource_id)
+    assert released["attempt"] == 0
+    assert released["lease_owner"] is None
+    assert released["lease_expires_at"] is None
+    # A released claim does not count as an attempt.
+    again = {w.resource_id: w for w in claim(store, owner="me")}
+    assert again[mine[0].resource_id].attempt == 1
+    assert row_of(store, theirs[0].resource_id)["lease_owner"] == "them"
+
+
+def test_requeue(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(4)])
+    store.add_work_items([item("X", source_name="elsewhere")])
+    p0, p1, p2, _p3 = claim(store)
+    (x,) = claim(store, source_name="elsewhere")
+    store.finish_items(
+        [
+            Outcome(p0.id, Status.FAILED, "boom"),
+            Outcome(p1.id, Status.SKIPPED),
+            Outcome(p2.id, Status.COMPLETED, content_hash="f" * 64),
+            Outcome(x.id, Status.FAILED, "boom"),
+        ]
+    )
+    set_columns(store, p0.id, next_retry_at=utcnow() + timedelta(days=1))
+    assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[]) == 0
+    assert (
+        store.requeue(
+            source_system=SYSTEM, source_name=NAME, statuses=[Status.FAILED, Status.SKIPPED]
+        )
+        == 2
+    )
+    row = row_of(store, p0.resource_id)
+    assert (row["status"], row["attempt"], row["error_message"], row["next_retry_at"]) == (
+        "pending",
+        0,
+        None,
+        None,
+    )
+    assert row_of(store, "X")["status"] == "failed"  # other source untouched
+    assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.COMPLETED]) == 1
+    assert row_of(store, p2.resource_id)["content_hash"] == "f" * 64
+    counts = store.counts(source_system=SYSTEM, source_name=NAME)
+    assert (counts["pending"], counts["in_progress"]) == (3, 1)
+
+
+def test_counts_has_every_status(store: StateStore) -> None:
+    assert store.counts(source_system=SYSTEM, source_name=NAME) == {s.value: 0 for s in Status}
+    store.add_work_items([item(f"P{i}") for i in range(4)])
+    a, b, _c = claim(store, limit=3)
+    store.finish_items([Outcome(a.id, Status.COMPLETED), Outcome(b.id, Status.SKIPPED)])
+    assert store.counts(source_system=SYSTEM, source_name=NAME) == {
+        "pending": 1,
+        "in_progress": 1,
+        "completed": 1,
+        "failed": 0,
+        "skipped": 1,
+    }
+    assert store.counts(source_system=SYSTEM, source_name="nothing")["pending"] == 0
+
+
+def test_work_item_lookup(store: StateStore) -> None:
+    store.add_work_items([item("A")])
+    wid = row_of(store, "A")["id"]
+    got = store.work_item(wid)
+    assert got is not None
+    assert got["resource_id"] == "A"
+    assert store.work_item(wid + 1000) is None
+
+
+# -- runs, tables ------------------------------------------------------------------------------
+
+
+def test_runs_start_and_finish(store: StateStore) -> None:
+    run_id = store.start_run(
+        source_system=SYSTEM, source_name=NAME, worker_id="host:123:abc", hostname="host", pid=123
+    )
+    assert len(run_id) == 32
+    runs = store.tables.runs
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).one()
+    assert (row.status, row.finished_at, row.items_completed, row.pid) == ("running", None, 0, 123)
+    store.finish_run(
+        run_id,
+        status="finished",
+        reason="finished",
+        counts={"items_completed": 7, "records_written": 5, "requests_made": 9, "bogus": 1},
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).one()
+    assert (row.status, row.finish_reason) == ("finished", "finished")
+    assert (row.items_completed, row.records_written, row.requests_made, row.items_failed) == (
+        7,
+        5,
+        9,
+        0,
+    )
+    assert row.finished_at >= row.started_at
+    store.finish_run("0" * 32, status="failed", reason=None, counts={})  # unknown run: no error
+
+
+def test_create_tables_is_idempotent(store: StateStore) -> None:
+    store.add_work_items([item("A")])
+    store.create_tables()
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 1
+
+
+def test_sqlite_file_directory_is_created(tmp_path: Path) -> None:
+    store = StateStore.from_url(f"sqlite:///{tmp_path / 'a' / 'b' / 'state.db'}", schema="ignored")
+    try:
+        assert store.tables.metadata.schema is None
+        store.create_tables()
+        assert (tmp_path / "a" / "b" / "state.db").is_file()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        store.dispose()
+
+
+def test_canonical_json() -> None:
+    assert (
+        canonical_json({"b": [1, {"d": 1, "c": "é"}], "a": None})
+        == '{"a":null,"b":[1,{"c":"é","d":1}]}'
+    )
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+def _drain(store: StateStore, owner: str, barrier: threading.Barrier) -> list[int]:
+    barrier.wait()
+    got: list[int] = []
+    while batch := claim(store, limit=7, owner=owner):
+        got.extend(w.id for w in batch)
+    return got
+
+
+def test_parallel_claims_in_threads_are_disjoint(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(500)])
+    barrier = threading.Barrier(2)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(_drain, store, f"t{n}", barrier) for n in range(2)]
+        first, second = (f.result(timeout=60) for f in futures)
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 500
+    assert len(set(first) | set(second)) == 500
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["in_progress"] == 500
+
+
+def test_parallel_adds_of_overlapping_batches(store: StateStore) -> None:
+    barrier = threading.Barrier(4)
+
+    def add(seed: int) -> int:
+        ids = [f"P{i}" for i in range(400) if (i + seed) % 4 != 0]  # each misses a quarter
+        random.Random(seed).shuffle(ids)
+        barrier.wait()
+        return sum(
+            store.add_work_items([item(r) for r in ids[n : n + 100]]) for n in range(0, 300, 100)
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        added = list(pool.map(add, range(4)))
+    assert sum(added) == 400  # every key inserted exactly once, no errors, no deadlocks
+    assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 400
+
+
+def test_claim_skips_rows_locked_by_an_open_transaction(store: StateStore) -> None:
+    if store.dialect_name == "sqlite":
+        pytest.skip("SQLite has no row locks (one writer at a time)")
+    store.add_work_items([item(f"P{i}") for i in range(20)])
+    pool = ThreadPoolExecutor(1)
+    conn = store.engine.connect()
+    tx = conn.begin()
+    try:
+        held = store._claim(
+            conn,
+            source_system=SYSTEM,
+            source_name=NAME,
+            owner="A",
+            run_id="run1",
+            limit=5,
+            lease_seconds=300,
+        )
+        assert len(held) == 5
+        # B must not wait for A's uncommitted claim: it skips the locked rows.
+        other = pool.submit(claim, store, 5, owner="B").result(timeout=10)
+        assert len(other) == 5
+        assert not {w.id for w in held} & {w.id for w in other}
+    finally:
+        tx.rollback()
+        conn.close()
+        pool.shutdown(wait=True)
+    # A rolled back: its rows are claimable again.
+    assert len(claim(store, owner="C")) == 15
+
+
+_CLAIMER = """
+import json, sys
+from holocron_scrapy.store import StateStore
+url, schema, owner = sys.argv[1:4]
+store = StateStore.from_url(url, schema)
+store.claim(source_system="none", source_name="none", owner=owner, run_id="r", limit=1,
+            lease_seconds=1)  # connect before the start signal
+print("ready", flush=True)
+sys.stdin.readline()
+got = []
+while True:
+    batch = store.claim(source_system=sys.argv[4], source_name=sys.argv[5], owner=owner,
+                        run_id="r", limit=5, lease_seconds=300)
+    if not batch:
+        break
+    got.extend(w.id for w in batch)
+store.dispose()
+print(json.dumps(got), flush=True)
+"""
+
+
+def test_parallel_claims_in_processes_are_disjoint(store: StateStore) -> None:
+    if store.dialect_name == "sqlite":
+        pytest.skip("the multi-process test runs on the server backends")
+    store.add_work_items([item(f"P{i}") for i in range(500)])
+    url = store.engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    schema = str(store.tables.metadata.schema)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, url, schema, f"p{n}", SYSTEM, NAME],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for n in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0
+            results.append(set(json.loads(out)))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    first, second = results
+    assert first
+    assert second
+    assert not first & second
+    assert len(first | second) == 500
