@@ -118,13 +118,15 @@ def validate_schema_name(name: str) -> str:
 def resolve_schema(setting: str | None, environ: Mapping[str, str], url: URL) -> str | None:
     """The schema holding the state tables: ``None`` on SQLite (no schemas there).
 
-    Else the setting ``HOLOCRON_DB_SCHEMA`` > ``SQLSERVER_SCHEMA`` (when ``DB_BACKEND=sqlserver``)
-    > ``"ingest"``.
+    Else the setting ``HOLOCRON_DB_SCHEMA`` > the environment variable of that name >
+    ``SQLSERVER_SCHEMA`` (when ``DB_BACKEND=sqlserver``) > ``"ingest"``.
     """
     if url.get_backend_name() == "sqlite":
         return None
     if setting is not None and setting.strip():
         return validate_schema_name(setting.strip())
+    if _env(environ, "HOLOCRON_DB_SCHEMA"):
+        return validate_schema_name(_env(environ, "HOLOCRON_DB_SCHEMA"))
     if _db_backend(environ) == "sqlserver" and _env(environ, "SQLSERVER_SCHEMA"):
         return validate_schema_name(_env(environ, "SQLSERVER_SCHEMA"))
     return DEFAULT_SCHEMA

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
-from scrapy.utils.asyncio import run_in_thread
+from scrapy.utils.asyncio import run_in_thread, sleep
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.task import LoopingCall
 
-from holocron_scrapy.dburl import masked, resolve_db_url, resolve_schema
+from holocron_scrapy.dburl import resolve_db_url, resolve_schema
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.store import StateStore
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
     from scrapy.statscollectors import StatsCollector
 
     from holocron_scrapy.model import IngestRow
@@ -56,6 +57,20 @@ class FrontierSpider(Protocol):
     def seed_work_items(self) -> list[NewWorkItem]: ...
 
     def requests_for(self, items: Sequence[WorkItem]) -> list[Request]: ...
+
+
+def state_store_from_settings(settings: BaseSettings) -> StateStore:
+    """The state store named by ``HOLOCRON_DB_URL`` / ``HOLOCRON_DB_SCHEMA`` (settings or env)."""
+    url = resolve_db_url(settings.get("HOLOCRON_DB_URL"), os.environ)
+    schema = resolve_schema(settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+    return StateStore.from_url(url, schema)
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's background link."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}"
 
 
 def work_items_of(request: Request) -> list[WorkItem]:
@@ -94,6 +109,7 @@ class Frontier:
         self._exhausted = False  # the last claim found nothing
         self._dirty = True  # something was written since that claim: claim again
         self._closing = False
+        self._claim_failures = 0
         self._flusher: LoopingCall | None = None
 
     @classmethod
@@ -101,9 +117,7 @@ class Frontier:
         settings = crawler.settings
         if not settings.getbool("HOLOCRON_ENABLED", True):
             raise NotConfigured("HOLOCRON_ENABLED is off")
-        url = resolve_db_url(settings.get("HOLOCRON_DB_URL"), os.environ)
-        schema = resolve_schema(settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
-        store = StateStore.from_url(url, schema)
+        store = state_store_from_settings(settings)
         frontier = cls(
             crawler,
             store,
@@ -125,7 +139,23 @@ class Frontier:
         if not isinstance(spider, FrontierSpider):
             logger.info("Spider %s does not use the SQL frontier", spider.name)
             return
-        self.spider = spider
+        try:
+            await self._open(spider)
+        except Exception as exc:
+            logger.error(
+                "Cannot use the state database %(url)s: %(error)s",
+                {"url": self.store.url_for_log, "error": short_error(exc)},
+            )
+            logger.debug("State database error", exc_info=True)
+            self.spider = None
+            engine = self.crawler.engine
+            assert engine is not None
+            deferred_from_coro(engine.close_spider_async(reason="state_database_error"))
+            return
+        self._flusher = LoopingCall(self._periodic_flush)
+        self._flusher.start(self.flush_interval, now=False)
+
+    async def _open(self, spider: FrontierSpider) -> None:
         logger.info("State database: %s", self.store.url_for_log)
         if self.store.dialect_name == "sqlite":
             logger.info("SQLite is the embedded default: %s", SQLSERVER_HINT)
@@ -154,8 +184,7 @@ class Frontier:
             "Run %(run)s of %(source)s: %(added)d of %(seeds)d seeds are new",
             {"run": self.run_id, "source": spider.source_name, "added": added, "seeds": len(seeds)},
         )
-        self._flusher = LoopingCall(self._periodic_flush)
-        self._flusher.start(self.flush_interval, now=False)
+        self.spider = spider
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         if self.spider is None:
@@ -253,8 +282,11 @@ class Frontier:
                     discovered = []
                 if outcomes:
                     await run_in_thread(self.store.finish_items, outcomes)
-            except Exception:
-                logger.exception("Could not write crawl state; will retry")
+            except Exception as exc:
+                logger.warning(
+                    "Could not write crawl state (%(error)s); will retry", {"error": short_error(exc)},
+                    exc_info=True,
+                )
                 self.stats.inc_value("holocron/frontier/write_errors")
                 for item in discovered:
                     self._discovered.setdefault(item.dedupe_key, item)
@@ -270,17 +302,11 @@ class Frontier:
         if self.spider is None:
             return
         logger.debug(
-            "Idle: claiming=%s flushing=%s buffered=%d/%d dirty=%s exhausted=%s in_flight=%d",
-            self._claiming, self._flush_lock.locked(), len(self._discovered),
-            len(self._outcomes), self._dirty, self._exhausted, len(self.in_flight),
+            "Idle: claiming=%s buffered=%d/%d dirty=%s exhausted=%s in_flight=%d",
+            self._claiming, len(self._discovered), len(self._outcomes), self._dirty,
+            self._exhausted, len(self.in_flight),
         )
-        if self._claiming or self._flush_lock.locked() or self._discovered or self._outcomes:
-            self._maybe_claim()
-            raise DontCloseSpider
-        if self._dirty or not self._exhausted:
-            self._maybe_claim()
-            raise DontCloseSpider
-        if self.in_flight:
+        if self.in_flight and self._exhausted and not self._claiming and not self._discovered:
             # The engine is idle, so nothing can finish these any more: a request was dropped
             # without reaching a callback or errback. Fail them rather than hang or lose them.
             lost = sorted(self.in_flight)
@@ -288,6 +314,7 @@ class Frontier:
             self.stats.inc_value("holocron/frontier/lost_in_flight", len(lost))
             for work_item_id in lost:
                 self.finish(Outcome(work_item_id, Status.FAILED, "request dropped in flight"))
+        if not self.done():
             self._maybe_claim()
             raise DontCloseSpider
 
@@ -300,42 +327,66 @@ class Frontier:
         self._claiming = True
         deferred_from_coro(self._claim_and_schedule())
 
+    async def claim_batch(self) -> list[WorkItem]:
+        """Flush what is buffered, then claim up to ``claim_size`` work items for this run."""
+        assert self.spider is not None
+        await self.flush()
+        self._dirty = False
+        items: list[WorkItem] = await run_in_thread(
+            self.store.claim,
+            source_system=self.spider.source_system,
+            source_name=self.spider.source_name,
+            owner=self.owner,
+            run_id=self.run_id,
+            limit=self.claim_size,
+            lease_seconds=self.lease_seconds,
+        )
+        logger.debug("Claimed %(n)d work items", {"n": len(items)})
+        self._exhausted = not items
+        self.in_flight.update(item.id for item in items)
+        self.stats.inc_value("holocron/frontier/claimed", len(items))
+        return items
+
     async def _claim_and_schedule(self) -> None:
         assert self.spider is not None
         engine = self.crawler.engine
         assert engine is not None
         items: list[WorkItem] = []
         try:
-            await self.flush()
-            self._dirty = False
-            items = await run_in_thread(
-                self.store.claim,
-                source_system=self.spider.source_system,
-                source_name=self.spider.source_name,
-                owner=self.owner,
-                run_id=self.run_id,
-                limit=self.claim_size,
-                lease_seconds=self.lease_seconds,
+            items = await self.claim_batch()
+            for request in self.spider.requests_for(items):
+                engine.crawl(request)
+        except Exception as exc:
+            self._claim_failures += 1
+            delay = min(2.0**self._claim_failures, 60.0)
+            logger.warning(
+                "Could not claim work items (%(error)s); retrying in %(delay).0f s",
+                {"error": short_error(exc), "delay": delay},
+                exc_info=self._claim_failures == 1,
             )
-            logger.debug("Claimed %(n)d work items", {"n": len(items)})
-            self._exhausted = not items
-            if items and not self._closing:
-                self.in_flight.update(item.id for item in items)
-                self.stats.inc_value("holocron/frontier/claimed", len(items))
-                for request in self.spider.requests_for(items):
-                    engine.crawl(request)
-        except Exception:
-            logger.exception("Could not claim work items; will retry")
             self.stats.inc_value("holocron/frontier/claim_errors")
             self._exhausted = False
+            await sleep(delay)
+        else:
+            self._claim_failures = 0
         finally:
             self._claiming = False
         if items or self._closing:
             return
         if self._dirty or self._discovered:
             self._maybe_claim()  # discoveries arrived while claiming
-        elif not self.in_flight and engine.spider_is_idle():
-            # Nothing claimable, nothing in flight, nothing buffered that could add work: done.
-            # (Closing now spares the engine's 5 s idle heartbeat; spider_closed flushes.)
+        elif self.done() and engine.spider_is_idle():
+            # Closing now spares the engine's 5 s idle heartbeat; spider_closed flushes.
             self._closing = True
             deferred_from_coro(engine.close_spider_async(reason="finished"))
+
+    def done(self) -> bool:
+        """Nothing claimable, nothing in flight, nothing buffered that could add work."""
+        return (
+            self._exhausted
+            and not self._dirty
+            and not self._discovered
+            and not self._claiming
+            and not self._flush_lock.locked()
+            and not self.in_flight
+        )

@@ -39,3 +39,6 @@ FEED_EXPORT_ENCODING = "utf-8"
 HOLOCRON_LAKE_DIR = "local/data_lake"
 # HOLOCRON_DB_URL: unset means the environment variable of that name, then the SQL Server
 # variables (DB_BACKEND=sqlserver, SQLSERVER_*), then sqlite:///local/state.db.
+
+# `scrapy crawl` validates the source file and the database settings before it starts.
+COMMANDS_MODULE = "holocron_scrapy.commands"
