@@ -92,7 +92,8 @@ class Frontier:
     ) -> None:
         self.crawler = crawler
         self.store = store
-        self.stats: StatsCollector = crawler.stats  # type: ignore[assignment]
+        assert crawler.stats is not None
+        self.stats: StatsCollector = crawler.stats
         self.claim_size = claim_size
         self.lease_seconds = lease_seconds
         self.flush_interval = flush_interval
@@ -284,7 +285,8 @@ class Frontier:
                     await run_in_thread(self.store.finish_items, outcomes)
             except Exception as exc:
                 logger.warning(
-                    "Could not write crawl state (%(error)s); will retry", {"error": short_error(exc)},
+                    "Could not write crawl state (%(error)s); will retry",
+                    {"error": short_error(exc)},
                     exc_info=True,
                 )
                 self.stats.inc_value("holocron/frontier/write_errors")
@@ -303,8 +305,12 @@ class Frontier:
             return
         logger.debug(
             "Idle: claiming=%s buffered=%d/%d dirty=%s exhausted=%s in_flight=%d",
-            self._claiming, len(self._discovered), len(self._outcomes), self._dirty,
-            self._exhausted, len(self.in_flight),
+            self._claiming,
+            len(self._discovered),
+            len(self._outcomes),
+            self._dirty,
+            self._exhausted,
+            len(self.in_flight),
         )
         if self.in_flight and self._exhausted and not self._claiming and not self._discovered:
             # The engine is idle, so nothing can finish these any more: a request was dropped

@@ -5,19 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy.model import IngestRow
+from holocron_scrapy.model import IngestRow, canonical_json
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from holocron_scrapy.model import WorkItem
-
-
-def canonical_json(obj: Any) -> str:
-    """One serialization for payloads and headers: sorted keys, no spaces, UTF-8 kept as is."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass

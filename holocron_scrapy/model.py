@@ -6,9 +6,12 @@ Nothing here touches a database or Scrapy: these are the nouns of the crawl.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class Status(enum.StrEnum):
@@ -19,6 +22,12 @@ class Status(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+def canonical_json(obj: Any) -> str:
+    """The one serialization of payloads and headers (stored, written to the lake and hashed):
+    sorted keys, compact, UTF-8 text kept as is."""
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def dedupe_key(source_system: str, source_name: str, resource_type: str, resource_id: str) -> str:
@@ -45,7 +54,9 @@ class NewWorkItem:
 
     @property
     def dedupe_key(self) -> str:
-        return dedupe_key(self.source_system, self.source_name, self.resource_type, self.resource_id)
+        return dedupe_key(
+            self.source_system, self.source_name, self.resource_type, self.resource_id
+        )
 
 
 @dataclass(frozen=True, slots=True)

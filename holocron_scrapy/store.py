@@ -8,7 +8,6 @@ PostgreSQL and SQL Server; the few dialect differences are the small helpers at 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateSchema
 
 from holocron_scrapy.dburl import masked, validate_schema_name
-from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.model import (
+    IngestRow,
+    NewWorkItem,
+    Outcome,
+    Status,
+    WorkItem,
+    canonical_json,
+)
 from holocron_scrapy.schema import HASH_HEX, RUN_COUNT_COLUMNS, Tables, build_tables
 
 if TYPE_CHECKING:
@@ -41,11 +47,6 @@ _PG_DDL_LOCK_KEY = 0x686F6C6F63726F6E
 
 _RUNNING = "running"
 _REOPENABLE = (Status.COMPLETED.value, Status.SKIPPED.value)
-
-
-def canonical_json(obj: Any) -> str:
-    """The JSON text stored in ``IngestRecords`` (and hashed): sorted keys, compact, UTF-8 text."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def utcnow() -> datetime:

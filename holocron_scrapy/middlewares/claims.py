@@ -39,5 +39,5 @@ class ClaimCheckMiddleware:
     def process_request(self, request: Request) -> None:
         items = work_items_of(request)
         if items and not any(self.frontier.is_claimed(item) for item in items):
-            self.frontier.crawler.stats.inc_value("holocron/frontier/stale_requests")  # type: ignore[union-attr]
+            self.frontier.stats.inc_value("holocron/frontier/stale_requests")
             raise StaleClaim(f"no longer claimed: {request.url}")

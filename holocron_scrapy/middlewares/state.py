@@ -58,8 +58,6 @@ class StateMiddleware:
             {"n": len(items), "url": response.url, "error": message},
             exc_info=exception,
         )
-        self.frontier.crawler.stats.inc_value(  # type: ignore[union-attr]
-            f"holocron/spider_exceptions/{type(exception).__name__}"
-        )
+        self.frontier.stats.inc_value(f"holocron/spider_exceptions/{type(exception).__name__}")
         self.frontier.fail(items, message)
         return []

@@ -96,7 +96,7 @@ class IngestRecordsPipeline:
             await self.frontier.commit_records(rows, [e.outcome for e in batch])
         except Exception as exc:
             message = f"IngestRecords write failed: {type(exc).__name__}: {exc}"
-            logger.error("%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)}, exc_info=True)
+            logger.exception("%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)})
             self.stats.inc_value("holocron/ingest/errors")
             self.frontier.fail([e.record.work_item for e in batch], message)
             for entry in batch:

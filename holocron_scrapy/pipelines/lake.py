@@ -69,7 +69,7 @@ class LakePipeline:
             written = await run_in_thread(self._write, item)
         except Exception as exc:
             message = f"lake write failed: {type(exc).__name__}: {exc}"
-            logger.error("%(msg)s (%(id)s)", {"msg": message, "id": item.resource_id}, exc_info=True)
+            logger.exception("%(msg)s (%(id)s)", {"msg": message, "id": item.resource_id})
             self.stats.inc_value("holocron/lake/errors")
             self.frontier.fail([item.work_item], message)
             raise DropItem(message) from exc

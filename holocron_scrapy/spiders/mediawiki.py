@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -37,8 +36,11 @@ from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.sources import SourceConfig, SourceConfigError, load_source
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
     from scrapy.crawler import Crawler
-    from scrapy.http import Response, TextResponse
+    from scrapy.http import Response
+    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
 logger = logging.getLogger(__name__)
@@ -48,9 +50,7 @@ RECRAWL_MODES = ("all",)
 
 
 def _headers(headers: Any) -> dict[str, str]:
-    return {
-        k.decode("latin-1"): b", ".join(v).decode("latin-1") for k, v in headers.items()
-    }
+    return {k.decode("latin-1"): b", ".join(v).decode("latin-1") for k, v in headers.items()}
 
 
 class MediaWikiSpider(scrapy.Spider):
@@ -62,7 +62,12 @@ class MediaWikiSpider(scrapy.Spider):
     custom_settings = {"ROBOTSTXT_OBEY": False}
 
     config: SourceConfig
-    frontier: Frontier
+    titles_per_request: int = mwapi.MAX_TITLES_PER_REQUEST
+
+    @property
+    def _stats(self) -> StatsCollector:
+        assert self.crawler.stats is not None
+        return self.crawler.stats
 
     def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -82,8 +87,10 @@ class MediaWikiSpider(scrapy.Spider):
         except SourceConfigError as exc:
             raise UsageError(str(exc)) from exc
         if spider.config.type != "mediawiki":
-            raise UsageError(f"{spider.config.path}: type: run this source with the spider "
-                             f"named {spider.config.type!r}, not 'mediawiki'")
+            raise UsageError(
+                f"{spider.config.path}: type: run this source with the spider "
+                f"named {spider.config.type!r}, not 'mediawiki'"
+            )
         # The source's own Scrapy settings, for this crawl only (settings are not frozen yet).
         crawler.settings.setdict(dict(spider.config.settings), priority="spider")
         crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
@@ -157,7 +164,7 @@ class MediaWikiSpider(scrapy.Spider):
         try:
             data = mwapi.check_envelope(self._json(response))
         except mwapi.ApiError as exc:
-            self.crawler.stats.inc_value(f"holocron/mediawiki/api_error/{exc.code}")  # type: ignore[union-attr]
+            self._stats.inc_value(f"holocron/mediawiki/api_error/{exc.code}")
             logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
             yield from (Outcome(i.id, Status.FAILED, str(exc)) for i in items)
             return
@@ -171,7 +178,7 @@ class MediaWikiSpider(scrapy.Spider):
         state["latency"] = state.get("latency", 0.0) + request.meta.get("download_latency", 0.0)
         cont = mwapi.next_continue(data)
         if cont is not None:
-            self.crawler.stats.inc_value("holocron/mediawiki/continuations")  # type: ignore[union-attr]
+            self._stats.inc_value("holocron/mediawiki/continuations")
             yield self._request(items, state, cont)
             return
         for item in items:
@@ -182,7 +189,7 @@ class MediaWikiSpider(scrapy.Spider):
             return json.loads(response.body)
         except ValueError as exc:
             snippet = response.body[:120].decode("utf-8", "replace")
-            ctype = response.headers.get("Content-Type", b"").decode("latin-1")
+            ctype = (response.headers.get("Content-Type") or b"").decode("latin-1")
             raise mwapi.ApiError(
                 "badjson", f"not JSON ({exc}); Content-Type {ctype!r}, body starts {snippet!r}"
             ) from exc
@@ -190,11 +197,13 @@ class MediaWikiSpider(scrapy.Spider):
     def _log_warnings(self, data: dict[str, Any]) -> None:
         seen: set[str] = self.__dict__.setdefault("_warned", set())
         for module, text in mwapi.warnings_of(data):
-            self.crawler.stats.inc_value(f"holocron/mediawiki/warnings/{module}")  # type: ignore[union-attr]
+            self._stats.inc_value(f"holocron/mediawiki/warnings/{module}")
             if module not in seen:
                 seen.add(module)
-                logger.warning("API warning from %(module)s: %(text)s (logged once)",
-                               {"module": module, "text": text})
+                logger.warning(
+                    "API warning from %(module)s: %(text)s (logged once)",
+                    {"module": module, "text": text},
+                )
 
     def _finish(
         self, item: WorkItem, pages: mwapi.PageSet, state: dict[str, Any], response: Response
@@ -239,13 +248,14 @@ class MediaWikiSpider(scrapy.Spider):
 
     def request_failed(self, failure: Failure) -> None:
         """Errback: a request that failed for good (after retries) fails its work items."""
-        request = failure.request  # type: ignore[attr-defined]
-        if failure.check(StaleClaim):
+        request: scrapy.Request = failure.request  # type: ignore[attr-defined]
+        error = failure.value
+        if isinstance(error, StaleClaim):
             return
-        if failure.check(HttpError):
-            message = f"HTTP {failure.value.response.status} from {request.url}"
+        if isinstance(error, HttpError):
+            message = f"HTTP {error.response.status} from {request.url}"
         else:
-            message = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+            message = f"{type(error).__name__}: {failure.getErrorMessage()}"
         logger.warning("Request failed: %(msg)s", {"msg": message})
         items = [i for i in work_items_of(request) if self._frontier().is_claimed(i)]
         self._frontier().fail(items, message)
