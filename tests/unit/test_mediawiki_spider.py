@@ -138,7 +138,7 @@ def test_batch_resolves_pages_redirects_missing_and_invalid(tmp_path: Path, fetc
     # The links of the whole batch span several plcontinue responses; the merge loses none.
     timeline = records["Timeline of galactic history"].payload
     links = [(link["ns"], link["title"]) for link in timeline["links"]]
-    assert len(links) == len(set(links)) == 340
+    assert len(links) == len(set(links)) == 621
     assert timeline["revisions"][0]["slots"]["main"]["content"]
     assert timeline["lastrevid"] == timeline["revisions"][0]["revid"]
     # Redirect target at the same depth; links of the pages at depth + 1, ns 0 only.
