@@ -79,7 +79,7 @@ def _bare_spider_class() -> type[Any]:
     _repo_on_path()
     from holocron_scrapy import mwapi
 
-    class BareMediaWikiSpider(scrapy.Spider):  # type: ignore[misc]
+    class BareMediaWikiSpider(scrapy.Spider):
         """Same requests as the mediawiki spider, no state, no storage."""
 
         name = "bare_mediawiki"
@@ -417,10 +417,7 @@ def report(full: list[Run], bare: list[Run]) -> str:
     bare_rate = statistics.median(r.pages_per_s for r in bare)
     pairwise = [f.pages_per_s / b.pages_per_s for f, b in zip(full, bare, strict=True)]
     ratio = full_rate / bare_rate if bare_rate else float("nan")
-    lines.append(
-        f"{'full/bare':<12}{'':>27}{'':>22}{'':>22}"
-        f"{f'{ratio:.2f}':>22}"
-    )
+    lines.append(f"{'full/bare':<12}{'':>27}{'':>22}{f'{ratio:.2f}':>22}")
     lines.append("")
     lines.append(
         f"ratio full/bare pages/s: {ratio:.2f} (of the medians); per repeat pair: "
@@ -473,40 +470,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             truth = wiki.reachable(seeds, args.max_depth, [0])
             source = work / "source.yaml"
             write_source(source, wiki.api_url, seeds, args.max_depth)
-            print(f"machine: nproc {os.cpu_count()} ({platform.machine()}), Python "
-                  f"{platform.python_version()}, Scrapy {scrapy.__version__}")
+            print(
+                f"machine: nproc {os.cpu_count()} ({platform.machine()}), Python "
+                f"{platform.python_version()}, Scrapy {scrapy.__version__}"
+            )
             print(f"wiki: {args.pages:,} generated pages (seed {args.seed}): {wiki_summary(wiki)}")
             print(f"crawl: seeds {seeds}, max_depth {args.max_depth}, namespaces [0]")
-            print(f"ground truth: {len(truth.pages):,} pages to record "
-                  f"({len(truth.redirects):,} redirects, {len(truth.missing):,} red links met)")
-            print(f"settings: CONCURRENT_REQUESTS_PER_DOMAIN={args.concurrency}, AutoThrottle "
-                  f"off, DOWNLOAD_DELAY=0; {args.repeat} repeat(s), alternating full/bare",
-                  flush=True)
+            print(
+                f"ground truth: {len(truth.pages):,} pages to record "
+                f"({len(truth.redirects):,} redirects, {len(truth.missing):,} red links met)"
+            )
+            print(
+                f"settings: CONCURRENT_REQUESTS_PER_DOMAIN={args.concurrency}, AutoThrottle "
+                f"off, DOWNLOAD_DELAY=0; {args.repeat} repeat(s), alternating full/bare",
+                flush=True,
+            )
             full: list[Run] = []
             bare: list[Run] = []
             titles_file = work / "titles.json"
             for i in range(1, args.repeat + 1):
-                run, titles = full_crawl(
-                    work / f"full-{i}", source, args.concurrency, args.timeout
-                )
+                run, titles = full_crawl(work / f"full-{i}", source, args.concurrency, args.timeout)
                 full.append(run)
                 if i == 1:
                     titles_file.write_text(json.dumps(titles), encoding="utf-8")
-                    print(f"  full crawl queued {len(titles):,} titles; the bare crawl "
-                          f"requests them all, {50} per request")
+                    print(
+                        f"  full crawl queued {len(titles):,} titles; the bare crawl "
+                        f"requests them all, {50} per request"
+                    )
                     if run.pages != len(truth.pages):
-                        print(f"  warning: the full crawl wrote {run.pages} records, "
-                              f"the ground truth has {len(truth.pages)} pages")
-                print(f"  run {i} full: {run.pages} pages, {run.requests} requests, "
-                      f"{run.elapsed:.2f} s (process {run.wall:.2f} s)"
-                      + (f", {run.errors} ERROR log lines" if run.errors else ""), flush=True)
+                        print(
+                            f"  warning: the full crawl wrote {run.pages} records, "
+                            f"the ground truth has {len(truth.pages)} pages"
+                        )
+                print(
+                    f"  run {i} full: {run.pages} pages, {run.requests} requests, "
+                    f"{run.elapsed:.2f} s (process {run.wall:.2f} s)"
+                    + (f", {run.errors} ERROR log lines" if run.errors else ""),
+                    flush=True,
+                )
                 brun = bare_crawl(
                     work / f"bare-{i}", wiki.api_url, titles_file, args.concurrency, args.timeout
                 )
                 bare.append(brun)
-                print(f"  run {i} bare: {brun.pages} pages, {brun.requests} requests, "
-                      f"{brun.elapsed:.2f} s (process {brun.wall:.2f} s)"
-                      + (f", {brun.errors} ERROR log lines" if brun.errors else ""), flush=True)
+                print(
+                    f"  run {i} bare: {brun.pages} pages, {brun.requests} requests, "
+                    f"{brun.elapsed:.2f} s (process {brun.wall:.2f} s)"
+                    + (f", {brun.errors} ERROR log lines" if brun.errors else ""),
+                    flush=True,
+                )
             print()
             print(report(full, bare))
     except RuntimeError as exc:  # BenchmarkError, MediaWikiError

@@ -73,6 +73,16 @@ def short_error(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0] if text else ''}"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def work_items_of(request: Request) -> list[WorkItem]:
     """The work items a request serves (documented meta key ``holocron_work_items``)."""
     return list(request.meta.get("holocron_work_items", ()))
@@ -170,6 +180,7 @@ class Frontier:
             pid=os.getpid(),
         )
         self.owner = f"{self.worker_id}:{os.getpid()}:{self.run_id}"
+        await self._release_dead_owners(spider)
         if spider.recrawl == "all":
             n = await run_in_thread(
                 self.store.requeue,
@@ -186,6 +197,26 @@ class Frontier:
             {"run": self.run_id, "source": spider.source_name, "added": added, "seeds": len(seeds)},
         )
         self.spider = spider
+
+    async def _release_dead_owners(self, spider: FrontierSpider) -> None:
+        """Claims of a crashed process of this worker go back to the queue now, not when their
+        lease expires (a lease owner is ``worker_id:pid:run_id``; only this worker's own dead
+        pids on this machine are known to be dead; other workers' leases simply expire)."""
+        owners = await run_in_thread(
+            self.store.lease_owners,
+            source_system=spider.source_system,
+            source_name=spider.source_name,
+        )
+        for owner in owners:
+            worker, _, rest = owner.rpartition(":")[0].rpartition(":")
+            pid = int(rest) if rest.isdigit() else 0
+            if worker != self.worker_id or pid <= 0 or pid == os.getpid() or _pid_alive(pid):
+                continue
+            n = await run_in_thread(self.store.release, owner=owner)
+            self.stats.inc_value("holocron/frontier/released_dead", n)
+            logger.info(
+                "Released %(n)d claims of a stopped process (%(owner)s)", {"n": n, "owner": owner}
+            )
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         if self.spider is None:
@@ -248,7 +279,12 @@ class Frontier:
         return item.id in self.in_flight
 
     async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
-        """Write records and complete their work items in one transaction (in a thread)."""
+        """Write records and complete their work items in one transaction (in a thread).
+
+        Buffered discoveries are written first: a page is never completed before its links are
+        in the queue.
+        """
+        await self.flush()
         await run_in_thread(self.store.commit_records, rows, outcomes)
         for outcome in outcomes:
             self.in_flight.discard(outcome.work_item_id)

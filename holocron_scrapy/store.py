@@ -297,6 +297,22 @@ class StateStore:
                 for chunk in _chunks(ids, IN_LIST_CHUNK)
             )
 
+    def lease_owners(self, *, source_system: str, source_name: str) -> list[str]:
+        """The owners holding leases on the source's ``in_progress`` items."""
+        wi = self.tables.work_items
+        stmt = (
+            sa.select(wi.c.lease_owner)
+            .where(
+                wi.c.source_system == source_system,
+                wi.c.source_name == source_name,
+                wi.c.status == Status.IN_PROGRESS.value,
+                wi.c.lease_owner.is_not(None),
+            )
+            .distinct()
+        )
+        with self.engine.connect() as conn:
+            return sorted(str(owner) for owner in conn.scalars(stmt))
+
     def requeue(self, *, source_system: str, source_name: str, statuses: Sequence[Status]) -> int:
         """Put the source's items in ``statuses`` back to ``pending`` with attempt 0."""
         if not statuses:

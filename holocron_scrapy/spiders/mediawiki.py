@@ -222,9 +222,20 @@ class MediaWikiSpider(scrapy.Spider):
             return
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            yield Outcome(item.id, Status.SKIPPED, f"{how} to {target!r}")
             yield self.new_work_item(target, item.depth, item)
+            yield Outcome(item.id, Status.SKIPPED, f"{how} to {target!r}")
             return
+        # Links first: the state middleware buffers them before the record reaches the
+        # pipelines, and the frontier writes them before it completes the record's work item,
+        # so a crash can never leave a completed page whose links were not queued.
+        discovery = self.config.discovery
+        if discovery.links and item.depth < discovery.max_depth:
+            seen = set()
+            for link in page.get("links", ()):
+                title = link.get("title")
+                if link.get("ns") in discovery.namespaces and title and title not in seen:
+                    seen.add(title)
+                    yield self.new_work_item(title, item.depth + 1, item)
         yield ResourceRecord(
             work_item=item,
             resource_type=RESOURCE_PAGE,
@@ -237,14 +248,6 @@ class MediaWikiSpider(scrapy.Spider):
             fetched_at_utc=state["fetched_at"],
             duration_ms=round(state["latency"] * 1000),
         )
-        discovery = self.config.discovery
-        if discovery.links and item.depth < discovery.max_depth:
-            seen = set()
-            for link in page.get("links", ()):
-                title = link.get("title")
-                if link.get("ns") in discovery.namespaces and title and title not in seen:
-                    seen.add(title)
-                    yield self.new_work_item(title, item.depth + 1, item)
 
     def request_failed(self, failure: Failure) -> None:
         """Errback: a request that failed for good (after retries) fails its work items."""
