@@ -69,6 +69,7 @@ class ResourceRecord:
             work_item_id=self.work_item.id,
             attempt=self.work_item.attempt,
             duration_ms=self.duration_ms,
+            payload_json=self.payload_json,
         )
 
     def lake_document(self) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,4 +105,4 @@ class IngestRow:
     attempt: int
     duration_ms: int | None = None
     error_message: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    payload_json: str | None = None  # canonical_json(payload), when already computed

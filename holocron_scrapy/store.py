@@ -561,7 +561,7 @@ def _ingest_params(row: IngestRow) -> dict[str, Any]:
         "request_headers": canonical_json(row.request_headers),
         "status_code": row.status_code,
         "response_headers": canonical_json(row.response_headers),
-        "payload": canonical_json(row.payload),
+        "payload": row.payload_json or canonical_json(row.payload),
         "fetched_at_utc": row.fetched_at_utc,
         "hash_sha256": row.hash_sha256,
         "run_id": row.run_id,
