@@ -226,6 +226,24 @@ class Frontier:
         if self._flusher is not None and self._flusher.running:
             self._flusher.stop()
         await self.flush()
+        try:
+            await self._close_run(reason)
+        except Exception as exc:
+            logger.error(
+                "Could not record the end of run %(run)s (%(error)s): its unfinished claims go "
+                "back to the queue when their lease expires, or at once when this worker "
+                "starts again",
+                {"run": self.run_id, "error": short_error(exc)},
+            )
+        finally:
+            await run_in_thread(self.store.dispose)
+
+    async def _close_run(self, reason: str) -> None:
+        if self._discovered or self._outcomes:
+            raise RuntimeError(
+                f"{len(self._discovered)} discoveries and {len(self._outcomes)} outcomes "
+                "could not be written"
+            )
         if self.in_flight:
             released = await run_in_thread(
                 self.store.release, owner=self.owner, work_item_ids=sorted(self.in_flight)
@@ -248,7 +266,6 @@ class Frontier:
         await run_in_thread(
             self.store.finish_run, self.run_id, status=status, reason=reason, counts=counts
         )
-        await run_in_thread(self.store.dispose)
 
     def _stat(self, key: str) -> int:
         return int(self.stats.get_value(key, 0))

@@ -56,9 +56,9 @@ settings:
 def make_spider(tmp_path: Path, **kwargs: Any) -> MediaWikiSpider:
     """As ``Crawler.crawl()`` does: the spider first (it adds its source's settings), then the
     settings are applied and frozen."""
-    crawler = Crawler(MediaWikiSpider, Settings(
-        {"TELNETCONSOLE_ENABLED": False, **get_reactor_settings()}
-    ))
+    crawler = Crawler(
+        MediaWikiSpider, Settings({"TELNETCONSOLE_ENABLED": False, **get_reactor_settings()})
+    )
     spider = MediaWikiSpider.from_crawler(crawler, source=str(write_source(tmp_path, **kwargs)))
     crawler._apply_settings()
     assert isinstance(spider, MediaWikiSpider)
@@ -73,7 +73,9 @@ def work_items(*titles: str, depth: int = 0) -> list[WorkItem]:
 
 
 @pytest.fixture
-def fetch(request: pytest.FixtureRequest, vcr_settings: Any) -> Iterator[Callable[[Request], TextResponse]]:
+def fetch(
+    request: pytest.FixtureRequest, vcr_settings: Any
+) -> Iterator[Callable[[Request], TextResponse]]:
     """GET a request's URL through scrapy-mock's VCR: replayed from the test's cassette."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
     with vcr_settings.use_cassette(f"{name}.yaml"), requests.Session() as session:
@@ -84,14 +86,20 @@ def fetch(request: pytest.FixtureRequest, vcr_settings: Any) -> Iterator[Callabl
                 url=req.url,
                 status=r.status_code,
                 body=r.content,
-                headers={k: v for k, v in r.headers.items() if k.lower().startswith(("content-type", "mediawiki"))},
+                headers={
+                    k: v
+                    for k, v in r.headers.items()
+                    if k.lower().startswith(("content-type", "mediawiki"))
+                },
                 request=req,
             )
 
         yield get
 
 
-def run(spider: MediaWikiSpider, fetch: Callable[[Request], TextResponse], req: Request) -> list[Any]:
+def run(
+    spider: MediaWikiSpider, fetch: Callable[[Request], TextResponse], req: Request
+) -> list[Any]:
     """Feed a request's response to its callback, following continuation requests."""
     out: list[Any] = []
     pending = [req]
@@ -121,8 +129,15 @@ def test_requests_batch_titles_and_encode_them(tmp_path: Path) -> None:
 
 def test_batch_resolves_pages_redirects_missing_and_invalid(tmp_path: Path, fetch: Any) -> None:
     spider = make_spider(tmp_path)
-    titles = ["Anakin", "Ezra Bridger", "ezra_Bridger", "No such page", "Foo[bar]",
-              "Timeline of galactic history", "X-2711 shuttle"]
+    titles = [
+        "Anakin",
+        "Ezra Bridger",
+        "ezra_Bridger",
+        "No such page",
+        "Foo[bar]",
+        "Timeline of galactic history",
+        "X-2711 shuttle",
+    ]
     items = work_items(*titles)
     [req] = spider.requests_for(items)
     out = run(spider, fetch, req)
@@ -131,10 +146,20 @@ def test_batch_resolves_pages_redirects_missing_and_invalid(tmp_path: Path, fetc
     new = [o for o in out if isinstance(o, NewWorkItem)]
 
     assert set(records) == {"Ezra Bridger", "Timeline of galactic history", "X-2711 shuttle"}
-    assert outcomes[1].status == Status.SKIPPED and "redirect to 'Anakin Skywalker'" in str(outcomes[1].error_message)
-    assert outcomes[3].status == Status.SKIPPED and "normalized to 'Ezra Bridger'" in str(outcomes[3].error_message)
-    assert outcomes[4].status == Status.SKIPPED and "missing" in str(outcomes[4].error_message)
-    assert outcomes[5].status == Status.SKIPPED and "invalid title" in str(outcomes[5].error_message)
+    assert outcomes[1].status == Status.SKIPPED
+    assert "redirect to 'Anakin Skywalker'" in str(
+        outcomes[1].error_message
+    )
+    assert outcomes[3].status == Status.SKIPPED
+    assert "normalized to 'Ezra Bridger'" in str(
+        outcomes[3].error_message
+    )
+    assert outcomes[4].status == Status.SKIPPED
+    assert "missing" in str(outcomes[4].error_message)
+    assert outcomes[5].status == Status.SKIPPED
+    assert "invalid title" in str(
+        outcomes[5].error_message
+    )
     # The links of the whole batch span several plcontinue responses; the merge loses none.
     timeline = records["Timeline of galactic history"].payload
     links = [(link["ns"], link["title"]) for link in timeline["links"]]
@@ -181,16 +206,43 @@ def test_bad_responses_fail_the_items_with_a_clear_message(
     [req] = spider.requests_for(work_items("Ezra Bridger"))
     resp = TextResponse(url=req.url, body=body, headers={"Content-Type": ctype}, request=req)
     out = list(spider.parse_query(resp))
-    assert len(out) == 1 and out[0].status == Status.FAILED
+    assert len(out) == 1
+    assert out[0].status == Status.FAILED
     assert fragment in out[0].error_message
 
 
 def test_page_set_merges_continuations_by_page_id() -> None:
     pages = mwapi.PageSet()
-    pages.add({"query": {"pages": [{"pageid": 1, "title": "A", "revisions": [{"revid": 9}], "links": [{"ns": 0, "title": "B"}]}]}})
-    pages.add({"query": {"pages": [{"pageid": 1, "title": "A", "links": [{"ns": 0, "title": "C"}]}, {"pageid": 2, "title": "D"}]}})
-    assert pages.page("A") == {"pageid": 1, "title": "A", "revisions": [{"revid": 9}],
-                               "links": [{"ns": 0, "title": "B"}, {"ns": 0, "title": "C"}]}
+    pages.add(
+        {
+            "query": {
+                "pages": [
+                    {
+                        "pageid": 1,
+                        "title": "A",
+                        "revisions": [{"revid": 9}],
+                        "links": [{"ns": 0, "title": "B"}],
+                    }
+                ]
+            }
+        }
+    )
+    pages.add(
+        {
+            "query": {
+                "pages": [
+                    {"pageid": 1, "title": "A", "links": [{"ns": 0, "title": "C"}]},
+                    {"pageid": 2, "title": "D"},
+                ]
+            }
+        }
+    )
+    assert pages.page("A") == {
+        "pageid": 1,
+        "title": "A",
+        "revisions": [{"revid": 9}],
+        "links": [{"ns": 0, "title": "B"}, {"ns": 0, "title": "C"}],
+    }
     assert pages.page("D") == {"pageid": 2, "title": "D"}
 
 
@@ -198,4 +250,6 @@ def test_missing_source_is_a_usage_error(tmp_path: Path) -> None:
     from scrapy.exceptions import UsageError
 
     with pytest.raises(UsageError, match="nope"):
-        MediaWikiSpider.from_crawler(get_crawler(MediaWikiSpider), source=str(tmp_path / "nope.yaml"))
+        MediaWikiSpider.from_crawler(
+            get_crawler(MediaWikiSpider), source=str(tmp_path / "nope.yaml")
+        )
