@@ -548,7 +548,14 @@ class _Validator:
         return dict(settings)
 
 
+_warned_user_agents: set[tuple[Path, str]] = set()
+
+
 def _warn_about_user_agent(config: SourceConfig) -> None:
+    """Warn (once per file and User-Agent in a process) when the contact is missing."""
+    if (config.path, config.user_agent) in _warned_user_agents:
+        return
+    _warned_user_agents.add((config.path, config.user_agent))
     if _PLACEHOLDER_CONTACT_RE.search(config.user_agent):
         logger.warning(
             "%(path)s: user_agent still holds a placeholder contact (%(ua)r); put your own URL "
