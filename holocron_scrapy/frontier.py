@@ -73,6 +73,10 @@ def short_error(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0] if text else ''}"
 
 
+class CrawlStateError(Exception):
+    """The crawl state (queue, outcomes) could not be written."""
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -121,6 +125,7 @@ class Frontier:
         self._dirty = True  # something was written since that claim: claim again
         self._closing = False
         self._claim_failures = 0
+        self._flush_scheduled = False
         self._flusher: LoopingCall | None = None
 
     @classmethod
@@ -132,7 +137,7 @@ class Frontier:
         frontier = cls(
             crawler,
             store,
-            claim_size=settings.getint("HOLOCRON_CLAIM_SIZE", 100),
+            claim_size=settings.getint("HOLOCRON_CLAIM_SIZE", 500),
             lease_seconds=settings.getfloat("HOLOCRON_LEASE_SECONDS", 600.0),
             flush_interval=settings.getfloat("HOLOCRON_FLUSH_INTERVAL", 1.0),
             flush_size=settings.getint("HOLOCRON_FLUSH_SIZE", 500),
@@ -301,7 +306,8 @@ class Frontier:
         Buffered discoveries are written first: a page is never completed before its links are
         in the queue.
         """
-        await self.flush()
+        if not await self.flush():
+            raise CrawlStateError("the crawl state could not be written (links not queued)")
         await run_in_thread(self.store.commit_records, rows, outcomes)
         for outcome in outcomes:
             self.in_flight.discard(outcome.work_item_id)
@@ -311,23 +317,34 @@ class Frontier:
     # -- writes ------------------------------------------------------------------------------
 
     def _flush_if_full(self) -> None:
-        if len(self._discovered) + len(self._outcomes) >= self.flush_size:
-            deferred_from_coro(self.flush())
+        """Start one flush when the buffers reach ``flush_size`` (never a second one while the
+        first is pending: a 50-page response can bring thousands of discoveries)."""
+        if self._flush_scheduled or len(self._discovered) + len(self._outcomes) < self.flush_size:
+            return
+        self._flush_scheduled = True
+        deferred_from_coro(self._scheduled_flush())
+
+    async def _scheduled_flush(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._flush_scheduled = False
 
     def _periodic_flush(self) -> Any:
         if self._discovered or self._outcomes:
             return deferred_from_coro(self.flush())
         return None
 
-    async def flush(self) -> None:
-        """Write buffered discoveries and outcomes. A failed write keeps them for the next try."""
+    async def flush(self) -> bool:
+        """Write buffered discoveries and outcomes; False when a write failed (what could not be
+        written stays buffered for the next try)."""
         async with self._flush_lock:
             discovered = list(self._discovered.values())
             outcomes = list(self._outcomes.values())
             self._discovered.clear()
             self._outcomes.clear()
             if not discovered and not outcomes:
-                return
+                return True
             try:
                 if discovered:
                     added = await run_in_thread(self.store.add_work_items, discovered)
@@ -347,6 +364,8 @@ class Frontier:
                     self._discovered.setdefault(item.dedupe_key, item)
                 for outcome in outcomes:
                     self._outcomes.setdefault(outcome.work_item_id, outcome)
+                return False
+            return True
 
     # -- claims ------------------------------------------------------------------------------
 
@@ -389,7 +408,8 @@ class Frontier:
     async def claim_batch(self) -> list[WorkItem]:
         """Flush what is buffered, then claim up to ``claim_size`` work items for this run."""
         assert self.spider is not None
-        await self.flush()
+        if self._discovered or self._outcomes:
+            await self.flush()
         self._dirty = False
         items: list[WorkItem] = await run_in_thread(
             self.store.claim,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
 
-from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.frontier import Frontier, short_error
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.model import IngestRow, Outcome, Status
 
@@ -95,7 +95,7 @@ class IngestRecordsPipeline:
         try:
             await self.frontier.commit_records(rows, [e.outcome for e in batch])
         except Exception as exc:
-            message = f"IngestRecords write failed: {type(exc).__name__}: {exc}"
+            message = f"IngestRecords write failed: {short_error(exc)}"
             logger.exception("%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)})
             self.stats.inc_value("holocron/ingest/errors")
             self.frontier.fail([e.record.work_item for e in batch], message)

@@ -8,14 +8,15 @@ completed without its file.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
-from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.frontier import Frontier, short_error
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake import record_path, write_json_atomic
 
@@ -27,10 +28,15 @@ logger = logging.getLogger(__name__)
 
 
 class LakePipeline:
-    def __init__(self, root: Path, frontier: Frontier, stats: StatsCollector) -> None:
+    def __init__(
+        self, root: Path, frontier: Frontier, stats: StatsCollector, *, threads: int = 4
+    ) -> None:
         self.root = root
         self.frontier = frontier
         self.stats = stats
+        # Lake writes (two fsyncs each) get threads of their own, so that they never hold up
+        # the crawl-state SQL, which runs in the default pool.
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -42,7 +48,9 @@ class LakePipeline:
             raise NotConfigured("the holocron Frontier extension is not enabled")
         root = Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
         assert crawler.stats is not None
-        return cls(root, frontier, crawler.stats)
+        return cls(
+            root, frontier, crawler.stats, threads=settings.getint("HOLOCRON_LAKE_THREADS", 4)
+        )
 
     def path_for(self, record: ResourceRecord) -> Path:
         return record_path(
@@ -66,12 +74,16 @@ class LakePipeline:
             return item
         item.run_id = item.run_id or self.frontier.run_id
         try:
-            written = await run_in_thread(self._write, item)
+            loop = asyncio.get_running_loop()
+            written = await loop.run_in_executor(self._executor, self._write, item)
         except Exception as exc:
-            message = f"lake write failed: {type(exc).__name__}: {exc}"
+            message = f"lake write failed: {short_error(exc)}"
             logger.exception("%(msg)s (%(id)s)", {"msg": message, "id": item.resource_id})
             self.stats.inc_value("holocron/lake/errors")
             self.frontier.fail([item.work_item], message)
             raise DropItem(message) from exc
         self.stats.inc_value("holocron/lake/written" if written else "holocron/lake/unchanged")
         return item
+
+    def close_spider(self) -> None:
+        self._executor.shutdown(wait=True)
