@@ -73,6 +73,9 @@ def short_error(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0] if text else ''}"
 
 
+_NEVER = 1 << 62  # a depth no item has
+
+
 class CrawlStateError(Exception):
     """The crawl state (queue, outcomes) could not be written."""
 
@@ -103,6 +106,7 @@ class Frontier:
         flush_interval: float,
         flush_size: int,
         worker_id: str,
+        discovery_cache_size: int = 200_000,
     ) -> None:
         self.crawler = crawler
         self.store = store
@@ -126,6 +130,8 @@ class Frontier:
         self._closing = False
         self._claim_failures = 0
         self._flush_scheduled = False
+        self._queued: dict[str, int] = {}  # dedupe key -> smallest depth queued by this run
+        self.discovery_cache_size = discovery_cache_size
         self._flusher: LoopingCall | None = None
 
     @classmethod
@@ -142,6 +148,7 @@ class Frontier:
             flush_interval=settings.getfloat("HOLOCRON_FLUSH_INTERVAL", 1.0),
             flush_size=settings.getint("HOLOCRON_FLUSH_SIZE", 500),
             worker_id=settings.get("HOLOCRON_WORKER_ID") or socket.gethostname(),
+            discovery_cache_size=settings.getint("HOLOCRON_DISCOVERY_CACHE_SIZE", 200_000),
         )
         crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(frontier.spider_closed, signal=signals.spider_closed)
@@ -278,12 +285,22 @@ class Frontier:
     # -- what the crawl reports -------------------------------------------------------------
 
     def discover(self, item: NewWorkItem) -> None:
-        """Buffer a discovered resource; it is inserted if new at the next flush."""
+        """Buffer a discovered resource; it is inserted if new at the next flush.
+
+        Popular pages are linked from thousands of others: a bounded cache of the keys this run
+        already queued, with their depth, answers most of them without a database round trip
+        (a shorter path still gets through). The database stays the authority.
+        """
+        key = item.dedupe_key
+        if self._queued.get(key, _NEVER) <= item.depth:
+            self.stats.inc_value("holocron/frontier/discovered_known")
+            return
+        if len(self._queued) >= self.discovery_cache_size:
+            self._queued.clear()
+        self._queued[key] = item.depth
         if item.run_id is None:
             item = dataclasses.replace(item, run_id=self.run_id)
-        known = self._discovered.get(item.dedupe_key)
-        if known is None or item.depth < known.depth:
-            self._discovered[item.dedupe_key] = item
+        self._discovered[key] = item
         self._flush_if_full()
 
     def finish(self, outcome: Outcome) -> None:

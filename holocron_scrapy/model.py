@@ -82,6 +82,18 @@ class Outcome:
     status: Status
     error_message: str | None = None
     content_hash: str | None = None  # for completed items: the hash of the record they hold
+    # The depth the item was processed at: a completed or skipped item whose depth was lowered
+    # meanwhile (found by a shorter path while in flight) goes back to pending, to be expanded
+    # at the smaller depth.
+    depth: int | None = None
+
+    @classmethod
+    def completed(cls, item: WorkItem, content_hash: str) -> Outcome:
+        return cls(item.id, Status.COMPLETED, content_hash=content_hash, depth=item.depth)
+
+    @classmethod
+    def skipped(cls, item: WorkItem, reason: str) -> Outcome:
+        return cls(item.id, Status.SKIPPED, reason, depth=item.depth)
 
 
 @dataclass(slots=True)

@@ -521,7 +521,16 @@ class StateStore:
             sa.update(wi)
             .where(wi.c.id == sa.bindparam("b_id"), wi.c.status == Status.IN_PROGRESS.value)
             .values(
-                status=sa.bindparam("b_status"),
+                status=sa.case(
+                    (
+                        sa.and_(
+                            sa.bindparam("b_reopenable", type_=sa.Boolean),
+                            wi.c.depth < sa.bindparam("b_depth", type_=sa.Integer),
+                        ),
+                        Status.PENDING.value,
+                    ),
+                    else_=sa.bindparam("b_status"),
+                ),
                 error_message=sa.bindparam("b_error_message"),
                 content_hash=sa.func.coalesce(
                     sa.bindparam("b_content_hash", type_=HASH_HEX), wi.c.content_hash
@@ -538,6 +547,8 @@ class StateStore:
                 "b_status": str(outcome.status),
                 "b_error_message": _truncate(outcome.error_message),
                 "b_content_hash": outcome.content_hash,
+                "b_reopenable": outcome.depth is not None and outcome.status in _REOPENABLE,
+                "b_depth": outcome.depth if outcome.depth is not None else 0,
             }
             for outcome in sorted(outcomes, key=lambda outcome: outcome.work_item_id)
         ]

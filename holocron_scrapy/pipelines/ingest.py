@@ -17,7 +17,7 @@ from scrapy.exceptions import DropItem, NotConfigured
 
 from holocron_scrapy.frontier import Frontier, short_error
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.model import IngestRow, Outcome, Status
+from holocron_scrapy.model import IngestRow, Outcome
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -32,9 +32,7 @@ class _Entry:
     def __init__(self, record: ResourceRecord, row: IngestRow | None) -> None:
         self.record = record
         self.row = row
-        self.outcome = Outcome(
-            record.work_item.id, Status.COMPLETED, content_hash=record.hash_sha256
-        )
+        self.outcome = Outcome.completed(record.work_item, record.hash_sha256)
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 

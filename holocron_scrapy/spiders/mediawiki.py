@@ -212,18 +212,18 @@ class MediaWikiSpider(scrapy.Spider):
         page = pages.page(target)
         if page is None:
             reason = "interwiki" if target in pages.interwiki else "not in the API's answer"
-            yield Outcome(item.id, Status.SKIPPED, f"unresolved title {target!r} ({reason})")
+            yield Outcome.skipped(item, f"unresolved title {target!r} ({reason})")
             return
         if page.get("invalid"):
-            yield Outcome(item.id, Status.SKIPPED, f"invalid title: {page.get('invalidreason')}")
+            yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
             return
         if page.get("missing"):
-            yield Outcome(item.id, Status.SKIPPED, "missing: the page does not exist")
+            yield Outcome.skipped(item, "missing: the page does not exist")
             return
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
             yield self.new_work_item(target, item.depth, item)
-            yield Outcome(item.id, Status.SKIPPED, f"{how} to {target!r}")
+            yield Outcome.skipped(item, f"{how} to {target!r}")
             return
         # Links first: the state middleware buffers them before the record reaches the
         # pipelines, and the frontier writes them before it completes the record's work item,

@@ -199,6 +199,39 @@ def test_add_equal_depth_does_not_reopen(store: StateStore) -> None:
     assert row_of(store, "A")["status"] == "completed"
 
 
+@pytest.mark.parametrize("how", ["finish_items", "commit_records"])
+def test_an_item_found_closer_while_in_flight_is_reopened_when_it_ends(
+    store: StateStore, how: str
+) -> None:
+    """Claimed at depth 2, found again at depth 1 while in flight: its outcome (processed at
+    depth 2, links not expanded) must not close it; it goes back to pending at depth 1."""
+    store.add_work_items([item("A", depth=2), item("B", depth=2), item("C", depth=2)])
+    a, b, c = claim(store)
+    store.add_work_items([item("A", depth=1), item("B", depth=1)])
+    outcomes = [
+        Outcome.completed(a, "a" * 64),
+        Outcome.skipped(b, "redirect to 'X'"),
+        Outcome.completed(c, "c" * 64),
+    ]
+    if how == "finish_items":
+        store.finish_items(outcomes)
+    else:
+        store.commit_records([ingest_row(a)], outcomes)
+    assert (row_of(store, "A")["status"], row_of(store, "A")["depth"]) == ("pending", 1)
+    assert row_of(store, "A")["content_hash"] == "a" * 64  # unchanged content is recognised
+    assert (row_of(store, "B")["status"], row_of(store, "B")["depth"]) == ("pending", 1)
+    assert (row_of(store, "C")["status"], row_of(store, "C")["depth"]) == ("completed", 2)
+    assert [i.resource_id for i in claim(store)] == ["A", "B"]
+
+
+def test_failed_outcome_is_not_reopened(store: StateStore) -> None:
+    store.add_work_items([item("A", depth=2)])
+    (a,) = claim(store)
+    store.add_work_items([item("A", depth=1)])
+    store.finish_items([Outcome(a.id, Status.FAILED, "boom", depth=a.depth)])
+    assert row_of(store, "A")["status"] == "failed"
+
+
 def test_long_unicode_resource_ids(store: StateStore) -> None:
     # 2000 code points (the column limit); and 2000 UTF-16 units with astral characters
     # (what SQL Server's NVARCHAR(2000) counts).
