@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -159,6 +160,7 @@ class Run:
     requests: int
     elapsed: float  # Scrapy's elapsed_time_seconds
     wall: float  # the whole process
+    cpu: float  # user + system CPU seconds of the process (start-up included)
     finish_reason: str
     errors: int
 
@@ -188,11 +190,17 @@ def parse_stats(log: str) -> dict[str, Any]:
     return stats
 
 
-def run_process(cmd: list[str], cwd: Path, log_path: Path, timeout: float) -> tuple[int, float]:
-    """Run ``cmd`` in its own process group, output to ``log_path``; (exit status, wall s)."""
+def run_process(
+    cmd: list[str], cwd: Path, log_path: Path, timeout: float
+) -> tuple[int, float, float]:
+    """Run ``cmd`` in its own process group, output to ``log_path``.
+
+    Returns (exit status, wall seconds, CPU seconds of the process and its children).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOLOCRON_", "SCRAPY_"))}
     env.pop("DB_BACKEND", None)
     t0 = time.monotonic()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -207,7 +215,10 @@ def run_process(cmd: list[str], cwd: Path, log_path: Path, timeout: float) -> tu
         finally:
             if proc.poll() is None:  # KeyboardInterrupt or another error: leave nothing behind
                 _kill_group(proc)
-    return rc, time.monotonic() - t0
+    wall = time.monotonic() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    return rc, wall, cpu
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -276,7 +287,7 @@ def full_crawl(
         "-s", "DOWNLOAD_DELAY=0",
         "-s", "LOG_LEVEL=INFO",
     ]  # fmt: skip
-    rc, wall = run_process(cmd, REPO, log_path, timeout)
+    rc, wall, cpu = run_process(cmd, REPO, log_path, timeout)
     stats = _check("full", rc, log_path)
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         records = conn.execute("SELECT COUNT(*) FROM IngestRecords").fetchone()[0]
@@ -299,6 +310,7 @@ def full_crawl(
         requests=int(stats.get("downloader/request_count", 0)),
         elapsed=float(stats["elapsed_time_seconds"]),
         wall=wall,
+        cpu=cpu,
         finish_reason=str(stats["finish_reason"]),
         errors=int(stats.get("log_count/ERROR", 0)),
     )
@@ -318,7 +330,7 @@ def bare_crawl(
     )
     log_path = run_dir / "crawl.log"
     cmd = [PYTHON, str(Path(__file__).resolve()), BARE_WORKER_FLAG, str(spec)]
-    rc, wall = run_process(cmd, run_dir, log_path, timeout)
+    rc, wall, cpu = run_process(cmd, run_dir, log_path, timeout)
     stats = _check("bare", rc, log_path)
     return Run(
         kind="bare",
@@ -326,6 +338,7 @@ def bare_crawl(
         requests=int(stats.get("downloader/request_count", 0)),
         elapsed=float(stats["elapsed_time_seconds"]),
         wall=wall,
+        cpu=cpu,
         finish_reason=str(stats["finish_reason"]),
         errors=int(stats.get("log_count/ERROR", 0)),
     )
@@ -399,36 +412,53 @@ def _spread(values: Sequence[float], fmt: str) -> str:
 
 
 def report(full: list[Run], bare: list[Run]) -> str:
-    head = (
-        f"{'':<12}{'pages':>7}{'requests':>10}{'req/page':>10}{'crawl s':>22}"
-        f"{'pages/s':>22}{'process s':>22}"
-    )
+    """The table: medians [min-max] over the repeats, and the full/bare ratios."""
+    cols = ("pages", "requests", "req/page", "crawl s", "pages/s", "CPU s", "process s")
+    widths = (7, 10, 10, 22, 22, 22, 22)
+    head = f"{'':<12}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
     lines = [head, "-" * len(head)]
     for name, runs in (("full crawl", full), ("bare Scrapy", bare)):
         pages = statistics.median(r.pages for r in runs)
         requests = statistics.median(r.requests for r in runs)
+        cells = (
+            f"{pages:.0f}",
+            f"{requests:.0f}",
+            f"{requests / max(pages, 1):.3f}",
+            _spread([r.elapsed for r in runs], ".2f"),
+            _spread([r.pages_per_s for r in runs], ".1f"),
+            _spread([r.cpu for r in runs], ".2f"),
+            _spread([r.wall for r in runs], ".2f"),
+        )
         lines.append(
-            f"{name:<12}{pages:>7.0f}{requests:>10.0f}{requests / max(pages, 1):>10.3f}"
-            f"{_spread([r.elapsed for r in runs], '.2f'):>22}"
-            f"{_spread([r.pages_per_s for r in runs], '.1f'):>22}"
-            f"{_spread([r.wall for r in runs], '.2f'):>22}"
+            f"{name:<12}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
         )
     full_rate = statistics.median(r.pages_per_s for r in full)
     bare_rate = statistics.median(r.pages_per_s for r in bare)
-    pairwise = [f.pages_per_s / b.pages_per_s for f, b in zip(full, bare, strict=True)]
     ratio = full_rate / bare_rate if bare_rate else float("nan")
-    lines.append(f"{'full/bare':<12}{'':>27}{'':>22}{f'{ratio:.2f}':>22}")
+    pairwise = [f.pages_per_s / b.pages_per_s for f, b in zip(full, bare, strict=True)]
+    cpu_ratio = statistics.median(r.cpu for r in full) / max(
+        statistics.median(r.cpu for r in bare), 1e-9
+    )
+    ratio_cells = ("", "", "", "", f"{ratio:.2f} ({1 / ratio:.2f}x time)", f"{cpu_ratio:.2f}x", "")
+    ratio_line = f"{'full/bare':<12}" + "".join(
+        f"{c:>{w}}" for c, w in zip(ratio_cells, widths, strict=True)
+    )
+    lines.append(ratio_line.rstrip())
     lines.append("")
     lines.append(
-        f"ratio full/bare pages/s: {ratio:.2f} (of the medians); per repeat pair: "
+        f"full/bare pages/s: {ratio:.2f} (ratio of the medians); per repeat pair: "
         + ", ".join(f"{x:.2f}" for x in pairwise)
-        + f"; full crawl takes {1 / ratio:.2f}x the bare crawl's time per page"
-    )
-    lines.append(
-        "runs (full/bare, crawl s): "
-        + "; ".join(f"{f.elapsed:.2f}/{b.elapsed:.2f}" for f, b in zip(full, bare, strict=True))
     )
     return "\n".join(lines)
+
+
+def describe(i: int, run: Run) -> str:
+    load = os.getloadavg()[0]
+    return (
+        f"  run {i} {run.kind}: {run.pages} pages, {run.requests} requests, crawl "
+        f"{run.elapsed:.2f} s, CPU {run.cpu:.2f} s, process {run.wall:.2f} s, load {load:.2f}"
+        + (f", {run.errors} ERROR log lines" if run.errors else "")
+    )
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -470,9 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             truth = wiki.reachable(seeds, args.max_depth, [0])
             source = work / "source.yaml"
             write_source(source, wiki.api_url, seeds, args.max_depth)
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            nproc = len(os.sched_getaffinity(0))
             print(
-                f"machine: nproc {os.cpu_count()} ({platform.machine()}), Python "
-                f"{platform.python_version()}, Scrapy {scrapy.__version__}"
+                f"machine: nproc {nproc} ({platform.machine()}), load average {load}; "
+                f"Python {platform.python_version()}, Scrapy {scrapy.__version__}"
             )
             print(f"wiki: {args.pages:,} generated pages (seed {args.seed}): {wiki_summary(wiki)}")
             print(f"crawl: seeds {seeds}, max_depth {args.max_depth}, namespaces [0]")
@@ -495,29 +527,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     titles_file.write_text(json.dumps(titles), encoding="utf-8")
                     print(
                         f"  full crawl queued {len(titles):,} titles; the bare crawl "
-                        f"requests them all, {50} per request"
+                        "requests them all, 50 per request"
                     )
                     if run.pages != len(truth.pages):
                         print(
                             f"  warning: the full crawl wrote {run.pages} records, "
                             f"the ground truth has {len(truth.pages)} pages"
                         )
-                print(
-                    f"  run {i} full: {run.pages} pages, {run.requests} requests, "
-                    f"{run.elapsed:.2f} s (process {run.wall:.2f} s)"
-                    + (f", {run.errors} ERROR log lines" if run.errors else ""),
-                    flush=True,
-                )
+                print(describe(i, run), flush=True)
                 brun = bare_crawl(
                     work / f"bare-{i}", wiki.api_url, titles_file, args.concurrency, args.timeout
                 )
                 bare.append(brun)
-                print(
-                    f"  run {i} bare: {brun.pages} pages, {brun.requests} requests, "
-                    f"{brun.elapsed:.2f} s (process {brun.wall:.2f} s)"
-                    + (f", {brun.errors} ERROR log lines" if brun.errors else ""),
-                    flush=True,
-                )
+                print(describe(i, brun), flush=True)
             print()
             print(report(full, bare))
     except RuntimeError as exc:  # BenchmarkError, MediaWikiError

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
-from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
 from holocron_scrapy.dburl import resolve_db_url, resolve_schema
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
     from scrapy.statscollectors import StatsCollector
+    from twisted.internet.defer import Deferred
 
     from holocron_scrapy.model import IngestRow
 
@@ -130,6 +131,7 @@ class Frontier:
         self._closing = False
         self._claim_failures = 0
         self._flush_scheduled = False
+        self._claim_task: Deferred[None] | None = None
         self._queued: dict[str, int] = {}  # dedupe key -> smallest depth queued by this run
         self.discovery_cache_size = discovery_cache_size
         self._flusher: LoopingCall | None = None
@@ -237,6 +239,8 @@ class Frontier:
         self._closing = True
         if self._flusher is not None and self._flusher.running:
             self._flusher.stop()
+        if self._claiming and self._claim_task is not None:
+            await maybe_deferred_to_future(self._claim_task)  # its items are released below
         await self.flush()
         try:
             await self._close_run(reason)
@@ -420,7 +424,7 @@ class Frontier:
         if self._exhausted and not self._dirty and not self._discovered:
             return
         self._claiming = True
-        deferred_from_coro(self._claim_and_schedule())
+        self._claim_task = deferred_from_coro(self._claim_and_schedule())
 
     async def claim_batch(self) -> list[WorkItem]:
         """Flush what is buffered, then claim up to ``claim_size`` work items for this run."""
@@ -450,6 +454,8 @@ class Frontier:
         items: list[WorkItem] = []
         try:
             items = await self.claim_batch()
+            if self._closing:
+                return  # spider_closed waits for this claim, then releases what it got
             for request in self.spider.requests_for(items):
                 engine.crawl(request)
         except Exception as exc:

@@ -34,9 +34,8 @@ class LakePipeline:
         self.root = root
         self.frontier = frontier
         self.stats = stats
-        # Lake writes (two fsyncs each) get threads of their own, so that they never hold up
-        # the crawl-state SQL, which runs in the default pool.
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake")
+        self.threads = threads
+        self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -85,5 +84,12 @@ class LakePipeline:
         self.stats.inc_value("holocron/lake/written" if written else "holocron/lake/unchanged")
         return item
 
+    def open_spider(self) -> None:
+        # Lake writes (two fsyncs each) get threads of their own, so that they never hold up
+        # the crawl-state SQL, which runs in the default pool.
+        self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lake")
+
     def close_spider(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

@@ -147,19 +147,13 @@ def test_batch_resolves_pages_redirects_missing_and_invalid(tmp_path: Path, fetc
 
     assert set(records) == {"Ezra Bridger", "Timeline of galactic history", "X-2711 shuttle"}
     assert outcomes[1].status == Status.SKIPPED
-    assert "redirect to 'Anakin Skywalker'" in str(
-        outcomes[1].error_message
-    )
+    assert "redirect to 'Anakin Skywalker'" in str(outcomes[1].error_message)
     assert outcomes[3].status == Status.SKIPPED
-    assert "normalized to 'Ezra Bridger'" in str(
-        outcomes[3].error_message
-    )
+    assert "normalized to 'Ezra Bridger'" in str(outcomes[3].error_message)
     assert outcomes[4].status == Status.SKIPPED
     assert "missing" in str(outcomes[4].error_message)
     assert outcomes[5].status == Status.SKIPPED
-    assert "invalid title" in str(
-        outcomes[5].error_message
-    )
+    assert "invalid title" in str(outcomes[5].error_message)
     # The links of the whole batch span several plcontinue responses; the merge loses none.
     timeline = records["Timeline of galactic history"].payload
     links = [(link["ns"], link["title"]) for link in timeline["links"]]

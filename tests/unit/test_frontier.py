@@ -1,0 +1,687 @@
+"""The Frontier extension on a real SQLite state database and a real mediawiki spider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from scrapy import Request, Spider
+from scrapy.exceptions import DontCloseSpider, NotConfigured
+from scrapy.settings import Settings
+from scrapy.utils.misc import build_from_crawler
+from scrapy.utils.test import get_crawler
+
+from holocron_scrapy.frontier import (
+    CrawlStateError,
+    Frontier,
+    short_error,
+    state_store_from_settings,
+    work_items_of,
+)
+from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.store import StateStore
+from tests.unit.conftest import SEEDS, SOURCE_NAME, WORKER_ID, RecordingEngine, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from twisted.internet.task import Clock
+
+    from tests.unit.conftest import Crawl
+
+FRONTIER_LOGGER = "holocron_scrapy.frontier"
+EMPTY_COUNTS = {status.value: 0 for status in Status}
+
+
+@pytest.fixture(autouse=True)
+def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="holocron_scrapy")
+
+
+def frontier_logs(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        msg for name, lvl, msg in caplog.record_tuples if name == FRONTIER_LOGGER and lvl == level
+    ]
+
+
+# -- opening -------------------------------------------------------------------------------------
+
+
+def test_spider_opened_seeds_once_and_records_the_run(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_crawl()
+    asyncio.run(first.frontier.spider_opened(first.spider))
+
+    assert first.stat("holocron/frontier/seeded") == 3
+    assert first.counts() == {**EMPTY_COUNTS, "pending": 3}
+    run_id = first.frontier.run_id
+    assert len(run_id) == 32
+    assert first.frontier.owner == f"{WORKER_ID}:{os.getpid()}:{run_id}"
+    assert first.frontier.spider is first.spider
+    rows = first.item_rows()
+    assert sorted(rows) == sorted(SEEDS)
+    assert {
+        (r["status"], r["depth"], r["priority"], r["attempt"], r["run_id"]) for r in rows.values()
+    } == {("pending", 0, 0, 0, run_id)}
+    assert {r["dedupe_key"] for r in rows.values()} == {
+        f"mediawiki:{SOURCE_NAME}:page:{title}" for title in SEEDS
+    }
+    [run] = first.rows("runs", order_by="started_at")
+    assert run["run_id"] == run_id
+    assert (run["source_system"], run["source_name"], run["worker_id"]) == (
+        "mediawiki",
+        SOURCE_NAME,
+        WORKER_ID,
+    )
+    assert (run["hostname"], run["pid"], run["status"]) == (
+        socket.gethostname(),
+        os.getpid(),
+        "running",
+    )
+    assert run["finished_at"] is None
+    assert f"Run {run_id} of {SOURCE_NAME}: 3 of 3 seeds are new" in frontier_logs(
+        caplog, logging.INFO
+    )
+    asyncio.run(first.frontier.spider_closed(first.spider, "finished"))
+
+    # A second run of the same source adds no seed again, and records its own run.
+    second = make_crawl()
+    asyncio.run(second.frontier.spider_opened(second.spider))
+    assert second.stat("holocron/frontier/seeded") == 0
+    assert second.counts() == {**EMPTY_COUNTS, "pending": 3}
+    assert second.frontier.run_id != run_id
+    runs = second.rows("runs", order_by="started_at")
+    assert [(r["run_id"], r["status"]) for r in runs] == [
+        (run_id, "finished"),
+        (second.frontier.run_id, "running"),
+    ]
+    assert f"Run {second.frontier.run_id} of {SOURCE_NAME}: 0 of 3 seeds are new" in frontier_logs(
+        caplog, logging.INFO
+    )
+    asyncio.run(second.frontier.spider_closed(second.spider, "finished"))
+
+
+def test_a_spider_without_the_frontier_protocol_is_left_alone(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = Spider("plain")
+
+    async def run() -> None:
+        await crawl.frontier.spider_opened(plain)
+        crawl.frontier.spider_idle(plain)  # no DontCloseSpider: not ours to keep open
+        await crawl.frontier.spider_closed(plain, "finished")
+
+    asyncio.run(run())
+    assert crawl.frontier.spider is None
+    assert frontier_logs(caplog, logging.INFO) == ["Spider plain does not use the SQL frontier"]
+    assert not (crawl.tmp_path / "state" / "state.db").exists()
+
+
+def test_an_unusable_database_closes_the_spider(
+    make_crawl: Callable[..., Crawl], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    url = f"sqlite:///{tmp_path / 'a-directory'}"
+    crawl = make_crawl({"HOLOCRON_DB_URL": url})
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
+
+    async def run() -> None:
+        await crawl.frontier.spider_opened(crawl.spider)
+        await wait_for(lambda: bool(engine.close_reasons))
+
+    asyncio.run(run())
+    assert engine.close_reasons == ["state_database_error"]
+    assert crawl.frontier.spider is None
+    assert frontier_logs(caplog, logging.ERROR) == [
+        f"Cannot use the state database {url}: OperationalError: unable to open database file"
+    ]
+
+
+# -- claims --------------------------------------------------------------------------------------
+
+
+def test_claim_batch_claims_by_priority_then_id_and_marks_in_flight(
+    make_crawl: Callable[..., Crawl],
+) -> None:
+    # Depth first: deeper items get the higher priority, so they come before the older seeds.
+    crawl = make_crawl({"HOLOCRON_CLAIM_SIZE": 4}, strategy="depth")
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> list[list[WorkItem]]:
+        await frontier.spider_opened(spider)
+        frontier.discover(spider.new_work_item("Mid", 1, None))
+        frontier.discover(spider.new_work_item("Deep", 2, None))
+        return [await frontier.claim_batch() for _ in range(3)]
+
+    first, second, third = asyncio.run(run())
+    rows = crawl.item_rows()
+    seeds_by_id = sorted(SEEDS, key=lambda title: rows[title]["id"])
+    assert [i.resource_id for i in first] == ["Deep", "Mid", *seeds_by_id[:2]]
+    assert [i.priority for i in first] == [2, 1, 0, 0]
+    assert [i.resource_id for i in second] == seeds_by_id[2:]
+    assert third == []
+    assert frontier.in_flight == {row["id"] for row in rows.values()}
+    assert all(frontier.is_claimed(item) for item in first + second)
+    assert crawl.stat("holocron/frontier/claimed") == 5
+    assert {(r["status"], r["attempt"], r["lease_owner"], r["run_id"]) for r in rows.values()} == {
+        ("in_progress", 1, frontier.owner, frontier.run_id)
+    }
+    assert all(r["lease_expires_at"] is not None for r in rows.values())
+    assert first[0] == WorkItem(
+        rows["Deep"]["id"], "mediawiki", SOURCE_NAME, "page", "Deep", 2, 2, 1, None
+    )
+    assert not frontier.done()  # five items in flight
+
+
+# -- buffered writes -----------------------------------------------------------------------------
+
+
+def test_discover_keeps_the_smallest_depth_until_flush(crawl: Crawl) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> dict[str, int]:
+        await frontier.spider_opened(spider)
+        seed = (await frontier.claim_batch())[0]
+        frontier.discover(spider.new_work_item("Ahsoka Tano", 2, seed))
+        frontier.discover(spider.new_work_item("Ahsoka Tano", 1, seed))
+        frontier.discover(spider.new_work_item("Ahsoka Tano", 3, None))
+        frontier.discover(spider.new_work_item("Chopper", 1, seed))
+        frontier.discover(spider.new_work_item(SEEDS[1], 1, seed))  # known at depth 0
+        before = crawl.counts()
+        await frontier.flush()
+        return before
+
+    before = asyncio.run(run())
+    assert before == {**EMPTY_COUNTS, "in_progress": 3}  # nothing written before the flush
+    rows = crawl.item_rows()
+    ahsoka = rows["Ahsoka Tano"]
+    assert (ahsoka["status"], ahsoka["depth"], ahsoka["priority"]) == ("pending", 1, -1)
+    assert ahsoka["discovered_from"] == min(r["id"] for r in rows.values())  # the claimed seed
+    assert ahsoka["run_id"] == crawl.frontier.run_id
+    assert (rows["Chopper"]["depth"], rows[SEEDS[1]]["depth"]) == (1, 0)
+    assert crawl.stat("holocron/frontier/discovered_new") == 2
+    assert crawl.counts() == {**EMPTY_COUNTS, "in_progress": 3, "pending": 2}
+
+
+def test_discover_flushes_by_itself_at_flush_size(make_crawl: Callable[..., Crawl]) -> None:
+    crawl = make_crawl({"HOLOCRON_FLUSH_SIZE": 2})
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        frontier.discover(spider.new_work_item("Chopper", 1, None))
+        await asyncio.sleep(0.05)
+        assert crawl.counts()["pending"] == 3  # one buffered item: below the flush size
+        frontier.discover(spider.new_work_item("Zeb Orrelios", 1, None))
+        await wait_for(lambda: crawl.stat("holocron/frontier/discovered_new") == 2)
+
+    asyncio.run(run())
+    assert crawl.counts()["pending"] == 5
+
+
+def test_buffered_state_is_flushed_every_flush_interval(crawl: Crawl, clock: Clock) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        frontier.discover(spider.new_work_item("Chopper", 1, None))
+        clock.advance(0.9)
+        await asyncio.sleep(0.05)
+        assert crawl.stat("holocron/frontier/discovered_new") is None
+        clock.advance(0.1)  # HOLOCRON_FLUSH_INTERVAL = 1.0
+        await wait_for(lambda: crawl.stat("holocron/frontier/discovered_new") == 1)
+        await frontier.spider_closed(spider, "finished")
+
+    asyncio.run(run())
+    assert crawl.counts()["pending"] == 4
+    assert clock.getDelayedCalls() == []  # the periodic flush stopped at close
+
+
+def test_finish_and_fail_are_written_at_flush(crawl: Crawl) -> None:
+    frontier = crawl.frontier
+    items: list[WorkItem] = []
+
+    async def run() -> dict[str, int]:
+        await frontier.spider_opened(crawl.spider)
+        items.extend(await frontier.claim_batch())
+        frontier.finish(Outcome(items[0].id, Status.SKIPPED, "missing: the page does not exist"))
+        frontier.fail([items[1]], "HTTP 500 from http://127.0.0.1:8091/api.php")
+        before = crawl.counts()
+        await frontier.flush()
+        return before
+
+    before = asyncio.run(run())
+    assert before == {**EMPTY_COUNTS, "in_progress": 3}
+    assert frontier.in_flight == {items[2].id}
+    assert (
+        crawl.stat("holocron/work_items/skipped"),
+        crawl.stat("holocron/work_items/failed"),
+    ) == (1, 1)
+    skipped, failed, claimed = (crawl.store.work_item(item.id) for item in items)
+    assert skipped is not None
+    assert failed is not None
+    assert claimed is not None
+    assert (skipped["status"], skipped["error_message"]) == (
+        "skipped",
+        "missing: the page does not exist",
+    )
+    assert (failed["status"], failed["error_message"]) == (
+        "failed",
+        "HTTP 500 from http://127.0.0.1:8091/api.php",
+    )
+    for row in (skipped, failed):
+        assert row["finished_at"] is not None
+        assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)
+    assert claimed["status"] == "in_progress"
+
+
+def test_a_failed_flush_keeps_the_buffer_for_the_next_try(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    database = crawl.tmp_path / "state" / "state.db"
+    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
+    crawl.stores.append(read_only)
+    items: list[WorkItem] = []
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items.extend(await frontier.claim_batch())
+        writable, frontier.store = frontier.store, read_only
+        frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
+        frontier.fail([items[0]], "boom")
+        await frontier.flush()
+        assert crawl.stat("holocron/frontier/write_errors") == 1
+        assert not frontier.done()  # the discovery is still to be written
+        await frontier.flush()  # still read-only: kept again
+        assert crawl.stat("holocron/frontier/write_errors") == 2
+        frontier.store = writable
+        await frontier.flush()
+
+    asyncio.run(run())
+    assert (
+        frontier_logs(caplog, logging.WARNING)
+        == [
+            "Could not write crawl state (OperationalError: attempt to write a readonly database); "
+            "will retry"
+        ]
+        * 2
+    )
+    assert crawl.stat("holocron/frontier/write_errors") == 2
+    assert crawl.stat("holocron/frontier/discovered_new") == 1
+    rows = crawl.item_rows()
+    assert (rows["Chopper"]["status"], rows["Chopper"]["depth"]) == ("pending", 1)
+    failed = rows[items[0].resource_id]
+    assert (failed["status"], failed["error_message"]) == ("failed", "boom")
+
+
+def test_commit_records_writes_buffered_discoveries_before_completing(crawl: Crawl) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    items: list[WorkItem] = []
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items.extend(await frontier.claim_batch())
+        frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
+        await frontier.commit_records([], [Outcome(items[0].id, Status.COMPLETED, None, "ab" * 32)])
+
+    asyncio.run(run())
+    rows = crawl.item_rows()
+    assert (rows["Chopper"]["status"], rows["Chopper"]["discovered_from"]) == (
+        "pending",
+        items[0].id,
+    )
+    done = rows[items[0].resource_id]
+    assert (done["status"], done["content_hash"]) == ("completed", "ab" * 32)
+    assert frontier.in_flight == {items[1].id, items[2].id}
+    assert crawl.stat("holocron/work_items/completed") == 1
+    assert crawl.stat("holocron/records/written") == 0
+    assert crawl.stat("holocron/frontier/discovered_new") == 1
+
+
+def test_a_page_is_not_completed_while_its_links_are_unwritten(crawl: Crawl) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    items: list[WorkItem] = []
+    no_new_items = (
+        "CREATE TRIGGER no_new_items BEFORE INSERT ON work_items "
+        "BEGIN SELECT RAISE(ABORT, 'no new work items'); END"
+    )
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items.extend(await frontier.claim_batch())
+        # A real write failure that hits new queue rows only, not the completion.
+        with crawl.store.engine.begin() as conn:
+            conn.execute(sa.text(no_new_items))
+        frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
+        completion = Outcome(items[0].id, Status.COMPLETED, content_hash="ef" * 32)
+        with pytest.raises(CrawlStateError, match=r"links not queued"):
+            await frontier.commit_records([], [completion])
+        assert frontier.is_claimed(items[0])
+        assert crawl.item_rows()[items[0].resource_id]["status"] == "in_progress"
+        # Once the queue takes writes again, the links go first, then the page completes.
+        with crawl.store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER no_new_items"))
+        await frontier.commit_records([], [completion])
+
+    asyncio.run(run())
+    assert crawl.stat("holocron/frontier/write_errors") == 1
+    assert crawl.stat("holocron/work_items/completed") == 1
+    rows = crawl.item_rows()
+    assert rows["Chopper"]["status"] == "pending"
+    assert (rows[items[0].resource_id]["status"], rows[items[0].resource_id]["content_hash"]) == (
+        "completed",
+        "ef" * 32,
+    )
+
+
+def test_claims_of_a_stopped_process_of_this_worker_are_released_at_start(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    store = StateStore.from_url(crawl.frontier.store.engine.url)
+    crawl.stores.append(store)
+    store.create_tables()
+    store.add_work_items(crawl.spider.seed_work_items())
+    owners = [
+        f"{WORKER_ID}:{stopped.pid}:deadrun",  # this worker, a stopped process: released
+        f"other-worker:{stopped.pid}:otherrun",  # another machine's pid means nothing here
+        f"{WORKER_ID}:{os.getppid()}:liverun",  # a process of this worker still running
+    ]
+    claimed = {}
+    for owner in owners:
+        [claimed[owner]] = store.claim(
+            source_system="mediawiki",
+            source_name=SOURCE_NAME,
+            owner=owner,
+            run_id=owner[-7:],
+            limit=1,
+            lease_seconds=600,
+        )
+
+    async def run() -> list[WorkItem]:
+        await crawl.frontier.spider_opened(crawl.spider)
+        return await crawl.frontier.claim_batch()
+
+    reclaimed = asyncio.run(run())
+    assert crawl.stat("holocron/frontier/released_dead") == 1
+    assert f"Released 1 claims of a stopped process ({owners[0]})" in frontier_logs(
+        caplog, logging.INFO
+    )
+    # Released without counting the dead process's attempt, then claimed by this run.
+    assert [(i.id, i.attempt) for i in reclaimed] == [(claimed[owners[0]].id, 1)]
+    rows = {row["id"]: row for row in crawl.rows("work_items")}
+    assert [rows[claimed[owner].id]["lease_owner"] for owner in owners] == [
+        crawl.frontier.owner,
+        owners[1],
+        owners[2],
+    ]
+
+
+# -- idle and close ------------------------------------------------------------------------------
+
+
+def test_spider_idle_keeps_the_spider_open_until_done(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
+
+    def claims_logged(n: int) -> Callable[[], bool]:
+        return lambda: caplog.messages.count(f"Claimed {n} work items") >= 1
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        # Nothing claimed yet: the queue may hold work.
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)
+        await wait_for(lambda: len(engine.requests) == 1)
+        [request] = engine.requests
+        items = work_items_of(request)
+        assert sorted(i.resource_id for i in items) == sorted(SEEDS)
+        assert frontier.in_flight == {i.id for i in items}
+
+        # Work in flight: stay open (the claim made now finds nothing more).
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)
+        await wait_for(claims_logged(0))
+        assert engine.requests == [request]
+
+        # All done: the spider may close (buffered outcomes are written at close).
+        for item in items:
+            frontier.finish(Outcome(item.id, Status.COMPLETED))
+        assert frontier.done()
+        assert frontier.spider_idle(spider) is None
+
+        # A discovery makes work again: stay open, flush it and claim it.
+        frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
+        assert not frontier.done()
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)
+        await wait_for(lambda: len(engine.requests) == 2)
+        assert [i.resource_id for i in work_items_of(engine.requests[1])] == ["Chopper"]
+        frontier.finish(Outcome(work_items_of(engine.requests[1])[0].id, Status.COMPLETED))
+
+        # The last claim found work, so idle claims once more; finding nothing, it closes.
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)
+        await wait_for(lambda: engine.close_reasons == ["finished"])
+        await frontier.spider_closed(spider, "finished")
+
+    asyncio.run(run())
+    assert crawl.counts() == {**EMPTY_COUNTS, "completed": 4}
+    [run_row] = crawl.rows("runs", order_by="started_at")
+    assert (run_row["status"], run_row["finish_reason"], run_row["items_completed"]) == (
+        "finished",
+        "finished",
+        4,
+    )
+
+
+def test_items_still_in_flight_when_the_queue_is_exhausted_are_failed(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        assert len(await frontier.claim_batch()) == 3
+        assert await frontier.claim_batch() == []  # exhausted; the three requests never ended
+        assert frontier.spider_idle(spider) is None  # failed, so done: the spider may close
+        assert frontier.in_flight == set()
+        assert frontier.done()
+        await frontier.spider_closed(spider, "finished")
+
+    asyncio.run(run())
+    assert crawl.stat("holocron/frontier/lost_in_flight") == 3
+    assert crawl.stat("holocron/work_items/failed") == 3
+    assert "3 claimed work items were dropped in flight" in frontier_logs(caplog, logging.WARNING)
+    assert {(r["status"], r["error_message"]) for r in crawl.item_rows().values()} == {
+        ("failed", "request dropped in flight")
+    }
+    [run_row] = crawl.rows("runs", order_by="started_at")
+    assert (run_row["status"], run_row["items_failed"]) == ("finished", 3)
+
+
+def test_spider_closed_releases_unfinished_claims_and_cancels_the_run(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    items: list[WorkItem] = []
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items.extend(await frontier.claim_batch())
+        frontier.finish(Outcome(items[0].id, Status.SKIPPED, "missing: the page does not exist"))
+        frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
+        await frontier.spider_closed(spider, "shutdown")
+
+    asyncio.run(run())
+    assert frontier.in_flight == set()
+    assert crawl.stat("holocron/frontier/released") == 2
+    assert "Released 2 unfinished claims back to the queue (shutdown)" in frontier_logs(
+        caplog, logging.INFO
+    )
+    rows = crawl.item_rows()
+    assert rows[items[0].resource_id]["status"] == "skipped"  # buffered outcome flushed at close
+    assert rows["Chopper"]["status"] == "pending"  # buffered discovery flushed at close
+    for item in items[1:]:
+        row = rows[item.resource_id]
+        # Released: back to pending, the claim not counted as an attempt.
+        assert (row["status"], row["attempt"], row["lease_owner"], row["lease_expires_at"]) == (
+            "pending",
+            0,
+            None,
+            None,
+        )
+    [run_row] = crawl.rows("runs", order_by="started_at")
+    assert (run_row["status"], run_row["finish_reason"]) == ("cancelled", "shutdown")
+    assert run_row["finished_at"] is not None
+    assert (run_row["items_skipped"], run_row["items_discovered"], run_row["items_completed"]) == (
+        1,
+        1,
+        0,
+    )
+
+
+def test_a_claim_under_way_at_close_leaves_no_item_leased(crawl: Crawl) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)  # starts a claim in the background
+        await frontier.spider_closed(spider, "shutdown")  # the crawl is stopped meanwhile
+        await wait_for(lambda: not frontier._claiming)
+
+    asyncio.run(run())
+    [run_row] = crawl.rows("runs", order_by="started_at")
+    assert run_row["status"] == "cancelled"
+    assert crawl.counts() == {**EMPTY_COUNTS, "pending": 3}
+
+
+def test_a_close_that_cannot_write_the_buffers_leaves_the_run_open(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    database = crawl.tmp_path / "state" / "state.db"
+    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
+    crawl.stores.append(crawl.store)  # disposed by the fixture: the frontier gets the other one
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items = await frontier.claim_batch()
+        frontier.fail([items[0]], "boom")
+        frontier.store = read_only
+        await frontier.spider_closed(spider, "finished")
+
+    asyncio.run(run())
+    assert frontier_logs(caplog, logging.ERROR) == [
+        f"Could not record the end of run {frontier.run_id} (RuntimeError: 0 discoveries and 1 "
+        "outcomes could not be written): its unfinished claims go back to the queue when their "
+        "lease expires, or at once when this worker starts again"
+    ]
+    # Nothing was recorded as finished or released: the claims stay with the (ended) run.
+    [run_row] = crawl.rows("runs", order_by="started_at")
+    assert (run_row["status"], run_row["finished_at"]) == ("running", None)
+    assert crawl.counts() == {**EMPTY_COUNTS, "in_progress": 3}
+    assert crawl.stat("holocron/frontier/released") is None
+
+
+def test_recrawl_all_requeues_finished_items(make_crawl: Callable[..., Crawl]) -> None:
+    hashes = {title: f"{i:064x}" for i, title in enumerate(SEEDS, start=1)}
+
+    first = make_crawl()
+
+    async def crawl_everything() -> None:
+        await first.frontier.spider_opened(first.spider)
+        for item in await first.frontier.claim_batch():
+            first.frontier.finish(
+                Outcome(item.id, Status.COMPLETED, content_hash=hashes[item.resource_id])
+            )
+        await first.frontier.spider_closed(first.spider, "finished")
+
+    asyncio.run(crawl_everything())
+    assert first.counts() == {**EMPTY_COUNTS, "completed": 3}
+
+    # Without recrawl, finished items stay finished.
+    again = make_crawl()
+
+    async def claim_only(crawl: Crawl) -> list[WorkItem]:
+        await crawl.frontier.spider_opened(crawl.spider)
+        items = await crawl.frontier.claim_batch()
+        await crawl.frontier.spider_closed(crawl.spider, "shutdown")
+        return items
+
+    assert asyncio.run(claim_only(again)) == []
+
+    recrawl = make_crawl(recrawl="all")
+    items = asyncio.run(claim_only(recrawl))
+    assert sorted(i.resource_id for i in items) == sorted(SEEDS)
+    # The last content hash is kept, so unchanged pages are recognised; attempts start again.
+    assert {(i.resource_id, i.content_hash, i.attempt) for i in items} == {
+        (title, hashes[title], 1) for title in SEEDS
+    }
+    assert recrawl.stat("holocron/frontier/seeded") == 0
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def test_short_error_keeps_the_first_line_of_the_driver_error(tmp_path: Path) -> None:
+    store = StateStore.from_url(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised, store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT * FROM no_such_table"))
+    finally:
+        store.dispose()
+    assert short_error(raised.value) == "OperationalError: no such table: no_such_table"
+    assert short_error(ValueError("first line\nsecond line")) == "ValueError: first line"
+    assert short_error(RuntimeError()) == "RuntimeError: "
+
+
+def test_work_items_of_reads_the_documented_meta_key() -> None:
+    item = WorkItem(7, "mediawiki", SOURCE_NAME, "page", "Yoda", 0, 0, 1)
+    items = (item,)
+    assert work_items_of(Request("http://127.0.0.1/api.php")) == []
+    request = Request("http://127.0.0.1/api.php", meta={"holocron_work_items": items})
+    assert work_items_of(request) == [item]
+
+
+def test_state_store_from_settings_takes_the_url_and_schema_from_settings() -> None:
+    store = state_store_from_settings(
+        Settings(
+            {
+                "HOLOCRON_DB_URL": "postgresql+psycopg://crawler:s3cret@db.invalid:5432/crawl",
+                "HOLOCRON_DB_SCHEMA": "holocron",
+            }
+        )
+    )
+    try:
+        assert store.dialect_name == "postgresql"
+        assert store.tables.metadata.schema == "holocron"
+        assert store.url_for_log == "postgresql+psycopg://crawler:***@db.invalid:5432/crawl"
+    finally:
+        store.dispose()
+
+
+def test_frontier_is_not_configured_when_disabled(tmp_path: Path) -> None:
+    crawler = get_crawler(
+        settings_dict={"HOLOCRON_ENABLED": False, "HOLOCRON_DB_URL": f"sqlite:///{tmp_path}/s.db"}
+    )
+    with pytest.raises(NotConfigured, match="HOLOCRON_ENABLED is off"):
+        build_from_crawler(Frontier, crawler)

@@ -1,0 +1,172 @@
+"""The spider middleware feeding the frontier, and the downloader middleware checking claims."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from scrapy import Request
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.http import TextResponse
+from scrapy.utils.misc import build_from_crawler
+from scrapy.utils.test import get_crawler
+
+from holocron_scrapy.middlewares.claims import ClaimCheckMiddleware, StaleClaim
+from holocron_scrapy.middlewares.state import StateMiddleware
+from holocron_scrapy.model import Outcome, Status, WorkItem
+from tests.unit.conftest import SOURCE_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from tests.unit.conftest import Crawl
+
+API = "http://127.0.0.1:8091/api.php"
+
+
+def request_for(items: list[WorkItem], url: str = f"{API}?action=query") -> Request:
+    return Request(url, meta={"holocron_work_items": items}, dont_filter=True)
+
+
+def response_to(request: Request) -> TextResponse:
+    return TextResponse(request.url, body=b"{}", encoding="utf-8", request=request)
+
+
+def claim(crawl: Crawl) -> list[WorkItem]:
+    """Open the frontier and claim the three seeds (in the same event loop as the test)."""
+
+    async def run() -> list[WorkItem]:
+        await crawl.frontier.spider_opened(crawl.spider)
+        return await crawl.frontier.claim_batch()
+
+    return asyncio.run(run())
+
+
+def state_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, int, str]]:
+    return [t for t in caplog.record_tuples if t[0] == "holocron_scrapy.middlewares.state"]
+
+
+def not_claimed(item_id: int = 999) -> WorkItem:
+    return WorkItem(item_id, "mediawiki", SOURCE_NAME, "page", "Not claimed", 0, 0, 1)
+
+
+# -- StateMiddleware ----------------------------------------------------------------------------
+
+
+def test_discoveries_and_outcomes_leave_the_output_for_the_frontier(crawl: Crawl) -> None:
+    mw = build_from_crawler(StateMiddleware, crawl.crawler)
+    items = claim(crawl)
+    request = request_for(items)
+    next_request = request_for(items, f"{API}?action=query&continue=1")
+    discovered = crawl.spider.new_work_item("Chopper", 1, items[0])
+    skipped = Outcome(items[1].id, Status.SKIPPED, "missing: the page does not exist")
+    item = {"title": "Ezra Bridger"}
+    spider_output: list[Any] = [next_request, discovered, item, skipped, "text", discovered]
+
+    async def output() -> AsyncIterator[Any]:
+        for obj in spider_output:
+            yield obj
+
+    async def run() -> list[Any]:
+        out = [obj async for obj in mw.process_spider_output(response_to(request), output())]
+        await crawl.frontier.flush()
+        return out
+
+    assert asyncio.run(run()) == [next_request, item, "text"]  # the rest, in order
+    assert not crawl.frontier.is_claimed(items[1])
+    assert crawl.frontier.is_claimed(items[0])
+    assert crawl.stat("holocron/work_items/skipped") == 1
+    assert crawl.stat("holocron/frontier/discovered_new") == 1
+    rows = crawl.item_rows()
+    assert (rows["Chopper"]["status"], rows["Chopper"]["depth"]) == ("pending", 1)
+    assert rows["Chopper"]["discovered_from"] == items[0].id
+    assert (rows[items[1].resource_id]["status"], rows[items[1].resource_id]["error_message"]) == (
+        "skipped",
+        "missing: the page does not exist",
+    )
+
+
+def test_a_callback_exception_fails_the_claimed_items_of_the_response(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    mw = build_from_crawler(StateMiddleware, crawl.crawler)
+    items = claim(crawl)
+    request = request_for([items[0], items[1], not_claimed()])
+    response = response_to(request)
+
+    result = mw.process_spider_exception(response, KeyError("pages"))
+
+    assert result == []
+    assert crawl.frontier.in_flight == {items[2].id}
+    assert crawl.stat("holocron/spider_exceptions/KeyError") == 1
+    assert crawl.stat("holocron/work_items/failed") == 2
+    assert state_logs(caplog) == [
+        (
+            "holocron_scrapy.middlewares.state",
+            logging.ERROR,
+            f"Failing 2 work items of {request.url}: KeyError: 'pages'",
+        )
+    ]
+    asyncio.run(crawl.frontier.flush())
+    rows = {row["id"]: row for row in crawl.rows("work_items")}
+    assert [(rows[i.id]["status"], rows[i.id]["error_message"]) for i in items] == [
+        ("failed", "KeyError: 'pages'"),
+        ("failed", "KeyError: 'pages'"),
+        ("in_progress", None),
+    ]
+
+
+def test_an_exception_of_a_request_without_claimed_items_is_left_to_scrapy(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    mw = build_from_crawler(StateMiddleware, crawl.crawler)
+    items = claim(crawl)
+
+    plain = response_to(Request(f"{API}?action=query"))
+    assert mw.process_spider_exception(plain, ValueError("x")) is None
+    stale = response_to(request_for([not_claimed()]))
+    assert mw.process_spider_exception(stale, ValueError("x")) is None
+
+    assert crawl.frontier.in_flight == {i.id for i in items}
+    assert crawl.stat("holocron/spider_exceptions/ValueError") is None
+    assert state_logs(caplog) == []
+
+
+# -- ClaimCheckMiddleware -----------------------------------------------------------------------
+
+
+def test_a_request_with_a_claimed_item_is_fetched(crawl: Crawl) -> None:
+    mw = build_from_crawler(ClaimCheckMiddleware, crawl.crawler)
+    items = claim(crawl)
+    assert mw.process_request(request_for(items)) is None
+    assert mw.process_request(request_for([not_claimed(), items[2]])) is None  # one is enough
+    assert crawl.stat("holocron/frontier/stale_requests") is None
+
+
+def test_a_request_none_of_whose_items_is_claimed_is_dropped(crawl: Crawl) -> None:
+    mw = build_from_crawler(ClaimCheckMiddleware, crawl.crawler)
+    items = claim(crawl)
+    crawl.frontier.fail(items[:2], "gone")  # no longer claimed by this run
+    request = request_for([items[0], items[1], not_claimed()])
+
+    with pytest.raises(StaleClaim, match=r"^no longer claimed: http://127\.0\.0\.1:8091/api\.php"):
+        mw.process_request(request)
+    assert issubclass(StaleClaim, IgnoreRequest)  # Scrapy drops it and calls the errback
+    assert crawl.stat("holocron/frontier/stale_requests") == 1
+
+
+def test_a_request_without_work_items_is_fetched(crawl: Crawl) -> None:
+    mw = build_from_crawler(ClaimCheckMiddleware, crawl.crawler)
+    claim(crawl)
+    assert mw.process_request(Request("http://127.0.0.1:8091/robots.txt")) is None
+    assert crawl.stat("holocron/frontier/stale_requests") is None
+
+
+@pytest.mark.parametrize("middleware", [StateMiddleware, ClaimCheckMiddleware])
+def test_the_middlewares_need_the_frontier(middleware: type[Any], tmp_path: Path) -> None:
+    crawler = get_crawler(settings_dict={"HOLOCRON_DB_URL": f"sqlite:///{tmp_path}/s.db"})
+    with pytest.raises(NotConfigured, match="Frontier extension is not enabled"):
+        build_from_crawler(middleware, crawler)
