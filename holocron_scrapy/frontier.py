@@ -67,6 +67,14 @@ def state_store_from_settings(settings: BaseSettings) -> StateStore:
     return StateStore.from_url(url, schema)
 
 
+def frontier_of(crawler: Crawler) -> Frontier:
+    """The crawl's Frontier, for the components built on it (``NotConfigured`` without one)."""
+    frontier = crawler.get_extension(Frontier)
+    if frontier is None:
+        raise NotConfigured("the holocron Frontier extension is not enabled")
+    return frontier
+
+
 def short_error(exc: BaseException) -> str:
     """The first line of a database error, without SQLAlchemy's background link."""
     orig = getattr(exc, "orig", None) or exc

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Self
 
-from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.exceptions import IgnoreRequest
 
-from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.frontier import Frontier, frontier_of, work_items_of
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -31,9 +31,7 @@ class ClaimCheckMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        frontier = crawler.get_extension(Frontier)
-        if frontier is None:
-            raise NotConfigured("the holocron Frontier extension is not enabled")
+        frontier = frontier_of(crawler)
         return cls(frontier)
 
     def process_request(self, request: Request) -> None:

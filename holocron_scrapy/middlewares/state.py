@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
-from scrapy.exceptions import NotConfigured
-
-from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.frontier import Frontier, frontier_of, work_items_of
 from holocron_scrapy.model import NewWorkItem, Outcome
 
 if TYPE_CHECKING:
@@ -32,9 +30,7 @@ class StateMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        frontier = crawler.get_extension(Frontier)
-        if frontier is None:
-            raise NotConfigured("the holocron Frontier extension is not enabled")
+        frontier = frontier_of(crawler)
         return cls(frontier)
 
     async def process_spider_output(

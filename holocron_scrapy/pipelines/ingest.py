@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
 
-from holocron_scrapy.frontier import Frontier, short_error
+from holocron_scrapy.frontier import Frontier, frontier_of, short_error
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.model import IngestRow, Outcome
 
@@ -53,9 +53,7 @@ class IngestRecordsPipeline:
         settings = crawler.settings
         if not settings.getbool("HOLOCRON_INGEST_ENABLED", True):
             raise NotConfigured("HOLOCRON_INGEST_ENABLED is off")
-        frontier = crawler.get_extension(Frontier)
-        if frontier is None:
-            raise NotConfigured("the holocron Frontier extension is not enabled")
+        frontier = frontier_of(crawler)
         assert crawler.stats is not None
         return cls(
             frontier,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
 
-from holocron_scrapy.frontier import Frontier, short_error
+from holocron_scrapy.frontier import Frontier, frontier_of, short_error
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake import record_path, write_json_atomic
 
@@ -42,9 +42,7 @@ class LakePipeline:
         settings = crawler.settings
         if not settings.getbool("HOLOCRON_LAKE_ENABLED", True):
             raise NotConfigured("HOLOCRON_LAKE_ENABLED is off")
-        frontier = crawler.get_extension(Frontier)
-        if frontier is None:
-            raise NotConfigured("the holocron Frontier extension is not enabled")
+        frontier = frontier_of(crawler)
         root = Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
         assert crawler.stats is not None
         return cls(
