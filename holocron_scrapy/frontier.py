@@ -338,6 +338,7 @@ class Frontier:
         if not await self.flush():
             raise CrawlStateError("the crawl state could not be written (links not queued)")
         await run_in_thread(self.store.commit_records, rows, outcomes)
+        self._dirty = True  # an outcome can reopen its item (found closer while in flight)
         for outcome in outcomes:
             self.in_flight.discard(outcome.work_item_id)
             self.stats.inc_value(f"holocron/work_items/{outcome.status}")
@@ -382,6 +383,7 @@ class Frontier:
                     discovered = []
                 if outcomes:
                     await run_in_thread(self.store.finish_items, outcomes)
+                    self._dirty = True  # an outcome can reopen its item
             except Exception as exc:
                 logger.warning(
                     "Could not write crawl state (%(error)s); will retry",

@@ -11,11 +11,14 @@ and imported once, then only started); by default it lives in pytest's tmp dir.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
+from tests.e2e.crawl_helpers import Database
 from tests.e2e.wiki import INSTALL_SCRIPT, MediaWiki, missing_requirements
 
 if TYPE_CHECKING:
@@ -66,3 +69,42 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for wiki in _started:
         spent = ", ".join(f"{step} {sec:.1f} s" for step, sec in wiki.timings.items())
         terminalreporter.write_line(f"e2e MediaWiki ({E2E_PAGES} pages) in {wiki.root}: {spent}")
+
+
+# =================================================================================================
+# Crawl state databases of the end-to-end crawl tests (tests/e2e/test_crawl.py).
+#
+#   crawl_db   a crawl_helpers.Database: SQLite in tmp_path (default), or, parametrized
+#              indirectly with "postgresql", a random schema e2e_<hex> on HOLOCRON_TEST_PG_URL,
+#              dropped afterwards (unset URL: skipped, or failed when CI is set).
+# =================================================================================================
+
+E2E_PG_URL_ENV = "HOLOCRON_TEST_PG_URL"
+
+
+@pytest.fixture
+def crawl_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+        return
+    assert backend == "postgresql", backend
+    url = os.environ.get(E2E_PG_URL_ENV, "").strip()
+    if not url:
+        reason = f"{E2E_PG_URL_ENV} is not set"
+        if _in_ci():
+            pytest.fail(f"{reason}: PostgreSQL tests must not be skipped in CI", pytrace=False)
+        pytest.skip(reason)
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    try:
+        yield Database("postgresql", url, schema)
+    finally:
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            engine.dispose()
+
+
+# ================================= end of crawl state databases =================================

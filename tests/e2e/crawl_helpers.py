@@ -9,7 +9,8 @@
 * :func:`expect_crawl` models, from the wiki's own SQL tables, the work items a crawl must end
   with (title -> status, message, depth) and checks the model against
   :meth:`MediaWiki.reachable`;
-* :func:`assert_crawl_matches` compares the state and the lake with that model.
+* :func:`assert_work_items_match` and :func:`assert_records_match` compare the state and the
+  lake with that model.
 """
 
 from __future__ import annotations
@@ -106,9 +107,16 @@ class Database:
             args += ["-s", f"HOLOCRON_DB_SCHEMA={self.schema}"]
         return args
 
+    @property
+    def read_only_url(self) -> str:
+        """SQLite opened with ``mode=ro``: reading never creates nor changes the file."""
+        if self.backend != "sqlite":
+            return self.url
+        return "sqlite:///file:" + self.url.removeprefix("sqlite:///") + "?mode=ro&uri=true"
+
     def select(self, stmt: sa.Select[Any]) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts (a new engine each time: nothing stays open)."""
-        engine = sa.create_engine(self.url, poolclass=sa.NullPool)
+        engine = sa.create_engine(self.read_only_url, poolclass=sa.NullPool)
         try:
             with engine.connect() as conn:
                 return [dict(row._mapping) for row in conn.execute(stmt)]
@@ -247,9 +255,9 @@ def read_lake(lake: Path) -> list[LakeFile]:
     return files
 
 
-def lake_snapshot(lake: Path) -> dict[Path, float]:
-    """path -> mtime of every file of the lake."""
-    return {p: p.stat().st_mtime for p in lake.rglob("*") if p.is_file()}
+def lake_snapshot(lake: Path) -> dict[Path, int]:
+    """path -> mtime (ns) of every file of the lake."""
+    return {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
 
 
 # ---------------------------------------------------------------------------------- the model
@@ -269,6 +277,7 @@ class Expectation:
     titles: dict[int, str]  # page id -> title, for every page of the truth
     items: dict[str, ExpectedItem]  # work item title -> how it must end
     redirect_titles: dict[int, str]  # page id -> title, for the redirects of the truth
+    linked_from: dict[str, set[str]]  # work item title -> titles of the pages that link it
 
     def by_status(self, status: str) -> set[str]:
         return {t for t, item in self.items.items() if item.status == status}
@@ -301,6 +310,8 @@ def expect_crawl(
 
     # title as linked or seeded -> smallest depth
     direct: dict[str, int] = {}
+    linked_from: dict[str, set[str]] = {}
+    page_titles = wiki.page_titles(truth.pages)
     for seed in seeds:
         direct.setdefault(seed, 0)
     for pid, depth in truth.pages.items():
@@ -312,6 +323,7 @@ def expect_crawl(
             if ns in namespaces:
                 title = wiki.title(ns, key)
                 direct[title] = min(direct.get(title, depth + 1), depth + 1)
+                linked_from.setdefault(title, set()).add(page_titles[pid])
 
     items: dict[str, ExpectedItem] = {}
     redirects_seen: set[int] = set()
@@ -349,7 +361,7 @@ def expect_crawl(
     assert {item.page_id: item.depth for item in items.values() if item.page_id} == truth.pages
     assert missing_seen == truth.missing
     assert redirects_seen == truth.redirects
-    return Expectation(truth, titles, items, wiki.page_titles(truth.redirects))
+    return Expectation(truth, titles, items, wiki.page_titles(truth.redirects), linked_from)
 
 
 # ------------------------------------------------------------------------------- assertions
@@ -392,15 +404,29 @@ def assert_work_items_match(expected: Expectation, db: Database) -> dict[str, di
     rows = db.work_items()
     by_title = {row["resource_id"]: row for row in rows}
     assert len(by_title) == len(rows), "duplicate work items"
-    assert_same_set(by_title, expected.items, "work item titles")
     statuses: dict[str, set[str]] = {}
     for row in rows:
         statuses.setdefault(row["status"], set()).add(row["resource_id"])
-    assert set(statuses) <= {"completed", "skipped"}, {
+    unfinished = {
         status: _describe(titles)
         for status, titles in statuses.items()
         if status not in ("completed", "skipped")
     }
+    assert not unfinished, f"work items left unfinished by a finished crawl: {unfinished}"
+    not_queued = set(expected.items) - set(by_title)
+    assert not not_queued, "work items never queued (title <- linking pages: status, depth): " + (
+        "; ".join(
+            f"{title!r} <- "
+            + ", ".join(
+                f"{page!r}: {by_title[page]['status']}, {by_title[page]['depth']}"
+                if page in by_title
+                else f"{page!r}: not queued"
+                for page in sorted(expected.linked_from.get(title, ()))
+            )
+            for title in sorted(not_queued)[:8]
+        )
+    )
+    assert_same_set(by_title, expected.items, "work item titles")
     wrong = {
         title: (row["status"], row["error_message"], row["depth"])
         for title, row in by_title.items()
