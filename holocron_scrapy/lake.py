@@ -142,13 +142,15 @@ def _file_mode() -> int:
     return 0o644
 
 
-def write_json_atomic(path: Path, data: bytes) -> None:
+def write_json_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` (already-serialized JSON) to ``path`` atomically and durably.
 
     Parent directories are created. The bytes go to a ``.tmp-*`` file in the same directory, are
     flushed and fsynced, the temp file is renamed onto ``path`` (replacing any earlier file of the
     same name, which holds the same content) and the directory is fsynced so the rename survives
-    a crash. On any error the temp file is removed and the error re-raised.
+    a crash of the machine (``fsync=False`` skips both fsyncs: still atomic, and safe against a
+    killed process, but not against a power cut). On any error the temp file is removed and the
+    error re-raised.
     """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -160,11 +162,13 @@ def write_json_atomic(path: Path, data: bytes) -> None:
             tmp_name = tmp.name
             tmp.write(data)
             tmp.flush()
-            os.fsync(tmp.fileno())
+            if fsync:
+                os.fsync(tmp.fileno())
         os.chmod(tmp_name, _file_mode())
         os.replace(tmp_name, path)
         tmp_name = None
-        _fsync_directory(directory)
+        if fsync:
+            _fsync_directory(directory)
     except BaseException:
         if tmp_name is not None:
             try:

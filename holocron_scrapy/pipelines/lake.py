@@ -29,12 +29,19 @@ logger = logging.getLogger(__name__)
 
 class LakePipeline:
     def __init__(
-        self, root: Path, frontier: Frontier, stats: StatsCollector, *, threads: int = 4
+        self,
+        root: Path,
+        frontier: Frontier,
+        stats: StatsCollector,
+        *,
+        threads: int = 4,
+        fsync: bool = True,
     ) -> None:
         self.root = root
         self.frontier = frontier
         self.stats = stats
         self.threads = threads
+        self.fsync = fsync
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -46,7 +53,11 @@ class LakePipeline:
         root = Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
         assert crawler.stats is not None
         return cls(
-            root, frontier, crawler.stats, threads=settings.getint("HOLOCRON_LAKE_THREADS", 4)
+            root,
+            frontier,
+            crawler.stats,
+            threads=settings.getint("HOLOCRON_LAKE_THREADS", 4),
+            fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
         )
 
     def path_for(self, record: ResourceRecord) -> Path:
@@ -63,7 +74,7 @@ class LakePipeline:
         """Serialize, hash and write (in a thread). False when the content is unchanged."""
         if record.unchanged:
             return False
-        write_json_atomic(self.path_for(record), record.lake_document())
+        write_json_atomic(self.path_for(record), record.lake_document(), fsync=self.fsync)
         return True
 
     async def process_item(self, item: Any) -> Any:
