@@ -11,7 +11,8 @@ PREFIX = "holocron_scrapy"
 
 
 class HolocronAddon:
-    """SQL frontier, state middleware, lake and IngestRecords pipelines, progress log."""
+    """SQL frontier, state and Retry-After middlewares, lake and IngestRecords pipelines, progress
+    log."""
 
     def update_settings(self, settings: Settings) -> None:
         settings["EXTENSIONS"][f"{PREFIX}.frontier.Frontier"] = 100
@@ -19,5 +20,10 @@ class HolocronAddon:
         # Close to the spider, so discoveries and outcomes leave the stream first.
         settings["SPIDER_MIDDLEWARES"][f"{PREFIX}.middlewares.state.StateMiddleware"] = 950
         settings["DOWNLOADER_MIDDLEWARES"][f"{PREFIX}.middlewares.claims.ClaimCheckMiddleware"] = 50
+        # Its process_response runs before RetryMiddleware's (550): Retry-After is honoured and
+        # 429/503 are not retried a second time without waiting.
+        settings["DOWNLOADER_MIDDLEWARES"][
+            f"{PREFIX}.middlewares.retry_after.RetryAfterMiddleware"
+        ] = 560
         settings["ITEM_PIPELINES"][f"{PREFIX}.pipelines.lake.LakePipeline"] = 300
         settings["ITEM_PIPELINES"][f"{PREFIX}.pipelines.ingest.IngestRecordsPipeline"] = 400

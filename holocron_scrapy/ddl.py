@@ -11,10 +11,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects.mssql.base import MSDialect
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from holocron_scrapy.dburl import DEFAULT_SCHEMA, validate_schema_name
-from holocron_scrapy.schema import build_tables
+from holocron_scrapy.schema import ADDED_COLUMNS, build_tables
 
 if TYPE_CHECKING:
     from sqlalchemy import Index, Table
@@ -56,6 +56,17 @@ def _create_table(table: Table, schema: str, dialect: Dialect) -> str:
     return f"IF OBJECT_ID({object_name}, N'U') IS NULL\nBEGIN\n{create};\nEND\nGO\n"
 
 
+def _add_columns(table: Table, schema: str, dialect: Dialect) -> list[str]:
+    """``ALTER TABLE ... ADD`` for the columns a table created by an older script lacks."""
+    object_name = _quoted(_bracketed(schema, table.name))
+    return [
+        f"IF COL_LENGTH({object_name}, {_quoted(name)}) IS NULL\n"
+        f"    ALTER TABLE {_bracketed(schema, table.name)} "
+        f"ADD {CreateColumn(table.c[name]).compile(dialect=dialect)};\nGO\n"
+        for name in ADDED_COLUMNS.get(table.name, ())
+    ]
+
+
 def _create_index(index: Index, table: Table, schema: str, dialect: Dialect) -> str:
     create = _compiled(CreateIndex(index), dialect)
     object_name = _quoted(_bracketed(schema, table.name))
@@ -79,6 +90,7 @@ def mssql_ddl(schema: str = DEFAULT_SCHEMA) -> str:
     ]
     for table in tables.metadata.sorted_tables:
         parts.append(_create_table(table, schema, dialect))
+        parts.extend(_add_columns(table, schema, dialect))
         parts.extend(
             _create_index(index, table, schema, dialect)
             for index in sorted(table.indexes, key=lambda index: str(index.name))

@@ -211,13 +211,26 @@ class Frontier:
                 statuses=[Status.COMPLETED, Status.FAILED, Status.SKIPPED],
             )
             logger.info("recrawl=all: %(n)d known items back in the queue", {"n": n})
-        seeds = [dataclasses.replace(s, run_id=self.run_id) for s in spider.seed_work_items()]
-        added = await run_in_thread(self.store.add_work_items, seeds)
-        self.stats.inc_value("holocron/frontier/seeded", added)
-        logger.info(
-            "Run %(run)s of %(source)s: %(added)d of %(seeds)d seeds are new",
-            {"run": self.run_id, "source": spider.source_name, "added": added, "seeds": len(seeds)},
-        )
+        if spider.recrawl:
+            # A recrawl refreshes what is known; it never adds the seeds again.
+            self.stats.inc_value("holocron/frontier/seeded", 0)
+            logger.info(
+                "Run %(run)s of %(source)s: recrawl=%(mode)s, no seeding",
+                {"run": self.run_id, "source": spider.source_name, "mode": spider.recrawl},
+            )
+        else:
+            seeds = [dataclasses.replace(s, run_id=self.run_id) for s in spider.seed_work_items()]
+            added = await run_in_thread(self.store.add_work_items, seeds)
+            self.stats.inc_value("holocron/frontier/seeded", added)
+            logger.info(
+                "Run %(run)s of %(source)s: %(added)d of %(seeds)d seeds are new",
+                {
+                    "run": self.run_id,
+                    "source": spider.source_name,
+                    "added": added,
+                    "seeds": len(seeds),
+                },
+            )
         self.spider = spider
 
     async def _release_dead_owners(self, spider: FrontierSpider) -> None:
@@ -325,6 +338,16 @@ class Frontier:
     def fail(self, items: Iterable[WorkItem], message: str) -> None:
         for item in items:
             self.finish(Outcome(item.id, Status.FAILED, message))
+
+    async def requeue(self, work_item_ids: Sequence[int]) -> int:
+        """Put completed items back into the queue (in a thread) and claim them soon."""
+        if not work_item_ids:
+            return 0
+        n: int = await run_in_thread(self.store.requeue_ids, work_item_ids)
+        self.stats.inc_value("holocron/frontier/requeued", n)
+        self._dirty = True
+        self._maybe_claim()
+        return n
 
     def is_claimed(self, item: WorkItem) -> bool:
         return item.id in self.in_flight

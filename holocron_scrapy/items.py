@@ -36,6 +36,9 @@ class ResourceRecord:
     fetched_at_utc: datetime | None = None
     duration_ms: int | None = None
     run_id: str = ""
+    # The resource's version at the source (a page's lastrevid): stored with the completed work
+    # item, for a later recrawl to compare with the current one. Not part of the payload hash.
+    version: str | None = None
 
     @cached_property
     def payload_json(self) -> str:

@@ -72,6 +72,11 @@ class WorkItem:
     priority: int
     attempt: int
     content_hash: str | None = None  # hash_sha256 of the last record ingested for it
+    version: str | None = None  # the resource's version at its last completion (see Outcome)
+
+
+#: ``work_items.version`` of a resource whose last record says it was deleted at the source.
+DELETED_VERSION = "deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +91,19 @@ class Outcome:
     # meanwhile (found by a shorter path while in flight) goes back to pending, to be expanded
     # at the smaller depth.
     depth: int | None = None
+    # For completed items: the resource's version at the source (a MediaWiki page's
+    # ``lastrevid``, or DELETED_VERSION), which a recrawl compares with the current one.
+    version: str | None = None
 
     @classmethod
-    def completed(cls, item: WorkItem, content_hash: str) -> Outcome:
-        return cls(item.id, Status.COMPLETED, content_hash=content_hash, depth=item.depth)
+    def completed(cls, item: WorkItem, content_hash: str, version: str | None = None) -> Outcome:
+        return cls(
+            item.id,
+            Status.COMPLETED,
+            content_hash=content_hash,
+            depth=item.depth,
+            version=version,
+        )
 
     @classmethod
     def skipped(cls, item: WorkItem, reason: str) -> Outcome:

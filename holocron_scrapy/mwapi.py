@@ -5,9 +5,14 @@ No Scrapy and no I/O here, so every rule is tested offline on recorded real resp
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: What a page record holds: the current revision (content and ids), the page's links and its
 #: page info. ``redirects=1`` resolves redirects server-side; ``formatversion=2`` gives lists and
@@ -28,6 +33,63 @@ MAX_TITLES_PER_REQUEST = 50
 
 _MAX_REDIRECT_HOPS = 10
 
+#: ``maxlag`` sent with every request unless the setting says otherwise: Wikimedia's etiquette
+#: (https://www.mediawiki.org/wiki/Manual:Maxlag_parameter) asks non-interactive clients for 5.
+DEFAULT_MAXLAG = 5
+
+#: The response header that carries an error envelope's code (the status stays 200).
+ERROR_HEADER = "MediaWiki-API-Error"
+
+
+class OnError(enum.Enum):
+    """What happens to the work items of a request the API answered with an error code."""
+
+    WAIT = "wait"  # the RetryAfterMiddleware waits and sends the request again
+    RETRY = "retry"  # retried at once with Scrapy's retry budget (RETRY_TIMES), then failed
+    SKIP = "skip"  # skipped with the API's message: asking again cannot help
+    FAIL = "fail"  # failed with the API's message (every code not listed)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """How an API error code is handled.
+
+    ``wait`` is the pause when the response has no ``Retry-After`` (``None``: exponential
+    back-off from ``HOLOCRON_RETRY_AFTER_DEFAULT``); ``counted`` says whether the retry counts
+    towards ``HOLOCRON_RETRY_AFTER_TIMES`` (``maxlag`` does not: a lagged wiki is not a failure,
+    it has its own, more generous cap).
+    """
+
+    on_error: OnError
+    wait: float | None = None
+    counted: bool = True
+
+
+#: The API's error codes and their outcomes, in one place. A key ending in ``*`` is a prefix.
+API_ERRORS: Mapping[str, ErrorRule] = MappingProxyType(
+    {
+        "maxlag": ErrorRule(OnError.WAIT, wait=5.0, counted=False),
+        "ratelimited": ErrorRule(OnError.WAIT),
+        "readonly": ErrorRule(OnError.WAIT, wait=60.0),
+        "missingtitle": ErrorRule(OnError.SKIP),
+        "invalidtitle": ErrorRule(OnError.SKIP),
+        "badcontinue": ErrorRule(OnError.RETRY),
+        "internal_api_error_*": ErrorRule(OnError.RETRY),
+    }
+)
+_FAIL = ErrorRule(OnError.FAIL)
+
+
+def error_rule(code: str) -> ErrorRule:
+    """The rule of an API error code (:data:`API_ERRORS`); unknown codes fail their items."""
+    rule = API_ERRORS.get(code)
+    if rule is not None:
+        return rule
+    for key, prefix_rule in API_ERRORS.items():
+        if key.endswith("*") and code.startswith(key[:-1]):
+            return prefix_rule
+    return _FAIL
+
 
 class ApiError(Exception):
     """An API error envelope (``{"error": {...}}``, HTTP 200, ``MediaWiki-API-Error`` header)."""
@@ -38,16 +100,25 @@ class ApiError(Exception):
         self.info = info
 
 
-def query_url(api_url: str, titles: list[str], cont: dict[str, str] | None = None) -> str:
+def query_url(
+    api_url: str,
+    titles: list[str],
+    cont: dict[str, str] | None = None,
+    maxlag: float | None = None,
+) -> str:
     """The URL of a page query for ``titles``, continued with ``cont`` when given.
 
-    Every value is percent-encoded with ``quote`` (``+`` as ``%2B``: an unencoded ``+`` would be
-    read as a space and silently ask for another title).
+    ``maxlag`` (seconds; ``None``, 0 or less: not sent) asks the wiki to refuse the request
+    while its database replicas lag more than that. Every value is percent-encoded with
+    ``quote`` (``+`` as ``%2B``: an unencoded ``+`` would be read as a space and silently ask
+    for another title).
     """
     params = dict(PAGE_QUERY)
     params["titles"] = "|".join(titles)
     if cont:
         params.update(cont)
+    if maxlag is not None and maxlag > 0:
+        params["maxlag"] = f"{maxlag:g}"
     return f"{api_url}?{urlencode(params, quote_via=quote)}"
 
 

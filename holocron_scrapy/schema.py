@@ -31,6 +31,12 @@ RESOURCE_ID_LENGTH = 2000
 # "{source_system}:{source_name}:{resource_type}:{resource_id}" at their maximum lengths.
 DEDUPE_KEY_LENGTH = 64 + 128 + 64 + RESOURCE_ID_LENGTH + 3
 
+VERSION_LENGTH = 64
+
+#: Nullable columns added after a table was first released: create_tables() and the SQL Server
+#: script add them to tables created by an older version.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"work_items": ("version",)}
+
 RUN_COUNT_COLUMNS = (
     "items_discovered",
     "items_completed",
@@ -79,6 +85,8 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
         sa.Column("claimed_at", UTC_DATETIME, nullable=True),
         sa.Column("next_retry_at", UTC_DATETIME, nullable=True),
         sa.Column("content_hash", HASH_HEX, nullable=True),  # of the last record ingested for it
+        # The resource's version at its last completion (a page's lastrevid, or "deleted").
+        sa.Column("version", sa.Unicode(VERSION_LENGTH), nullable=True),
         sa.Column("error_message", LONG_TEXT, nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("updated_at", UTC_DATETIME, nullable=False),

@@ -25,6 +25,14 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 RETRY_ENABLED = True
 RETRY_TIMES = 3
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+# 429, 503 and the API's maxlag/ratelimited/readonly: wait Retry-After, then retry
+# (holocron_scrapy.middlewares.retry_after; README "Politeness and errors").
+HOLOCRON_RETRY_AFTER_ENABLED = True
+HOLOCRON_RETRY_AFTER_DEFAULT = 5.0  # s, doubled per try when the server gives no Retry-After
+HOLOCRON_RETRY_AFTER_MAX = 300.0  # s, the longest wait, even when Retry-After asks for more
+HOLOCRON_RETRY_AFTER_TIMES = 10  # then the work items fail ("HTTP 429 from …")
+HOLOCRON_RETRY_AFTER_MAXLAG_TIMES = 50  # maxlag waits are not failures: a cap of their own
+MEDIAWIKI_MAXLAG = 5  # s, sent with every API request (0: not sent)
 DOWNLOAD_TIMEOUT = 60
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024

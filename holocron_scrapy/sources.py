@@ -63,6 +63,23 @@ _SETTINGS_OWNED_BY_KEYS: Mapping[str, str] = MappingProxyType({"USER_AGENT": "us
 
 _PLACEHOLDER_CONTACT_RE = re.compile(r"example\.(?:org|com|net)\b|CHANGE[-_ ]?ME", re.IGNORECASE)
 
+#: Wikimedia's wikis: their User-Agent policy blocks clients without contact information, so a
+#: source on one of these hosts is refused (other hosts get a warning).
+WIKIMEDIA_DOMAINS: tuple[str, ...] = (
+    "wikipedia.org",
+    "wikimedia.org",
+    "wikidata.org",
+    "wiktionary.org",
+    "wikibooks.org",
+    "wikiquote.org",
+    "wikisource.org",
+    "wikinews.org",
+    "wikiversity.org",
+    "wikivoyage.org",
+    "mediawiki.org",
+)
+WIKIMEDIA_UA_POLICY = "https://meta.wikimedia.org/wiki/User-Agent_policy"
+
 
 class SourceConfigError(Exception):
     """A source file that cannot be used: ``str(e) == f"{path}: {key}: {message}"``.
@@ -159,7 +176,7 @@ def load_source(ref: str, sources_dir: Path | None = None) -> SourceConfig:
     path = resolve_source_path(ref, sources_dir).absolute()
     document = _read_document(path, sources_dir)
     config = _Validator(path).source(document)
-    _warn_about_user_agent(config)
+    _check_user_agent(config)
     logger.debug("Loaded source %(name)s from %(path)s", {"name": config.name, "path": path})
     return config
 
@@ -551,8 +568,37 @@ class _Validator:
 _warned_user_agents: set[tuple[Path, str]] = set()
 
 
-def _warn_about_user_agent(config: SourceConfig) -> None:
-    """Warn (once per file and User-Agent in a process) when the contact is missing."""
+def is_wikimedia_host(host: str) -> bool:
+    """Whether ``host`` is one of Wikimedia's wikis (``en.wikipedia.org``, ``wikidata.org``…)."""
+    host = host.lower().rstrip(".")
+    return any(host == domain or host.endswith(f".{domain}") for domain in WIKIMEDIA_DOMAINS)
+
+
+def _contact_problem(user_agent: str) -> str | None:
+    """Why ``user_agent`` gives no way to reach its operator, or ``None`` when it does."""
+    if _PLACEHOLDER_CONTACT_RE.search(user_agent):
+        return "still holds the shipped placeholder contact"
+    if "@" not in user_agent and "://" not in user_agent:
+        return "has no contact URL or e-mail address"
+    return None
+
+
+def _check_user_agent(config: SourceConfig) -> None:
+    """Refuse a Wikimedia source without a real contact; warn for other hosts (once per file
+    and User-Agent in a process)."""
+    problem = _contact_problem(config.user_agent)
+    if problem is None:
+        return
+    host = urlsplit(config.api_url).hostname or ""
+    if is_wikimedia_host(host):
+        raise SourceConfigError(
+            config.path,
+            "user_agent",
+            f"{config.user_agent!r} {problem}; Wikimedia's User-Agent policy "
+            f"({WIKIMEDIA_UA_POLICY}) requires a way to contact you and blocks clients "
+            f"without one, so {host} is not crawled with it. Put your own URL or e-mail "
+            'address in it: "HolocronScrapy/0.1 (https://<your site>; <you>@<your domain>)"',
+        )
     if (config.path, config.user_agent) in _warned_user_agents:
         return
     _warned_user_agents.add((config.path, config.user_agent))

@@ -27,7 +27,14 @@ from holocron_scrapy.model import (
     WorkItem,
     canonical_json,
 )
-from holocron_scrapy.schema import HASH_HEX, RUN_COUNT_COLUMNS, Tables, build_tables
+from holocron_scrapy.schema import (
+    ADDED_COLUMNS,
+    HASH_HEX,
+    RUN_COUNT_COLUMNS,
+    VERSION_LENGTH,
+    Tables,
+    build_tables,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -128,10 +135,29 @@ class StateStore:
             if schema is not None and not sa.inspect(conn).has_schema(schema):
                 conn.execute(CreateSchema(schema))
             self.tables.metadata.create_all(conn, checkfirst=True)
+            self._add_missing_columns(conn)
         logger.debug("State tables ready on %(url)s", {"url": self.url_for_log})
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def _add_missing_columns(self, conn: Connection) -> None:
+        """Add the :data:`ADDED_COLUMNS` that tables created by an older version lack."""
+        inspector = sa.inspect(conn)
+        preparer = conn.dialect.identifier_preparer
+        for table in self.tables.metadata.sorted_tables:
+            added = ADDED_COLUMNS.get(table.name, ())
+            if not added:
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name, table.schema)}
+            for name in added:
+                if name in present:
+                    continue
+                column = sa.schema.CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} ADD {column}"))
+                logger.info(
+                    "Added the column %(column)s to %(table)s", {"column": name, "table": table}
+                )
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -292,6 +318,60 @@ class StateStore:
             if work_item_ids is None:
                 return conn.execute(stmt).rowcount
             ids = sorted(set(work_item_ids))
+            return sum(
+                conn.execute(stmt.where(wi.c.id.in_(chunk))).rowcount
+                for chunk in _chunks(ids, IN_LIST_CHUNK)
+            )
+
+    def completed_versions(
+        self,
+        *,
+        source_system: str,
+        source_name: str,
+        resource_type: str,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[tuple[int, str, str | None]]:
+        """``(id, resource_id, version)`` of up to ``limit`` completed items with ``id >
+        after_id``, by id: page through them passing the last id back as ``after_id``."""
+        wi = self.tables.work_items
+        stmt = (
+            sa.select(wi.c.id, wi.c.resource_id, wi.c.version)
+            .where(
+                wi.c.source_system == source_system,
+                wi.c.source_name == source_name,
+                wi.c.resource_type == resource_type,
+                wi.c.status == Status.COMPLETED.value,
+                wi.c.id > after_id,
+            )
+            .order_by(wi.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(int(row.id), row.resource_id, row.version) for row in conn.execute(stmt)]
+
+    def requeue_ids(self, work_item_ids: Sequence[int]) -> int:
+        """Put the given ``completed`` items back to ``pending`` (attempt 0), keeping their
+        ``content_hash`` and ``version``; return how many were requeued."""
+        wi = self.tables.work_items
+        stmt = (
+            sa.update(wi)
+            .where(wi.c.status == Status.COMPLETED.value)
+            .values(
+                status=Status.PENDING.value,
+                attempt=0,
+                error_message=None,
+                next_retry_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=None,
+                updated_at=utcnow(),
+            )
+        )
+        ids = sorted(set(work_item_ids))
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
             return sum(
                 conn.execute(stmt.where(wi.c.id.in_(chunk))).rowcount
                 for chunk in _chunks(ids, IN_LIST_CHUNK)
@@ -491,6 +571,7 @@ class StateStore:
                 wi.c.priority,
                 wi.c.attempt,
                 wi.c.content_hash,
+                wi.c.version,
             )
         )
         claimed = [
@@ -504,6 +585,7 @@ class StateStore:
                 priority=row.priority,
                 attempt=row.attempt,
                 content_hash=row.content_hash,
+                version=row.version,
             )
             for row in conn.execute(stmt)
         ]
@@ -535,6 +617,9 @@ class StateStore:
                 content_hash=sa.func.coalesce(
                     sa.bindparam("b_content_hash", type_=HASH_HEX), wi.c.content_hash
                 ),
+                version=sa.func.coalesce(
+                    sa.bindparam("b_version", type_=sa.Unicode(VERSION_LENGTH)), wi.c.version
+                ),
                 finished_at=now,
                 updated_at=now,
                 lease_owner=None,
@@ -547,6 +632,7 @@ class StateStore:
                 "b_status": str(outcome.status),
                 "b_error_message": _truncate(outcome.error_message),
                 "b_content_hash": outcome.content_hash,
+                "b_version": outcome.version,
                 "b_reopenable": outcome.depth is not None and outcome.status in _REOPENABLE,
                 "b_depth": outcome.depth if outcome.depth is not None else 0,
             }

@@ -95,6 +95,7 @@ CREATE TABLE ingest.work_items (
 	claimed_at DATETIME2 NULL,
 	next_retry_at DATETIME2 NULL,
 	content_hash VARCHAR(64) NULL,
+	version NVARCHAR(64) NULL,
 	error_message NVARCHAR(max) NULL,
 	created_at DATETIME2 NOT NULL,
 	updated_at DATETIME2 NOT NULL,
@@ -104,6 +105,10 @@ CREATE TABLE ingest.work_items (
 	CONSTRAINT uq_work_items_dedupe_hash UNIQUE (dedupe_hash)
 );
 END
+GO
+
+IF COL_LENGTH(N'[ingest].[work_items]', N'version') IS NULL
+    ALTER TABLE [ingest].[work_items] ADD version NVARCHAR(64) NULL;
 GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_claim' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))

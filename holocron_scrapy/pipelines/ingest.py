@@ -32,7 +32,7 @@ class _Entry:
     def __init__(self, record: ResourceRecord, row: IngestRow | None) -> None:
         self.record = record
         self.row = row
-        self.outcome = Outcome.completed(record.work_item, record.hash_sha256)
+        self.outcome = Outcome.completed(record.work_item, record.hash_sha256, record.version)
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 

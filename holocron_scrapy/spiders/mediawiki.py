@@ -25,18 +25,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import scrapy
+from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import mwapi
 from holocron_scrapy.frontier import Frontier, work_items_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.middlewares.claims import StaleClaim
-from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.model import DELETED_VERSION, NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.recrawl import KnownPage, compare, deletion_payload, info_url
 from holocron_scrapy.sources import SourceConfig, SourceConfigError, load_source
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
@@ -46,7 +49,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESOURCE_PAGE = "page"
-RECRAWL_MODES = ("all",)
+RECRAWL_MODES = ("all", "changed")
+#: Completed work items read per state-database query by ``recrawl=changed``.
+RECRAWL_READ_SIZE = 1000
 
 
 def _headers(headers: Any) -> dict[str, str]:
@@ -63,6 +68,7 @@ class MediaWikiSpider(scrapy.Spider):
 
     config: SourceConfig
     titles_per_request: int = mwapi.MAX_TITLES_PER_REQUEST
+    maxlag: float = mwapi.DEFAULT_MAXLAG
 
     @property
     def _stats(self) -> StatsCollector:
@@ -94,6 +100,7 @@ class MediaWikiSpider(scrapy.Spider):
         # The source's own Scrapy settings, for this crawl only (settings are not frozen yet).
         crawler.settings.setdict(dict(spider.config.settings), priority="spider")
         crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
+        spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
         spider.titles_per_request = min(
             crawler.settings.getint("MEDIAWIKI_TITLES_PER_REQUEST", mwapi.MAX_TITLES_PER_REQUEST),
             mwapi.MAX_TITLES_PER_REQUEST,
@@ -139,7 +146,9 @@ class MediaWikiSpider(scrapy.Spider):
     def _request(
         self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
     ) -> scrapy.Request:
-        url = mwapi.query_url(self.config.api_url, [i.resource_id for i in items], cont)
+        url = mwapi.query_url(
+            self.config.api_url, [i.resource_id for i in items], cont, self.maxlag
+        )
         return scrapy.Request(
             url,
             callback=self.parse_query,
@@ -150,9 +159,82 @@ class MediaWikiSpider(scrapy.Spider):
         )
 
     async def start(self) -> AsyncIterator[Any]:
-        # The SQL frontier schedules all the work (see holocron_scrapy.frontier): nothing here.
-        return
-        yield
+        # The SQL frontier schedules all the work (see holocron_scrapy.frontier); recrawl=changed
+        # first asks the API which completed pages changed (the engine keeps the crawl open
+        # until this generator ends, and the frontier then claims what was requeued).
+        if self.recrawl == "changed":
+            async for request in self._revision_checks():
+                yield request
+
+    async def _revision_checks(self) -> AsyncIterator[scrapy.Request]:
+        """One ``prop=info`` request per batch of completed pages, read from the queue in pages
+        (by id); batches stay full across reads."""
+        frontier = self._frontier()
+        if frontier.spider is None:
+            return  # the state database could not be opened: the crawl is closing
+        n = self.titles_per_request
+        after_id = 0
+        batch: list[KnownPage] = []
+        while True:
+            rows = await run_in_thread(
+                frontier.store.completed_versions,
+                source_system=self.source_system,
+                source_name=self.source_name,
+                resource_type=RESOURCE_PAGE,
+                after_id=after_id,
+                limit=RECRAWL_READ_SIZE,
+            )
+            if not rows:
+                break
+            after_id = rows[-1][0]
+            batch.extend(KnownPage(*row) for row in rows)
+            while len(batch) >= n:
+                yield self._revisions_request(batch[:n])
+                batch = batch[n:]
+        if batch:
+            yield self._revisions_request(batch)
+
+    def _revisions_request(self, pages: list[KnownPage]) -> scrapy.Request:
+        return scrapy.Request(
+            info_url(self.config.api_url, [page.title for page in pages], self.maxlag),
+            callback=self.parse_revisions,
+            errback=self.revisions_failed,
+            dont_filter=True,
+            # No holocron_work_items: these pages are not claimed (the claim check lets it by).
+            cb_kwargs={"pages": pages},
+        )
+
+    async def parse_revisions(self, response: Response, pages: list[KnownPage]) -> None:
+        """``recrawl=changed``: requeue the pages whose revision changed, or that were deleted,
+        since their last record; the frontier claims them and the refetch records them."""
+        try:
+            data = mwapi.check_envelope(self._json(response))
+        except mwapi.ApiError as exc:
+            self._stats.inc_value("holocron/recrawl/check_errors")
+            logger.warning(
+                "Revision check of %(n)d pages failed (%(error)s); they are not refreshed",
+                {"n": len(pages), "error": exc},
+            )
+            return
+        verdict = compare(data, pages)
+        self._stats.inc_value("holocron/recrawl/checked", len(pages))
+        self._stats.inc_value("holocron/recrawl/changed", len(verdict.changed))
+        self._stats.inc_value("holocron/recrawl/deleted", len(verdict.deleted))
+        if verdict.unanswered:
+            self._stats.inc_value("holocron/recrawl/unanswered", len(verdict.unanswered))
+            logger.warning(
+                "The API did not answer for %(n)d pages, e.g. %(title)r; they are not refreshed",
+                {"n": len(verdict.unanswered), "title": verdict.unanswered[0].title},
+            )
+        await self._frontier().requeue([page.work_item_id for page in verdict.to_refetch])
+
+    def revisions_failed(self, failure: Failure) -> None:
+        """Errback of a revision check: its pages are not refreshed this time."""
+        self._stats.inc_value("holocron/recrawl/check_errors")
+        logger.warning(
+            "Revision check failed: %(error)s; its pages are not refreshed",
+            {"error": f"{type(failure.value).__name__}: {failure.getErrorMessage()}"},
+        )
 
     # -- responses -----------------------------------------------------------------------------
 
@@ -164,9 +246,7 @@ class MediaWikiSpider(scrapy.Spider):
         try:
             data = mwapi.check_envelope(self._json(response))
         except mwapi.ApiError as exc:
-            self._stats.inc_value(f"holocron/mediawiki/api_error/{exc.code}")
-            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
-            yield from (Outcome(i.id, Status.FAILED, str(exc)) for i in items)
+            yield from self._api_error(exc, request, items)
             return
         self._log_warnings(data)
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
@@ -183,6 +263,23 @@ class MediaWikiSpider(scrapy.Spider):
             return
         for item in items:
             yield from self._finish(item, pages, state, response)
+
+    def _api_error(
+        self, exc: mwapi.ApiError, request: scrapy.Request, items: list[WorkItem]
+    ) -> Iterator[Any]:
+        """The request again (``badcontinue``, ``internal_api_error_*``, within RETRY_TIMES), or
+        an outcome per work item: skipped or failed with the API's message (see
+        :data:`mwapi.API_ERRORS`)."""
+        self._stats.inc_value(f"holocron/mediawiki/api_error/{exc.code}")
+        rule = mwapi.error_rule(exc.code)
+        if rule.on_error is mwapi.OnError.RETRY:
+            retry = get_retry_request(request, spider=self, reason=f"api_error/{exc.code}")
+            if retry is not None:
+                yield retry
+                return
+        logger.warning("%(error)s for %(url)s", {"error": exc, "url": request.url})
+        status = Status.SKIPPED if rule.on_error is mwapi.OnError.SKIP else Status.FAILED
+        yield from (Outcome(i.id, status, str(exc)) for i in items)
 
     def _json(self, response: Response) -> Any:
         try:
@@ -218,6 +315,10 @@ class MediaWikiSpider(scrapy.Spider):
             yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
             return
         if page.get("missing"):
+            if item.version is not None and item.version != DELETED_VERSION:
+                # It had a record: record that it is gone (recrawl=changed requeues such pages).
+                yield self._record(item, deletion_payload(page, item.version), state, response)
+                return
             yield Outcome.skipped(item, "missing: the page does not exist")
             return
         if target != item.resource_id:
@@ -236,7 +337,15 @@ class MediaWikiSpider(scrapy.Spider):
                 if link.get("ns") in discovery.namespaces and title and title not in seen:
                     seen.add(title)
                     yield self.new_work_item(title, item.depth + 1, item)
-        yield ResourceRecord(
+        yield self._record(item, page, state, response)
+
+    def _record(
+        self, item: WorkItem, page: dict[str, Any], state: dict[str, Any], response: Response
+    ) -> ResourceRecord:
+        """The record of a page (or of its deletion: version ``"deleted"``)."""
+        deleted = bool(page.get("deleted"))
+        lastrevid = page.get("lastrevid")
+        return ResourceRecord(
             work_item=item,
             resource_type=RESOURCE_PAGE,
             resource_id=item.resource_id,
@@ -247,6 +356,7 @@ class MediaWikiSpider(scrapy.Spider):
             response_headers=state["response_headers"],
             fetched_at_utc=state["fetched_at"],
             duration_ms=round(state["latency"] * 1000),
+            version=DELETED_VERSION if deleted else None if lastrevid is None else str(lastrevid),
         )
 
     def request_failed(self, failure: Failure) -> None:

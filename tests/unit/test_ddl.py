@@ -80,7 +80,7 @@ def test_script_is_idempotent_and_batched() -> None:
         "    CREATE INDEX ix_work_items_claim ON ingest.work_items "
         "(source_system, source_name, status, priority, id);\nGO\n"
     ) in sql
-    creates = sql.count("CREATE TABLE") + sql.count("CREATE INDEX")
+    creates = sql.count("CREATE TABLE") + sql.count("CREATE INDEX") + sql.count("ALTER TABLE")
     assert sql.count("\nGO\n") == creates + 2  # + SET options and CREATE SCHEMA
     assert "python -m holocron_scrapy.ddl > sql/001_ingest_schema.sql" in sql
     assert "sqlcmd" in sql
@@ -90,6 +90,11 @@ def test_script_is_idempotent_and_batched() -> None:
     assert "NTEXT" not in sql
     assert " DATETIME " not in sql
     assert "BIGINT NOT NULL IDENTITY" in sql
+    # Columns added since the first release are added to tables an older script created.
+    assert (
+        "IF COL_LENGTH(N'[ingest].[work_items]', N'version') IS NULL\n"
+        "    ALTER TABLE [ingest].[work_items] ADD version NVARCHAR(64) NULL;\nGO\n"
+    ) in sql
 
 
 def test_other_schema_and_bad_schema() -> None:

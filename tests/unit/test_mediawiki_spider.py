@@ -53,12 +53,16 @@ settings:
     return path
 
 
-def make_spider(tmp_path: Path, **kwargs: Any) -> MediaWikiSpider:
+def make_spider(tmp_path: Path, *, maxlag: float = 0, **kwargs: Any) -> MediaWikiSpider:
     """As ``Crawler.crawl()`` does: the spider first (it adds its source's settings), then the
     settings are applied and frozen."""
-    crawler = Crawler(
-        MediaWikiSpider, Settings({"TELNETCONSOLE_ENABLED": False, **get_reactor_settings()})
-    )
+    # The cassettes were recorded without maxlag (tests/unit/test_api_errors.py tests it).
+    settings = {
+        "TELNETCONSOLE_ENABLED": False,
+        "MEDIAWIKI_MAXLAG": maxlag,
+        **get_reactor_settings(),
+    }
+    crawler = Crawler(MediaWikiSpider, Settings(settings))
     spider = MediaWikiSpider.from_crawler(crawler, source=str(write_source(tmp_path, **kwargs)))
     crawler._apply_settings()
     assert isinstance(spider, MediaWikiSpider)

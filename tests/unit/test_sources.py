@@ -348,11 +348,19 @@ def test_error_is_picklable(tmp_path: Path) -> None:
     ],
 )
 def test_shipped_sources_load_and_follow_the_etiquette(
-    name: str, api_url: str, caplog: pytest.LogCaptureFixture
+    name: str, api_url: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
+    shipped = SHIPPED_SOURCES / f"{name}.yaml"
+    text = shipped.read_text("utf-8")
+    if api_url.startswith("https://en.wikipedia.org/"):
+        # Refused as shipped (Wikimedia's User-Agent policy): load it as a user edits it.
+        text = text.replace("example.org/CHANGE-ME", "holocron.test/contact").replace(
+            "CHANGE-ME@example.org", "ops@holocron.test"
+        )
+        shipped = write(tmp_path / f"{name}.yaml", text)
     with caplog.at_level(logging.WARNING, logger=sources.__name__):
-        config = load_source(name, sources_dir=SHIPPED_SOURCES)
-    assert config.path == SHIPPED_SOURCES / f"{name}.yaml"
+        config = load_source(str(shipped))
+    assert config.path == shipped
     assert config.name == name
     assert config.type == "mediawiki"
     assert config.api_url == api_url
@@ -363,14 +371,26 @@ def test_shipped_sources_load_and_follow_the_etiquette(
     assert config.settings["AUTOTHROTTLE_ENABLED"] is True
     assert config.settings["AUTOTHROTTLE_TARGET_CONCURRENCY"] == 1.0
     assert config.settings["DOWNLOAD_DELAY"] >= 1.0
-    # The contact is a placeholder the user must edit: loading says so.
-    assert any("placeholder contact" in r.getMessage() for r in caplog.records)
+    # The contact is a placeholder the user must edit: loading says so (Wikimedia: refused).
+    warned = any("placeholder contact" in r.getMessage() for r in caplog.records)
+    assert warned == (shipped.parent == SHIPPED_SOURCES)
+
+
+def test_shipped_wikipedia_source_is_refused_until_its_contact_is_edited() -> None:
+    with pytest.raises(SourceConfigError) as info:
+        load_source("wikipedia", sources_dir=SHIPPED_SOURCES)
+    assert info.value.key == "user_agent"
+    assert "placeholder" in info.value.message
+    assert "https://meta.wikimedia.org/wiki/User-Agent_policy" in info.value.message
 
 
 def test_shipped_sources_found_from_the_project_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO_ROOT / "holocron_scrapy")  # scrapy.cfg is one level up
     assert default_sources_dir() == SHIPPED_SOURCES
-    assert load_source("wikipedia").path == SHIPPED_SOURCES / "wikipedia.yaml"
+    assert load_source("wookieepedia").path == SHIPPED_SOURCES / "wookieepedia.yaml"
+    with pytest.raises(SourceConfigError) as info:  # found, and refused (placeholder contact)
+        load_source("wikipedia")
+    assert info.value.path == SHIPPED_SOURCES / "wikipedia.yaml"
 
 
 def test_default_sources_dir_without_scrapy_cfg(
@@ -540,3 +560,69 @@ def test_good_user_agent_does_not_warn(tmp_path: Path, caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger=sources.__name__):
         load_source(str(write(tmp_path / "ok.yaml", VALID)))
     assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("api_url", "user_agent", "fragment"),
+    [
+        ("https://en.wikipedia.org/w/api.php", "HolocronScrapy/0.1", "no contact URL or e-mail"),
+        (
+            "https://commons.wikimedia.org/w/api.php",
+            "HolocronScrapy/0.1 (https://example.org/CHANGE-ME; CHANGE-ME@example.org)",
+            "placeholder",
+        ),
+        ("https://www.wikidata.org/w/api.php", "Bot/1 (ops@example.com)", "placeholder"),
+        ("https://fr.wiktionary.org/w/api.php", "Bot/1 (change-me)", "placeholder"),
+        ("https://www.mediawiki.org/w/api.php", "Bot/1", "no contact"),
+        ("https://EN.WIKIVOYAGE.ORG./w/api.php", "Bot/1", "no contact"),
+    ],
+)
+def test_wikimedia_source_without_a_real_contact_is_refused(
+    tmp_path: Path, api_url: str, user_agent: str, fragment: str
+) -> None:
+    document = with_("api_url", api_url)
+    document["user_agent"] = user_agent
+    path = write(tmp_path / "wm.yaml", document)
+    with pytest.raises(SourceConfigError) as info:
+        load_source(str(path))
+    assert info.value.key == "user_agent"
+    assert fragment in info.value.message
+    assert "User-Agent policy (https://meta.wikimedia.org/wiki/User-Agent_policy)" in str(
+        info.value
+    )
+    assert "Put your own URL or e-mail address in it" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "api_url",
+    [
+        "https://en.wikipedia.org/w/api.php",
+        "https://species.wikimedia.org/w/api.php",
+        "https://en.wikisource.org/w/api.php",
+    ],
+)
+def test_wikimedia_source_with_a_contact_loads(
+    tmp_path: Path, api_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        config = load_source(str(write(tmp_path / "wm.yaml", with_("api_url", api_url))))
+    assert config.api_url == api_url
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    "api_url",
+    [
+        "https://starwars.fandom.com/api.php",
+        "https://wikipedia.org.evil.test/w/api.php",
+        "https://notwikipedia.org/w/api.php",
+    ],
+)
+def test_other_hosts_only_warn_about_the_user_agent(
+    tmp_path: Path, api_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    document = with_("api_url", api_url)
+    document["user_agent"] = "HolocronScrapy/0.1"
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        load_source(str(write(tmp_path / "other.yaml", document)))
+    assert ["no contact URL or e-mail" in r.getMessage() for r in caplog.records] == [True]

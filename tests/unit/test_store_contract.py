@@ -472,6 +472,85 @@ def test_requeue(store: StateStore) -> None:
     assert (counts["pending"], counts["in_progress"]) == (3, 1)
 
 
+# -- versions and recrawl ---------------------------------------------------------------------
+
+
+def test_version_is_stored_with_the_completion_and_kept_when_none(store: StateStore) -> None:
+    store.add_work_items([item("A"), item("B")])
+    a, b = claim(store)
+    assert (a.version, b.version) == (None, None)
+    store.commit_records(
+        [ingest_row(a)], [Outcome.completed(a, "1" * 64, "1234"), Outcome.completed(b, "2" * 64)]
+    )
+    assert (row_of(store, "A")["version"], row_of(store, "B")["version"]) == ("1234", None)
+    assert store.requeue_ids([a.id]) == 1
+    (a,) = claim(store)
+    assert (a.version, a.content_hash) == ("1234", "1" * 64)  # the claim carries it
+    store.finish_items([Outcome.completed(a, "1" * 64)])  # unknown version: the stored one stays
+    assert row_of(store, "A")["version"] == "1234"
+    store.requeue_ids([a.id])
+    (a,) = claim(store)
+    store.finish_items([Outcome.completed(a, "3" * 64, "deleted")])
+    assert (row_of(store, "A")["version"], row_of(store, "A")["content_hash"]) == (
+        "deleted",
+        "3" * 64,
+    )
+
+
+def test_completed_versions_pages_through_completed_items_by_id(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(6)])
+    store.add_work_items([item("X", source_name="elsewhere"), item("T", resource_type="talk")])
+    *claimed, talk = claim(store)  # P0..P5, then T
+    assert talk.resource_type == "talk"
+    store.finish_items(
+        [Outcome.completed(w, "a" * 64, str(100 + i)) for i, w in enumerate(claimed[:4])]
+        + [Outcome(claimed[4].id, Status.SKIPPED, "redirect")]  # P5 stays in_progress
+    )
+    for other in [*claim(store, source_name="elsewhere"), talk]:
+        store.finish_items([Outcome.completed(other, "b" * 64, "7")])
+    args = {"source_system": SYSTEM, "source_name": NAME, "resource_type": "page"}
+    first = store.completed_versions(**args, after_id=0, limit=3)
+    assert first == [(w.id, w.resource_id, str(100 + i)) for i, w in enumerate(claimed[:3])]
+    rest = store.completed_versions(**args, after_id=first[-1][0], limit=3)
+    assert rest == [(claimed[3].id, claimed[3].resource_id, "103")]
+    assert store.completed_versions(**args, after_id=rest[-1][0], limit=3) == []
+
+
+def test_requeue_ids_reopens_only_completed_items(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(4)])
+    p0, p1, p2, p3 = claim(store)
+    store.finish_items(
+        [
+            Outcome.completed(p0, "f" * 64, "11"),
+            Outcome.completed(p1, "e" * 64, "12"),
+            Outcome(p2.id, Status.FAILED, "boom"),
+        ]
+    )
+    unknown = list(range(10_000_000, 10_000_000 + 2 * 1000 + 5))  # chunked IN lists
+    assert store.requeue_ids([]) == 0
+    assert store.requeue_ids([p0.id, p0.id, p2.id, p3.id, *unknown]) == 1
+    row = row_of(store, p0.resource_id)
+    assert (row["status"], row["attempt"], row["finished_at"]) == ("pending", 0, None)
+    assert (row["content_hash"], row["version"]) == ("f" * 64, "11")
+    assert row_of(store, p1.resource_id)["status"] == "completed"
+    assert row_of(store, p2.resource_id)["status"] == "failed"
+    assert row_of(store, p3.resource_id)["status"] == "in_progress"
+    assert [w.id for w in claim(store)] == [p0.id]
+
+
+def test_create_tables_adds_the_version_column_to_an_older_table(store: StateStore) -> None:
+    store.add_work_items([item("A")])
+    wi = store.tables.work_items
+    table = store.engine.dialect.identifier_preparer.format_table(wi)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN version"))
+    store.create_tables()
+    store.create_tables()
+    (a,) = claim(store)
+    store.finish_items([Outcome.completed(a, "1" * 64, "5")])
+    assert row_of(store, "A")["version"] == "5"
+
+
 def test_counts_has_every_status(store: StateStore) -> None:
     assert store.counts(source_system=SYSTEM, source_name=NAME) == {s.value: 0 for s in Status}
     store.add_work_items([item(f"P{i}") for i in range(4)])
