@@ -140,8 +140,29 @@ class MediaWikiSpider(scrapy.Spider):
         return [self.new_work_item(t, 0, None) for t in self.config.seeds.titles]
 
     def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
+        """Requests for claimed items, grouped by resource type (each type has its builder)."""
+        builders = self.request_builders()
+        by_type: dict[str, list[WorkItem]] = {}
+        for item in items:
+            by_type.setdefault(item.resource_type, []).append(item)
+        requests: list[scrapy.Request] = []
+        for resource_type, group in by_type.items():
+            builder = builders.get(resource_type)
+            if builder is None:
+                self._frontier().fail(group, f"no request builder for {resource_type!r}")
+                continue
+            requests.extend(builder(group))
+        return requests
+
+    def request_builders(
+        self,
+    ) -> dict[str, Callable[[list[WorkItem]], list[scrapy.Request]]]:
+        """resource_type -> the method that turns claimed items of that type into requests."""
+        return {RESOURCE_PAGE: self._page_requests}
+
+    def _page_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         n = self.titles_per_request
-        return [self._request(list(items[i : i + n]), {}) for i in range(0, len(items), n)]
+        return [self._request(items[i : i + n], {}) for i in range(0, len(items), n)]
 
     def _request(
         self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
