@@ -39,7 +39,7 @@ from holocron_scrapy.recrawl import KnownPage, compare, deletion_payload, info_u
 from holocron_scrapy.sources import SourceConfig, SourceConfigError, load_source
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
