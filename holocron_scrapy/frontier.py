@@ -24,11 +24,11 @@ from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
 from holocron_scrapy.dburl import resolve_db_url, resolve_schema
-from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem, canonical_json
 from holocron_scrapy.store import StateStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
@@ -348,6 +348,33 @@ class Frontier:
         self._dirty = True
         self._maybe_claim()
         return n
+
+    async def save_cursor(self, item: WorkItem, cont: Mapping[str, str] | None) -> bool:
+        """Save where a listing stands (its next ``continue``) and renew its lease, in a thread.
+
+        The discoveries buffered so far (the members of the pages before the cursor) are
+        written first, so a crash never skips members. False when the claim was lost (the item
+        is then no longer this run's).
+        """
+        if not await self.flush():
+            raise CrawlStateError("the crawl state could not be written (members not queued)")
+        saved: bool = await run_in_thread(
+            self.store.save_cursor,
+            item.id,
+            None if cont is None else canonical_json(cont),
+            owner=self.owner,
+            lease_seconds=self.lease_seconds,
+        )
+        if saved:
+            self.stats.inc_value("holocron/frontier/cursors_saved")
+        else:
+            self.stats.inc_value("holocron/frontier/claims_lost")
+            self.in_flight.discard(item.id)
+            logger.warning(
+                "Lost the claim of work item %(id)d (%(resource)s); another run has it",
+                {"id": item.id, "resource": item.resource_id},
+            )
+        return saved
 
     def is_claimed(self, item: WorkItem) -> bool:
         return item.id in self.in_flight

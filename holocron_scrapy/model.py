@@ -73,6 +73,7 @@ class WorkItem:
     attempt: int
     content_hash: str | None = None  # hash_sha256 of the last record ingested for it
     version: str | None = None  # the resource's version at its last completion (see Outcome)
+    cursor: str | None = None  # a listing's saved continuation (JSON), to resume from
 
 
 #: ``work_items.version`` of a resource whose last record says it was deleted at the source.

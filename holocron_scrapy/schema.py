@@ -35,7 +35,7 @@ VERSION_LENGTH = 64
 
 #: Nullable columns added after a table was first released: create_tables() and the SQL Server
 #: script add them to tables created by an older version.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"work_items": ("version",)}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"work_items": ("version", "cursor")}
 
 RUN_COUNT_COLUMNS = (
     "items_discovered",
@@ -87,6 +87,8 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
         sa.Column("content_hash", HASH_HEX, nullable=True),  # of the last record ingested for it
         # The resource's version at its last completion (a page's lastrevid, or "deleted").
         sa.Column("version", sa.Unicode(VERSION_LENGTH), nullable=True),
+        # Where an unfinished listing stands: the JSON of the API's last ``continue`` object.
+        sa.Column("cursor", LONG_TEXT, nullable=True),
         sa.Column("error_message", LONG_TEXT, nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("updated_at", UTC_DATETIME, nullable=False),

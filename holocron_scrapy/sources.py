@@ -34,6 +34,7 @@ import reprlib
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, cast
@@ -42,6 +43,8 @@ from urllib.parse import urlsplit
 import yaml
 from scrapy.utils.conf import closest_scrapy_cfg
 
+from holocron_scrapy.resources import DEFAULT_RESOURCES, PAGE, RESOURCE_TYPES
+
 logger = logging.getLogger(__name__)
 
 SOURCE_TYPES: tuple[str, ...] = ("mediawiki",)
@@ -49,6 +52,15 @@ STRATEGIES: tuple[str, ...] = ("breadth", "depth")
 MAX_DEPTH_LIMIT = 100
 MAX_TITLE_BYTES = 255  # MediaWiki's limit on a title (without its namespace prefix)
 YAML_SUFFIXES: tuple[str, ...] = (".yaml", ".yml")
+SEED_KINDS: tuple[str, ...] = (
+    "titles",
+    "pageids",
+    "categories",
+    "search",
+    "allpages",
+    "recentchanges",
+)
+_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SETTING_PATTERN = r"^[A-Z][A-Z0-9_]*$"
@@ -101,9 +113,15 @@ class SourceConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Seeds:
-    """Where a crawl starts: page titles, as depth 0."""
+    """Where a crawl starts, at depth 0: page titles, and listings whose members are pages
+    (see :mod:`holocron_scrapy.listings`)."""
 
     titles: tuple[str, ...] = ()
+    pageids: tuple[int, ...] = ()
+    categories: tuple[str, ...] = ()  # members, into subcategories to discovery.category_depth
+    search: tuple[str, ...] = ()  # full-text search (list=search)
+    allpages: tuple[int, ...] = ()  # namespaces enumerated whole
+    recentchanges_since: str | None = None  # pages changed since (ISO 8601 timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +132,7 @@ class Discovery:
     max_depth: int = 1  # seeds are depth 0
     strategy: Literal["breadth", "depth"] = "breadth"
     namespaces: tuple[int, ...] = (0,)
+    category_depth: int = 0  # subcategory levels a category seed descends (0: its own members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +147,8 @@ class SourceConfig:
     seeds: Seeds
     discovery: Discovery = field(default_factory=Discovery)
     settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # What is stored per page (holocron_scrapy.resources); always holds "page".
+    resources: tuple[str, ...] = DEFAULT_RESOURCES
 
 
 def default_sources_dir() -> Path:
@@ -399,13 +420,14 @@ class _Validator:
                 "seeds": self.seeds,
                 "discovery": self.discovery,
                 "settings": self.settings,
+                "resources": self.resources,
             },
             required={
                 "name": f" (the source name, matching {NAME_PATTERN})",
                 "type": f" (one of: {', '.join(SOURCE_TYPES)})",
                 "api_url": " (the wiki's api.php URL)",
                 "user_agent": " (a User-Agent with contact information)",
-                "seeds": " (a mapping with 'titles', a list of page titles)",
+                "seeds": f" (a mapping with at least one of: {', '.join(SEED_KINDS)})",
             },
         )
         return SourceConfig(
@@ -417,6 +439,7 @@ class _Validator:
             seeds=values["seeds"],
             discovery=values.get("discovery", Discovery()),
             settings=MappingProxyType(values.get("settings", {})),
+            resources=values.get("resources", DEFAULT_RESOURCES),
         )
 
     def name(self, key: str, value: Any) -> str:
@@ -473,10 +496,82 @@ class _Validator:
         values = self.section(
             f"{key}.",
             self.mapping(key, value),
-            {"titles": self.titles},
-            required={"titles": " (a list of at least one page title)"},
+            {
+                "titles": self.titles,
+                "pageids": self.pageids,
+                "categories": self.categories,
+                "search": self.search_terms,
+                "allpages": self.namespaces,
+                "recentchanges": self.recentchanges,
+            },
         )
-        return Seeds(titles=values["titles"])
+        if not values:
+            self.fail(
+                f"{key}.titles",
+                "is required (a list of at least one page title), unless another kind of seed "
+                f"is given: {', '.join(SEED_KINDS)}",
+            )
+        return Seeds(
+            titles=values.get("titles", ()),
+            pageids=values.get("pageids", ()),
+            categories=values.get("categories", ()),
+            search=values.get("search", ()),
+            allpages=values.get("allpages", ()),
+            recentchanges_since=values.get("recentchanges"),
+        )
+
+    def pageids(self, key: str, value: Any) -> tuple[int, ...]:
+        items = self.sequence(key, value)
+        if not items:
+            self.fail(key, "must list at least one page id")
+        ids = []
+        for index, item in enumerate(items):
+            pageid = self.integer(f"{key}[{index}]", item)
+            if pageid <= 0:
+                self.fail(f"{key}[{index}]", f"must be a page id (1 or more), got {pageid}")
+            ids.append(pageid)
+        return tuple(dict.fromkeys(ids))
+
+    def categories(self, key: str, value: Any) -> tuple[str, ...]:
+        titles = self.titles(key, value)
+        for index, title in enumerate(titles):
+            if not title.lower().startswith("category:"):
+                self.fail(f"{key}[{index}]", f"expected a 'Category:...' title, got {title!r}")
+        return titles
+
+    def search_terms(self, key: str, value: Any) -> tuple[str, ...]:
+        items = self.sequence(key, value)
+        if not items:
+            self.fail(key, "must list at least one search")
+        terms = []
+        for index, item in enumerate(items):
+            term = self.string(f"{key}[{index}]", item)
+            if not term.strip():
+                self.fail(f"{key}[{index}]", "must not be empty")
+            bad = _bad_char(term)
+            if bad:
+                self.fail(f"{key}[{index}]", f"must not contain control characters (found {bad})")
+            terms.append(term)
+        return tuple(dict.fromkeys(terms))
+
+    def recentchanges(self, key: str, value: Any) -> str:
+        values = self.section(
+            f"{key}.",
+            self.mapping(key, value),
+            {"since": self.timestamp},
+            required={"since": ' (an ISO 8601 UTC timestamp, e.g. "2026-01-01T00:00:00Z")'},
+        )
+        since: str = values["since"]
+        return since
+
+    def timestamp(self, key: str, value: Any) -> str:
+        if isinstance(value, datetime):  # YAML reads an unquoted timestamp as a datetime
+            moment = value.astimezone(UTC) if value.tzinfo is not None else value
+            return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        text = self.string(key, value)
+        if not _TIMESTAMP_RE.fullmatch(text):
+            self.fail(key, f'expected a UTC timestamp like "2026-01-01T00:00:00Z", got {text!r}')
+        return text
 
     def titles(self, key: str, value: Any) -> tuple[str, ...]:
         items = self.sequence(key, value)
@@ -512,9 +607,16 @@ class _Validator:
                 "max_depth": self.max_depth,
                 "strategy": self.strategy,
                 "namespaces": self.namespaces,
+                "category_depth": self.category_depth,
             },
         )
         return Discovery(**values)
+
+    def category_depth(self, key: str, value: Any) -> int:
+        depth = self.integer(key, value)
+        if not 0 <= depth <= MAX_DEPTH_LIMIT:
+            self.fail(key, f"must be between 0 and {MAX_DEPTH_LIMIT}, got {depth}")
+        return depth
 
     def max_depth(self, key: str, value: Any) -> int:
         depth = self.integer(key, value)
@@ -543,6 +645,26 @@ class _Validator:
                 self.fail(f"{key}[{index}]", f"must be 0 or more, got {number}")
             numbers.append(number)
         return tuple(dict.fromkeys(numbers))
+
+    def resources(self, key: str, value: Any) -> tuple[str, ...]:
+        items = self.sequence(key, value)
+        allowed = ", ".join(RESOURCE_TYPES)
+        if not items:
+            self.fail(key, f"must list at least one resource ({allowed})")
+        names = []
+        for index, item in enumerate(items):
+            name = self.string(f"{key}[{index}]", item)
+            if name not in RESOURCE_TYPES:
+                self.fail(
+                    f"{key}[{index}]",
+                    f"unknown resource {name!r}{_suggest(name, RESOURCE_TYPES)}; "
+                    f"allowed: {allowed}",
+                )
+            names.append(name)
+        if PAGE not in names:
+            # Seeds and links are page items, and a completed page queues its other resources.
+            self.fail(key, f"must include {PAGE!r}: the page drives discovery of the others")
+        return tuple(dict.fromkeys(names))
 
     def settings(self, key: str, value: Any) -> dict[str, Any]:
         settings = self.mapping(key, value, optional=True)

@@ -297,6 +297,32 @@ class StateStore:
                 self._apply_outcomes(conn, outcomes, utcnow())
         return ingest_ids
 
+    def save_cursor(
+        self, work_item_id: int, cursor: str | None, *, owner: str, lease_seconds: float
+    ) -> bool:
+        """Store a listing's continuation (``work_items.cursor``) and renew its lease.
+
+        Only while the item is ``in_progress`` and leased to ``owner``; returns whether it was
+        (False: the claim was lost, e.g. its lease expired and another worker took it).
+        """
+        wi = self.tables.work_items
+        now = utcnow()
+        stmt = (
+            sa.update(wi)
+            .where(
+                wi.c.id == work_item_id,
+                wi.c.status == Status.IN_PROGRESS.value,
+                wi.c.lease_owner == owner,
+            )
+            .values(
+                cursor=cursor,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                updated_at=now,
+            )
+        )
+        with self.engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
     def release(self, *, owner: str, work_item_ids: Sequence[int] | None = None) -> int:
         """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``.
 
@@ -572,6 +598,7 @@ class StateStore:
                 wi.c.attempt,
                 wi.c.content_hash,
                 wi.c.version,
+                wi.c.cursor,
             )
         )
         claimed = [
@@ -586,6 +613,7 @@ class StateStore:
                 attempt=row.attempt,
                 content_hash=row.content_hash,
                 version=row.version,
+                cursor=row.cursor,
             )
             for row in conn.execute(stmt)
         ]
@@ -620,6 +648,7 @@ class StateStore:
                 version=sa.func.coalesce(
                     sa.bindparam("b_version", type_=sa.Unicode(VERSION_LENGTH)), wi.c.version
                 ),
+                cursor=None,  # an ended listing starts from the beginning if it runs again
                 finished_at=now,
                 updated_at=now,
                 lease_owner=None,

@@ -30,7 +30,7 @@ from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy import mwapi
+from holocron_scrapy import listings, mwapi, resources
 from holocron_scrapy.frontier import Frontier, work_items_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.middlewares.claims import StaleClaim
@@ -137,7 +137,12 @@ class MediaWikiSpider(scrapy.Spider):
         )
 
     def seed_work_items(self) -> list[NewWorkItem]:
-        return [self.new_work_item(t, 0, None) for t in self.config.seeds.titles]
+        seeds = [self.new_work_item(t, 0, None) for t in self.config.seeds.titles]
+        seeds += [
+            self._listing_work_item(lst, 0, None)
+            for lst in listings.seed_listings(self.config.seeds)
+        ]
+        return seeds
 
     def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
         """Requests for claimed items, grouped by resource type (each type has its builder)."""
@@ -158,7 +163,13 @@ class MediaWikiSpider(scrapy.Spider):
         self,
     ) -> dict[str, Callable[[list[WorkItem]], list[scrapy.Request]]]:
         """resource_type -> the method that turns claimed items of that type into requests."""
-        return {RESOURCE_PAGE: self._page_requests}
+        return {
+            RESOURCE_PAGE: self._page_requests,
+            listings.RESOURCE_LISTING: self._listing_requests,
+            resources.HTML: self._html_requests,
+            resources.REVISIONS: self._history_requests,
+            resources.INFO: self._info_requests,
+        }
 
     def _page_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         n = self.titles_per_request
@@ -358,6 +369,7 @@ class MediaWikiSpider(scrapy.Spider):
                 if link.get("ns") in discovery.namespaces and title and title not in seen:
                     seen.add(title)
                     yield self.new_work_item(title, item.depth + 1, item)
+        yield from self._other_resources(item)
         yield self._record(item, page, state, response)
 
     def _record(
@@ -379,6 +391,268 @@ class MediaWikiSpider(scrapy.Spider):
             duration_ms=round(state["latency"] * 1000),
             version=DELETED_VERSION if deleted else None if lastrevid is None else str(lastrevid),
         )
+
+    # -- listings ------------------------------------------------------------------------------
+
+    def _listing_work_item(
+        self, listing: listings.Listing, depth: int, parent: WorkItem | None
+    ) -> NewWorkItem:
+        return NewWorkItem(
+            source_system=self.source_system,
+            source_name=self.source_name,
+            resource_type=listings.RESOURCE_LISTING,
+            resource_id=listing.resource_id,
+            depth=depth,
+            priority=self.priority_for(depth),
+            discovered_from=parent.id if parent else None,
+        )
+
+    def _listing_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        """One request per claimed listing, from its saved cursor when it has one."""
+        requests = []
+        for item in items:
+            try:
+                listing = listings.Listing.parse(item.resource_id)
+            except listings.ListingError as exc:
+                self._frontier().fail([item], str(exc))
+                continue
+            cont = None
+            if item.cursor:
+                cont = json.loads(item.cursor)
+                self._stats.inc_value("holocron/listings/resumed")
+                logger.info(
+                    "Listing %(listing)s resumes from its cursor %(cursor)s",
+                    {"listing": item.resource_id, "cursor": item.cursor},
+                )
+            requests.append(self._listing_request(item, listing, cont))
+        return requests
+
+    def _listing_request(
+        self, item: WorkItem, listing: listings.Listing, cont: dict[str, str] | None
+    ) -> scrapy.Request:
+        url = listings.listing_url(
+            self.config.api_url,
+            listing,
+            cont,
+            limit=str(self.crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max")),
+            maxlag=self.maxlag,
+        )
+        return scrapy.Request(
+            url,
+            callback=self.parse_listing,
+            errback=self.request_failed,
+            dont_filter=True,
+            priority=item.priority,
+            meta={"holocron_work_items": [item]},
+            cb_kwargs={"listing": listing},
+        )
+
+    async def parse_listing(
+        self, response: Response, listing: listings.Listing
+    ) -> AsyncIterator[Any]:
+        """One batch of a listing: its members into the queue, then its cursor saved, then the
+        next batch requested; without ``continue`` the listing is completed."""
+        request = response.request
+        assert request is not None
+        [item] = work_items_of(request)
+        try:
+            data = mwapi.check_envelope(self._json(response))
+        except mwapi.ApiError as exc:
+            for obj in self._api_error(exc, request, [item]):
+                yield obj
+            return
+        self._log_warnings(data)
+        frontier = self._frontier()
+        found = listings.members(listing, data)
+        category_depth = self.config.discovery.category_depth
+        for member in found:
+            # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
+            frontier.discover(self.new_work_item(member.title, item.depth, item))
+            if member.subcategory and item.depth < category_depth:
+                sub = listings.categorymembers(member.title)
+                frontier.discover(self._listing_work_item(sub, item.depth + 1, item))
+        self._stats.inc_value("holocron/listings/batches")
+        self._stats.inc_value("holocron/listings/members", len(found))
+        cont = mwapi.next_continue(data)
+        if cont is None:
+            yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
+            return
+        if await frontier.save_cursor(item, cont):
+            yield self._listing_request(item, listing, cont)
+
+    # -- the page's other resources (holocron_scrapy.resources) --------------------------------
+
+    def _other_resources(self, item: WorkItem) -> Iterator[NewWorkItem]:
+        """A completed page's other configured resources, as work items under its canonical
+        title at its depth (their own dedupe keys: each is fetched and recorded on its own)."""
+        for resource_type in self.config.resources:
+            if resource_type != RESOURCE_PAGE:
+                yield NewWorkItem(
+                    source_system=self.source_system,
+                    source_name=self.source_name,
+                    resource_type=resource_type,
+                    resource_id=item.resource_id,
+                    depth=item.depth,
+                    priority=self.priority_for(item.depth),
+                    discovered_from=item.id,
+                )
+
+    def _html_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        """One ``action=parse`` per title (the API parses one page per request)."""
+        api = self.config.api_url
+        return [
+            self._resource_request(
+                resources.parse_url(api, i.resource_id, self.maxlag), [i], self.parse_html
+            )
+            for i in items
+        ]
+
+    def _history_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        """One revision history per title (``rvlimit`` takes one title per request)."""
+        content = self.crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
+        api = self.config.api_url
+        return [
+            self._resource_request(
+                resources.history_url(api, i.resource_id, None, self.maxlag, content=content),
+                [i],
+                self.parse_history,
+            )
+            for i in items
+        ]
+
+    def _info_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        n = self.titles_per_request
+        api = self.config.api_url
+        return [
+            self._resource_request(
+                resources.info_url(api, [i.resource_id for i in batch], None, self.maxlag),
+                batch,
+                self.parse_info,
+            )
+            for batch in (items[i : i + n] for i in range(0, len(items), n))
+        ]
+
+    def _resource_request(
+        self,
+        url: str,
+        items: list[WorkItem],
+        callback: Callable[[Response], Any],
+        state: dict[str, Any] | None = None,
+    ) -> scrapy.Request:
+        """A request for other resources; ``state["first_url"]`` is the URL that continuations
+        extend (see :func:`resources.continued`)."""
+        return scrapy.Request(
+            url,
+            callback=callback,
+            errback=self.request_failed,
+            dont_filter=True,
+            priority=max(i.priority for i in items),
+            meta={"holocron_work_items": items, "holocron_state": state or {"first_url": url}},
+        )
+
+    def _response_state(
+        self, state: dict[str, Any], request: scrapy.Request, response: Response
+    ) -> None:
+        """What a record tells of its (first) response, and the latency of all of them."""
+        state.setdefault("fetched_at", datetime.now(UTC).replace(tzinfo=None))
+        state.setdefault("request_headers", _headers(request.headers))
+        state.setdefault("response_headers", _headers(response.headers))
+        state["latency"] = state.get("latency", 0.0) + request.meta.get("download_latency", 0.0)
+
+    def _resource_record(
+        self,
+        item: WorkItem,
+        resource_type: str,
+        payload: dict[str, Any],
+        state: dict[str, Any],
+        response: Response,
+        *,
+        version: object,
+    ) -> ResourceRecord:
+        return ResourceRecord(
+            work_item=item,
+            resource_type=resource_type,
+            resource_id=item.resource_id,
+            payload=payload,
+            request_uri=state["first_url"],
+            request_headers=state["request_headers"],
+            status_code=response.status,
+            response_headers=state["response_headers"],
+            fetched_at_utc=state["fetched_at"],
+            duration_ms=round(state["latency"] * 1000),
+            version=None if version is None else str(version),
+        )
+
+    def parse_html(self, response: Response) -> Iterator[Any]:
+        """The ``parse`` object is the record; ``missingtitle`` skips the item (see
+        :data:`mwapi.API_ERRORS`)."""
+        request = response.request
+        assert request is not None
+        items = work_items_of(request)
+        try:
+            data = mwapi.check_envelope(self._json(response))
+        except mwapi.ApiError as exc:
+            yield from self._api_error(exc, request, items)
+            return
+        self._log_warnings(data)
+        state: dict[str, Any] = request.meta["holocron_state"]
+        self._response_state(state, request, response)
+        parsed = data.get("parse")
+        for item in items:
+            if isinstance(parsed, dict):
+                yield self._resource_record(
+                    item, resources.HTML, parsed, state, response, version=parsed.get("revid")
+                )
+            else:
+                yield Outcome(item.id, Status.FAILED, "action=parse answered without 'parse'")
+
+    def parse_history(self, response: Response) -> Iterator[Any]:
+        """Every revision, oldest first, merged across ``continue`` into one page object."""
+        yield from self._merged_query(response, resources.REVISIONS)
+
+    def parse_info(self, response: Response) -> Iterator[Any]:
+        """One record per page of the batch: its page info and page props."""
+        yield from self._merged_query(response, resources.INFO)
+
+    def _merged_query(self, response: Response, resource_type: str) -> Iterator[Any]:
+        request = response.request
+        assert request is not None
+        items = work_items_of(request)
+        try:
+            data = mwapi.check_envelope(self._json(response))
+        except mwapi.ApiError as exc:
+            yield from self._api_error(exc, request, items)
+            return
+        self._log_warnings(data)
+        state: dict[str, Any] = request.meta["holocron_state"]
+        self._response_state(state, request, response)
+        pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
+        pages.add(data)
+        cont = mwapi.next_continue(data)
+        if cont is not None:
+            self._stats.inc_value("holocron/mediawiki/continuations")
+            url = resources.continued(state["first_url"], cont)
+            assert request.callback is not None
+            yield self._resource_request(url, items, request.callback, state)
+            return
+        for item in items:
+            page = pages.page(pages.resolve(item.resource_id))
+            if page is None:
+                yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")
+            elif page.get("invalid"):
+                yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+            elif page.get("missing"):
+                yield Outcome.skipped(item, "missing: the page does not exist")
+            else:
+                revisions = page.get("revisions") or [{}]
+                version = (
+                    revisions[-1].get("revid")
+                    if resource_type == resources.REVISIONS
+                    else page.get("lastrevid")
+                )
+                yield self._resource_record(
+                    item, resource_type, page, state, response, version=version
+                )
 
     def request_failed(self, failure: Failure) -> None:
         """Errback: a request that failed for good (after retries) fails its work items."""

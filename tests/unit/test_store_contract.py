@@ -551,6 +551,59 @@ def test_create_tables_adds_the_version_column_to_an_older_table(store: StateSto
     assert row_of(store, "A")["version"] == "5"
 
 
+def test_create_tables_adds_the_cursor_column_to_an_older_table(store: StateStore) -> None:
+    store.add_work_items([item("A")])
+    wi = store.tables.work_items
+    table = store.engine.dialect.identifier_preparer.format_table(wi)
+    column = store.engine.dialect.identifier_preparer.quote("cursor")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    store.create_tables()
+    store.create_tables()
+    (a,) = claim(store)
+    assert a.cursor is None
+    assert store.save_cursor(a.id, '{"apcontinue":"B"}', owner="worker-1", lease_seconds=60)
+    assert row_of(store, "A")["cursor"] == '{"apcontinue":"B"}'
+
+
+def test_save_cursor_renews_the_lease_of_the_owner_only(store: StateStore) -> None:
+    store.add_work_items([item("L", resource_type="listing"), item("P")])
+    by_id = {w.resource_id: w for w in claim(store, lease_seconds=5)}
+    listing, page = by_id["L"], by_id["P"]
+    assert listing.cursor is None
+    before = row_of(store, "L")["lease_expires_at"]
+    cursor = canonical_json({"apcontinue": "Ünïcödé|x", "continue": "-||"})
+    assert store.save_cursor(listing.id, cursor, owner="worker-1", lease_seconds=600)
+    row = row_of(store, "L")
+    assert row["cursor"] == cursor
+    assert row["status"] == "in_progress"
+    assert row["lease_expires_at"] > before + timedelta(seconds=500)
+    # Not the owner, or no longer in progress: nothing changes.
+    assert not store.save_cursor(listing.id, "{}", owner="worker-2", lease_seconds=600)
+    assert not store.save_cursor(999_999, "{}", owner="worker-1", lease_seconds=600)
+    assert row_of(store, "L")["cursor"] == cursor
+    store.finish_items([Outcome(page.id, Status.COMPLETED)])
+    assert not store.save_cursor(page.id, "{}", owner="worker-1", lease_seconds=600)
+    assert row_of(store, "P")["cursor"] is None
+
+
+def test_a_released_listing_is_claimed_again_with_its_cursor(store: StateStore) -> None:
+    store.add_work_items([item("L", resource_type="listing")])
+    (listing,) = claim(store)
+    assert store.save_cursor(listing.id, '{"c":"1"}', owner="worker-1", lease_seconds=60)
+    assert store.release(owner="worker-1") == 1
+    (again,) = claim(store, owner="worker-2")
+    assert again.cursor == '{"c":"1"}'
+    # An expired lease: another worker takes it over with the cursor; the old owner lost it.
+    set_columns(store, again.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    (taken,) = claim(store, owner="worker-3")
+    assert taken.cursor == '{"c":"1"}'
+    assert not store.save_cursor(taken.id, '{"c":"2"}', owner="worker-2", lease_seconds=60)
+    # An ended listing forgets its cursor: run again, it starts from the beginning.
+    store.finish_items([Outcome(taken.id, Status.COMPLETED, depth=0)])
+    assert row_of(store, "L")["cursor"] is None
+
+
 def test_counts_has_every_status(store: StateStore) -> None:
     assert store.counts(source_system=SYSTEM, source_name=NAME) == {s.value: 0 for s in Status}
     store.add_work_items([item(f"P{i}") for i in range(4)])
