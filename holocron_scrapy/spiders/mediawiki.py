@@ -69,6 +69,8 @@ class MediaWikiSpider(scrapy.Spider):
     config: SourceConfig
     titles_per_request: int = mwapi.MAX_TITLES_PER_REQUEST
     maxlag: float = mwapi.DEFAULT_MAXLAG
+    list_limit: str = "max"
+    revisions_content: bool = False
 
     @property
     def _stats(self) -> StatsCollector:
@@ -101,6 +103,8 @@ class MediaWikiSpider(scrapy.Spider):
         crawler.settings.setdict(dict(spider.config.settings), priority="spider")
         crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
         spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
+        spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
+        spider.revisions_content = crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
         spider.titles_per_request = min(
             crawler.settings.getint("MEDIAWIKI_TITLES_PER_REQUEST", mwapi.MAX_TITLES_PER_REQUEST),
             mwapi.MAX_TITLES_PER_REQUEST,
@@ -434,7 +438,7 @@ class MediaWikiSpider(scrapy.Spider):
             self.config.api_url,
             listing,
             cont,
-            limit=str(self.crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max")),
+            limit=self.list_limit,
             maxlag=self.maxlag,
         )
         return scrapy.Request(
@@ -509,7 +513,7 @@ class MediaWikiSpider(scrapy.Spider):
 
     def _history_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One revision history per title (``rvlimit`` takes one title per request)."""
-        content = self.crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
+        content = self.revisions_content
         api = self.config.api_url
         return [
             self._resource_request(
