@@ -76,6 +76,10 @@ step "refreshLinks.php x$JOBS"
 # 4. recentchanges (imports do not write it) and the statistics
 php $MW/maintenance/rebuildrecentchanges.php >> "$LOG" 2>&1
 step "rebuildrecentchanges"
+
+# 4b. the full-text search index (importDump does not fill it): list=search finds the pages
+php $MW/maintenance/rebuildtextindex.php >> "$LOG" 2>&1
+step "rebuildtextindex"
 php $MW/maintenance/initSiteStats.php --update >> "$LOG" 2>&1
 step "initSiteStats.php"
 
