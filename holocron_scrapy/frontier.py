@@ -339,11 +339,17 @@ class Frontier:
         for item in items:
             self.finish(Outcome(item.id, Status.FAILED, message))
 
-    async def requeue(self, work_item_ids: Sequence[int]) -> int:
-        """Put completed items back into the queue (in a thread) and claim them soon."""
-        if not work_item_ids:
+    async def requeue(self, work_item_ids: Sequence[int], dedupe_keys: Sequence[str] = ()) -> int:
+        """Put completed items back into the queue (in a thread) and claim them soon: the
+        ``work_item_ids``, and the completed or skipped items with these ``dedupe_keys`` (a
+        changed page's other resources)."""
+        if not work_item_ids and not dedupe_keys:
             return 0
         n: int = await run_in_thread(self.store.requeue_ids, work_item_ids)
+        if dedupe_keys:
+            related: int = await run_in_thread(self.store.requeue_keys, dedupe_keys)
+            self.stats.inc_value("holocron/frontier/requeued_related", related)
+            n += related
         self.stats.inc_value("holocron/frontier/requeued", n)
         self._dirty = True
         self._maybe_claim()

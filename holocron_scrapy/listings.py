@@ -1,12 +1,13 @@
 """MediaWiki listings as pure functions: the work items that enumerate pages.
 
 A listing (``list=allpages``, ``list=categorymembers``, ``list=search``, ``list=recentchanges``,
-or a batch of page ids) is one work item of resource type ``listing``. Its resource id is the
-listing's identifying API parameters in a canonical order, e.g. ``allpages?apnamespace=0``,
-``categorymembers?cmtitle=Category:Jedi``, ``search?srsearch=lightsaber``,
-``recentchanges?rcstart=2026-01-01T00:00:00Z``, ``pageids?pageids=4210|4211``. Each response's
-members become page work items, and the ``continue`` object to send back next is the listing's
-cursor, saved in ``work_items.cursor``: a listing stopped in the middle resumes from it.
+``list=backlinks``, or a batch of page ids) is one work item of resource type ``listing``. Its
+resource id is the listing's identifying API parameters in a canonical order, e.g.
+``allpages?apnamespace=0``, ``categorymembers?cmtitle=Category:Jedi``,
+``search?srsearch=lightsaber``, ``recentchanges?rcstart=2026-01-01T00:00:00Z``,
+``pageids?pageids=4210|4211``, ``backlinks?bltitle=Darth Vader``. Each response's members become
+page work items, and the ``continue`` object to send back next is the listing's cursor, saved in
+``work_items.cursor``: a listing stopped in the middle resumes from it.
 
 The end of a listing is the absence of ``continue``, never a batch shorter than the limit (a
 wiki in miser mode returns short, even empty, batches with a ``continue``).
@@ -62,6 +63,11 @@ _MODULES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "pageids": ("pageids", {}),
+    # discovery.backlinks: the pages linking to a page (redirects to it left out)
+    "backlinks": (
+        "bltitle",
+        {"list": "backlinks", "bllimit": "{limit}", "blfilterredir": "nonredirects"},
+    ),
 }
 #: The key of each module's members in ``query``.
 _RESULT_KEYS: dict[str, str] = {
@@ -70,6 +76,7 @@ _RESULT_KEYS: dict[str, str] = {
     "search": "search",
     "recentchanges": "recentchanges",
     "pageids": "pages",
+    "backlinks": "backlinks",
 }
 
 
@@ -120,6 +127,10 @@ def recentchanges(since: str) -> Listing:
 
 def pageids(ids: Iterable[int]) -> Listing:
     return Listing("pageids", "|".join(str(i) for i in ids))
+
+
+def backlinks(title: str) -> Listing:
+    return Listing("backlinks", title)
 
 
 def seed_listings(seeds: Seeds) -> list[Listing]:

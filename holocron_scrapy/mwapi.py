@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 #: What a page record holds: the current revision (content and ids), the page's links and its
 #: page info. ``redirects=1`` resolves redirects server-side; ``formatversion=2`` gives lists and
@@ -27,6 +27,13 @@ PAGE_QUERY: dict[str, str] = {
     "pllimit": "max",
     "redirects": "1",
 }
+
+#: Props the page query adds on demand (``discovery.categories``, ``discovery.templates``), each
+#: with its limit parameter; they continue on their own like the links, and :class:`PageSet`
+#: merges them.
+OPTIONAL_PROPS: Mapping[str, str] = MappingProxyType(
+    {"categories": "cllimit", "templates": "tllimit"}
+)
 
 #: Anonymous clients may ask for the content of at most 50 titles per request.
 MAX_TITLES_PER_REQUEST = 50
@@ -105,8 +112,13 @@ def query_url(
     titles: list[str],
     cont: dict[str, str] | None = None,
     maxlag: float | None = None,
+    *,
+    props: Sequence[str] = (),
 ) -> str:
     """The URL of a page query for ``titles``, continued with ``cont`` when given.
+
+    ``props`` (names of :data:`OPTIONAL_PROPS`) are added to :data:`PAGE_QUERY`'s, each with
+    its limit at ``max``; without them the query is :data:`PAGE_QUERY` exactly.
 
     ``maxlag`` (seconds; ``None``, 0 or less: not sent) asks the wiki to refuse the request
     while its database replicas lag more than that. Every value is percent-encoded with
@@ -114,6 +126,9 @@ def query_url(
     for another title).
     """
     params = dict(PAGE_QUERY)
+    for prop in props:
+        params["prop"] += f"|{prop}"
+        params[OPTIONAL_PROPS[prop]] = "max"
     params["titles"] = "|".join(titles)
     if cont:
         params.update(cont)

@@ -133,6 +133,9 @@ class Discovery:
     strategy: Literal["breadth", "depth"] = "breadth"
     namespaces: tuple[int, ...] = (0,)
     category_depth: int = 0  # subcategory levels a category seed descends (0: its own members)
+    categories: bool = False  # a page's categories, and a category page's members
+    templates: bool = False  # the templates a page uses
+    backlinks: bool = False  # the pages that link to a page
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,6 +611,9 @@ class _Validator:
                 "strategy": self.strategy,
                 "namespaces": self.namespaces,
                 "category_depth": self.category_depth,
+                "categories": self.boolean,
+                "templates": self.boolean,
+                "backlinks": self.boolean,
             },
         )
         return Discovery(**values)

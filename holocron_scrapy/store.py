@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 InsertStyle = Literal["on_conflict", "not_exists"]
+_T = TypeVar("_T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 ERROR_MESSAGE_MAX_CHARS = 4000
@@ -66,7 +67,7 @@ def dedupe_hash(dedupe_key: str) -> str:
     return hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()
 
 
-def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+def _chunks(values: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -401,6 +402,39 @@ class StateStore:
             return sum(
                 conn.execute(stmt.where(wi.c.id.in_(chunk))).rowcount
                 for chunk in _chunks(ids, IN_LIST_CHUNK)
+            )
+
+    def requeue_keys(self, dedupe_keys: Sequence[str]) -> int:
+        """Put the items with these dedupe keys back to ``pending`` (attempt 0) if they ended
+        ``completed`` or ``skipped``, keeping their ``content_hash`` and ``version``; unknown keys
+        and items pending, in flight or failed are left alone. Return how many were requeued.
+
+        ``recrawl=changed`` refreshes a changed page's other resources this way (``html``,
+        ``revisions``, ``info``: one key per resource type and title). Chunked IN lists on the
+        unique ``dedupe_hash``.
+        """
+        wi = self.tables.work_items
+        stmt = (
+            sa.update(wi)
+            .where(wi.c.status.in_(_REOPENABLE))
+            .values(
+                status=Status.PENDING.value,
+                attempt=0,
+                error_message=None,
+                next_retry_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=None,
+                updated_at=utcnow(),
+            )
+        )
+        hashes = sorted({dedupe_hash(key) for key in dedupe_keys})
+        if not hashes:
+            return 0
+        with self.engine.begin() as conn:
+            return sum(
+                conn.execute(stmt.where(wi.c.dedupe_hash.in_(chunk))).rowcount
+                for chunk in _chunks(hashes, IN_LIST_CHUNK)
             )
 
     def lease_owners(self, *, source_system: str, source_name: str) -> list[str]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import scrapy
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.exceptions import CloseSpider, UsageError
+from scrapy.exceptions import CloseSpider, DownloadCancelledError, UsageError
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
@@ -34,7 +34,14 @@ from holocron_scrapy import listings, mwapi, resources
 from holocron_scrapy.frontier import Frontier, work_items_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.middlewares.claims import StaleClaim
-from holocron_scrapy.model import DELETED_VERSION, NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.model import (
+    DELETED_VERSION,
+    NewWorkItem,
+    Outcome,
+    Status,
+    WorkItem,
+    dedupe_key,
+)
 from holocron_scrapy.recrawl import KnownPage, compare, deletion_payload, info_url
 from holocron_scrapy.sources import SourceConfig, SourceConfigError, load_source
 
@@ -49,6 +56,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESOURCE_PAGE = "page"
+#: Category and template pages are resources of their own type when their discovery is on
+#: (``discovery.categories``, ``discovery.templates``); they are fetched as pages are.
+RESOURCE_CATEGORY = "category"
+RESOURCE_TEMPLATE = "template"
+TEMPLATE_NAMESPACE = 10
 RECRAWL_MODES = ("all", "changed")
 #: Completed work items read per state-database query by ``recrawl=changed``.
 RECRAWL_READ_SIZE = 1000
@@ -129,11 +141,17 @@ class MediaWikiSpider(scrapy.Spider):
     def priority_for(self, depth: int) -> int:
         return -depth if self.config.discovery.strategy == "breadth" else depth
 
-    def new_work_item(self, title: str, depth: int, parent: WorkItem | None) -> NewWorkItem:
+    def new_work_item(
+        self,
+        title: str,
+        depth: int,
+        parent: WorkItem | None,
+        resource_type: str = RESOURCE_PAGE,
+    ) -> NewWorkItem:
         return NewWorkItem(
             source_system=self.source_system,
             source_name=self.source_name,
-            resource_type=RESOURCE_PAGE,
+            resource_type=resource_type,
             resource_id=title,
             depth=depth,
             priority=self.priority_for(depth),
@@ -169,6 +187,8 @@ class MediaWikiSpider(scrapy.Spider):
         """resource_type -> the method that turns claimed items of that type into requests."""
         return {
             RESOURCE_PAGE: self._page_requests,
+            RESOURCE_CATEGORY: self._page_requests,
+            RESOURCE_TEMPLATE: self._page_requests,
             listings.RESOURCE_LISTING: self._listing_requests,
             resources.HTML: self._html_requests,
             resources.REVISIONS: self._history_requests,
@@ -182,8 +202,17 @@ class MediaWikiSpider(scrapy.Spider):
     def _request(
         self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
     ) -> scrapy.Request:
+        discovery = self.config.discovery
+        props = [
+            prop
+            for prop, on in (
+                ("categories", discovery.categories),
+                ("templates", discovery.templates),
+            )
+            if on
+        ]
         url = mwapi.query_url(
-            self.config.api_url, [i.resource_id for i in items], cont, self.maxlag
+            self.config.api_url, [i.resource_id for i in items], cont, self.maxlag, props=props
         )
         return scrapy.Request(
             url,
@@ -242,7 +271,10 @@ class MediaWikiSpider(scrapy.Spider):
 
     async def parse_revisions(self, response: Response, pages: list[KnownPage]) -> None:
         """``recrawl=changed``: requeue the pages whose revision changed, or that were deleted,
-        since their last record; the frontier claims them and the refetch records them."""
+        since their last record, and their other configured resources (``html``,
+        ``revisions``, ``info`` items of the same title, if completed or skipped); the frontier
+        claims them and the refetch records them (content_hash: an unchanged one writes
+        nothing)."""
         try:
             data = mwapi.check_envelope(self._json(response))
         except mwapi.ApiError as exc:
@@ -262,7 +294,16 @@ class MediaWikiSpider(scrapy.Spider):
                 "The API did not answer for %(n)d pages, e.g. %(title)r; they are not refreshed",
                 {"n": len(verdict.unanswered), "title": verdict.unanswered[0].title},
             )
-        await self._frontier().requeue([page.work_item_id for page in verdict.to_refetch])
+        refetch = verdict.to_refetch
+        await self._frontier().requeue(
+            [page.work_item_id for page in refetch],
+            [
+                dedupe_key(self.source_system, self.source_name, resource_type, page.title)
+                for page in refetch
+                for resource_type in self.config.resources
+                if resource_type != RESOURCE_PAGE
+            ],
+        )
 
     def revisions_failed(self, failure: Failure) -> None:
         """Errback of a revision check: its pages are not refreshed this time."""
@@ -359,20 +400,15 @@ class MediaWikiSpider(scrapy.Spider):
             return
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            yield self.new_work_item(target, item.depth, item)
+            resource_type = self.resource_type_for(page.get("ns"))
+            yield self.new_work_item(target, item.depth, item, resource_type)
             yield Outcome.skipped(item, f"{how} to {target!r}")
             return
         # Links first: the state middleware buffers them before the record reaches the
         # pipelines, and the frontier writes them before it completes the record's work item,
         # so a crash can never leave a completed page whose links were not queued.
-        discovery = self.config.discovery
-        if discovery.links and item.depth < discovery.max_depth:
-            seen = set()
-            for link in page.get("links", ()):
-                title = link.get("title")
-                if link.get("ns") in discovery.namespaces and title and title not in seen:
-                    seen.add(title)
-                    yield self.new_work_item(title, item.depth + 1, item)
+        if item.depth < self.config.discovery.max_depth:
+            yield from self._discoveries(item, page)
         yield from self._other_resources(item)
         yield self._record(item, page, state, response)
 
@@ -384,7 +420,7 @@ class MediaWikiSpider(scrapy.Spider):
         lastrevid = page.get("lastrevid")
         return ResourceRecord(
             work_item=item,
-            resource_type=RESOURCE_PAGE,
+            resource_type=item.resource_type,
             resource_id=item.resource_id,
             payload=page,
             request_uri=state["first_url"],
@@ -395,6 +431,54 @@ class MediaWikiSpider(scrapy.Spider):
             duration_ms=round(state["latency"] * 1000),
             version=DELETED_VERSION if deleted else None if lastrevid is None else str(lastrevid),
         )
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def resource_type_for(self, ns: object) -> str:
+        """The resource type of a title in namespace ``ns``: ``category`` (14) with
+        ``discovery.categories``, ``template`` (10) with ``discovery.templates``, else ``page``."""
+        discovery = self.config.discovery
+        if ns == listings.CATEGORY_NAMESPACE and discovery.categories:
+            return RESOURCE_CATEGORY
+        if ns == TEMPLATE_NAMESPACE and discovery.templates:
+            return RESOURCE_TEMPLATE
+        return RESOURCE_PAGE
+
+    def _discoveries(self, item: WorkItem, page: dict[str, Any]) -> Iterator[NewWorkItem]:
+        """What a page below ``max_depth`` queues at depth + 1: its links, categories and
+        templates in the configured namespaces (each title once, links first), the members of a
+        category page (``discovery.categories``) and the pages linking to it
+        (``discovery.backlinks``), both as listings."""
+        discovery = self.config.discovery
+        depth = item.depth + 1
+        seen: set[str] = set()
+        for prop, on in (
+            ("links", discovery.links),
+            ("categories", discovery.categories),
+            ("templates", discovery.templates),
+        ):
+            if not on:
+                continue
+            for link in page.get(prop, ()):
+                title, ns = link.get("title"), link.get("ns")
+                if ns in discovery.namespaces and title and title not in seen:
+                    seen.add(title)
+                    yield self.new_work_item(title, depth, item, self.resource_type_for(ns))
+        if discovery.categories and page.get("ns") == listings.CATEGORY_NAMESPACE:
+            members = listings.categorymembers(item.resource_id)
+            yield self._listing_work_item(members, depth, item)
+        if discovery.backlinks:
+            yield self._listing_work_item(listings.backlinks(item.resource_id), depth, item)
+
+    def _listed(self, listing: listings.Listing, member: listings.Member) -> bool:
+        """Whether a listing's member is queued: every member, except that the listings of
+        discovery (backlinks; category members with ``discovery.categories``) keep only the
+        configured namespaces."""
+        discovery = self.config.discovery
+        filtered = listing.module == "backlinks" or (
+            listing.module == "categorymembers" and discovery.categories
+        )
+        return not filtered or member.ns in discovery.namespaces
 
     # -- listings ------------------------------------------------------------------------------
 
@@ -471,7 +555,9 @@ class MediaWikiSpider(scrapy.Spider):
         category_depth = self.config.discovery.category_depth
         for member in found:
             # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
-            frontier.discover(self.new_work_item(member.title, item.depth, item))
+            if self._listed(listing, member):
+                resource_type = self.resource_type_for(member.ns)
+                frontier.discover(self.new_work_item(member.title, item.depth, item, resource_type))
             if member.subcategory and item.depth < category_depth:
                 sub = listings.categorymembers(member.title)
                 frontier.discover(self._listing_work_item(sub, item.depth + 1, item))
@@ -666,6 +752,16 @@ class MediaWikiSpider(scrapy.Spider):
             return
         if isinstance(error, HttpError):
             message = f"HTTP {error.response.status} from {request.url}"
+        elif isinstance(error, DownloadCancelledError) and not str(error):
+            # Scrapy cancels a body that grows past the size limit without a message (one with
+            # a Content-Length over the limit is refused with one).
+            maxsize = request.meta.get(
+                "download_maxsize", self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
+            )
+            message = (
+                f"DownloadCancelledError: Received a body larger than download max size "
+                f"({maxsize} bytes, DOWNLOAD_MAXSIZE) in request <GET {request.url}>"
+            )
         else:
             message = f"{type(error).__name__}: {failure.getErrorMessage()}"
         logger.warning("Request failed: %(msg)s", {"msg": message})

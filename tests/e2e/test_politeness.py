@@ -38,7 +38,11 @@ SETTINGS: dict[str, Any] = {
 ARGS = ["-s", "HOLOCRON_RETRY_AFTER_DEFAULT=0.2"]
 JSON = "application/json; charset=utf-8"
 
-# A step: (status, headers, body); body None = proxy the request to the real wiki.
+# A step: (status, headers, body); body None = proxy the request to the real wiki. JUNK and
+# JUNK_UNSIZED: JUNK_SIZE bytes of non-JSON, with and without Content-Length.
+JUNK = "junk"
+JUNK_UNSIZED = "junk-unsized"
+JUNK_SIZE = 50 * 2**20
 Step = tuple[int, dict[str, str], bytes | None]
 OK: Step = (200, {}, None)
 
@@ -84,6 +88,9 @@ class ScriptedApi:
                 if step == "date-503":  # an HTTP-date 2 s ahead: at least 1 s from now
                     when = datetime.now(UTC) + timedelta(seconds=2)
                     step = status(503, format_datetime(when, usegmt=True))
+                if step in (JUNK, JUNK_UNSIZED):
+                    self._send_junk(sized=step == JUNK)
+                    return
                 assert not isinstance(step, str)
                 code, headers, body = step
                 if body is None:
@@ -96,6 +103,23 @@ class ScriptedApi:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _send_junk(self, *, sized: bool) -> None:
+                """JUNK_SIZE bytes of non-JSON, streamed in 1 MiB chunks (with Content-Length or
+                until the connection closes); the client may hang up part way."""
+                chunk = b"x" * 2**20
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    if sized:
+                        self.send_header("Content-Length", str(JUNK_SIZE))
+                    else:
+                        self.close_connection = True
+                    self.end_headers()
+                    for _ in range(JUNK_SIZE // len(chunk)):
+                        self.wfile.write(chunk)
+                except OSError:  # BrokenPipeError, ConnectionResetError: the client hung up
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -124,11 +148,21 @@ def scripted(mediawiki: MediaWiki) -> Iterator[Any]:
 
 
 def crawl(
-    tmp_path: Path, api: ScriptedApi, db: Database, titles: list[str], *args: str
+    tmp_path: Path,
+    api: ScriptedApi,
+    db: Database,
+    titles: list[str],
+    *args: str,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], CrawlResult]:
-    """Crawl ``titles`` from the scripted server; its work items by title, and the result."""
+    """Crawl ``titles`` from the scripted server (the source file's ``settings:`` are SETTINGS
+    and ``settings``); its work items by title, and the result."""
     source = write_source(
-        tmp_path / "politeness.yaml", api.url, titles, max_depth=0, settings=SETTINGS
+        tmp_path / "politeness.yaml",
+        api.url,
+        titles,
+        max_depth=0,
+        settings={**SETTINGS, **(settings or {})},
     )
     result = run_crawl(
         source, tmp_path / "lake", db, tmp_path / "crawl.log", args=[*ARGS, *args], timeout=60
@@ -190,3 +224,41 @@ def test_failures_end_their_items_and_the_crawl_goes_on(
     assert result.stat("retry_after/http_429") == 2
     assert result.stat("retry_after/gave_up/http_429") == 1
     assert result.stat("retry_after/ratelimited") == 1
+
+
+def test_a_50_mb_body_fails_its_item_and_the_crawl_goes_on(
+    tmp_path: Path, scripted: Any, crawl_db: Database
+) -> None:
+    """Within the project's DOWNLOAD_MAXSIZE (64 MiB) the body is read and is not JSON."""
+    api = scripted({"Big": [JUNK], "Big unsized": [JUNK_UNSIZED], "Darth Vader": [OK]})
+    items, _ = crawl(tmp_path, api, crawl_db, list(api.script))
+    assert {t: row["status"] for t, row in items.items()} == {
+        "Big": "failed",
+        "Big unsized": "failed",
+        "Darth Vader": "completed",
+    }
+    for title in ("Big", "Big unsized"):
+        message = items[title]["error_message"]
+        assert "not JSON (" in message, message
+        assert "body starts 'xxxx" in message
+        assert len(message) < 1000
+    assert [r["resource_id"] for r in crawl_db.records()] == ["Darth Vader"]
+
+
+def test_a_body_over_the_sources_download_maxsize_fails_its_item_naming_the_limit(
+    tmp_path: Path, scripted: Any, crawl_db: Database
+) -> None:
+    api = scripted({"Big": [JUNK], "Big unsized": [JUNK_UNSIZED], "Darth Vader": [OK]})
+    items, _ = crawl(
+        tmp_path, api, crawl_db, list(api.script), settings={"DOWNLOAD_MAXSIZE": 10485760}
+    )
+    assert {t: row["status"] for t, row in items.items()} == {
+        "Big": "failed",
+        "Big unsized": "failed",
+        "Darth Vader": "completed",
+    }
+    for title in ("Big", "Big unsized"):
+        message = items[title]["error_message"]
+        assert message.startswith("DownloadCancelledError: "), message
+        assert "larger than download max size (10485760" in message
+    assert [r["resource_id"] for r in crawl_db.records()] == ["Darth Vader"]

@@ -5,12 +5,15 @@ The test edits and deletes pages, so it runs on a wiki of its own (not the sessi
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 from tests.e2e.crawl_helpers import (
     Database,
@@ -144,3 +147,95 @@ def test_recrawl_changed_fetches_only_edited_and_deleted_pages(
     run3 = db.runs()[-1]["run_id"]
     assert [r for r in db.records() if r["run_id"] == run3] == []
     assert len(read_lake(lake)) == len(files_before) + 4
+
+
+ALL_RESOURCES = ["page", "html", "revisions", "info"]
+
+
+def test_recrawl_changed_refreshes_every_resource_of_the_edited_pages(
+    own_wiki: MediaWiki, tmp_path: Path
+) -> None:
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake = tmp_path / "lake"
+    source = write_source(tmp_path / "e2ewiki.yaml", own_wiki.api_url, [SEED], max_depth=1)
+    document = yaml.safe_load(source.read_text("utf-8"))
+    document["resources"] = ALL_RESOURCES
+    source.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8")
+    run_crawl(source, lake, db, tmp_path / "crawl.log").check()
+    items_before = {row["id"]: row for row in db.work_items()}
+    assert {row["status"] for row in items_before.values()} <= {"completed", "skipped"}
+    pages = sorted(
+        (
+            row
+            for row in items_before.values()
+            if row["resource_type"] == "page" and row["status"] == "completed"
+        ),
+        key=lambda row: row["id"],
+    )
+    by_type = Counter(r["resource_type"] for r in db.records())
+    assert by_type == {kind: len(pages) for kind in ALL_RESOURCES}
+    files_before = {f.path for f in read_lake(lake)}
+
+    # 3 pages at max_depth, all checked by the first info request (one claim takes them all).
+    edited = [row["resource_id"] for row in pages[:TITLES_PER_INFO_REQUEST] if row["depth"] == 1]
+    edited = edited[-3:]  # not the first test's (that one's edits are on this wiki too)
+    for n, title in enumerate(edited):
+        _maintenance(
+            own_wiki,
+            "edit.php",
+            "--user",
+            "Admin",
+            "--summary",
+            "recrawl resources test",
+            title,
+            stdin=f"Edited by the resources recrawl test ({n}).\n",
+        )
+
+    result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
+    assert result.stat("holocron/recrawl/checked") == len(pages)
+    assert result.stat("holocron/recrawl/changed") == 3
+    assert result.stat("holocron/recrawl/deleted") == 0
+    assert result.stat("holocron/frontier/requeued") == 3 * len(ALL_RESOURCES)
+    info_requests = math.ceil(len(pages) / TITLES_PER_INFO_REQUEST)
+    # The checks, then one page query, 3 parses, 3 histories and one info query (two if the
+    # frontier claims the requeued items in two batches).
+    assert result.stat("downloader/request_count") - info_requests in (8, 9)
+    run2 = db.runs()[-1]["run_id"]
+    new_records = [r for r in db.records() if r["run_id"] == run2]
+    assert sorted((r["resource_type"], r["resource_id"]) for r in new_records) == sorted(
+        (kind, title) for kind in ALL_RESOURCES for title in edited
+    )
+    items_after = {row["id"]: row for row in db.work_items()}
+    versions = {
+        row["resource_id"]: int(row["version"])
+        for row in items_after.values()
+        if row["resource_type"] == "page" and row["resource_id"] in edited
+    }
+    for record in new_records:
+        payload = json.loads(record["payload"])
+        title, kind = record["resource_id"], record["resource_type"]
+        if kind in ("page", "html"):
+            assert "Edited by the resources recrawl test" in record["payload"], kind
+        if kind == "html":
+            assert payload["revid"] == versions[title]
+        elif kind == "revisions":
+            assert payload["revisions"][-1]["revid"] == versions[title]
+            assert payload["revisions"][-1]["comment"] == "recrawl resources test"
+        else:
+            assert payload["lastrevid"] == versions[title], kind
+    assert set(items_after) == set(items_before)  # nothing seeded, nothing discovered
+    changed = {i for i, row in items_after.items() if row["resource_id"] in edited}
+    assert {items_after[i]["status"] for i in changed} == {"completed"}
+    assert all(items_after[i]["content_hash"] != items_before[i]["content_hash"] for i in changed)
+    untouched = {
+        i: (row["status"], row["version"], row["content_hash"])
+        for i, row in items_after.items()
+        if i not in changed
+    }
+    assert untouched == {
+        i: (row["status"], row["version"], row["content_hash"])
+        for i, row in items_before.items()
+        if i in untouched
+    }
+    new_files = [f for f in read_lake(lake) if f.path not in files_before]
+    assert len(new_files) == 3 * len(ALL_RESOURCES)

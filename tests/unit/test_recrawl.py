@@ -4,6 +4,7 @@ deletion record of the refetch, and that no recrawl mode seeds."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,53 @@ def test_parse_revisions_on_an_api_error_requeues_nothing(opened: Crawl) -> None
     assert opened.item_rows()["Changed"]["status"] == "completed"
     assert opened.stat("holocron/recrawl/check_errors") == 1
     assert opened.stat("holocron/recrawl/checked") is None
+
+
+def test_parse_revisions_requeues_the_other_resources_of_changed_and_deleted_pages(
+    opened: Crawl,
+) -> None:
+    opened.spider.config = dataclasses.replace(
+        opened.spider.config, resources=("page", "html", "info")
+    )
+    titles = ["Changed", "Unchanged", "Deleted"]
+    versions = {"Changed": "100", "Unchanged": "200", "Deleted": "300"}
+    ids = complete(opened, versions)
+    store = opened.store
+    others = [
+        NewWorkItem("mediawiki", SOURCE_NAME, kind, title)
+        for kind in ("html", "info", "revisions")  # revisions: no longer configured
+        for title in titles
+    ]
+    store.add_work_items(others)
+    claimed = store.claim(
+        source_system="mediawiki",
+        source_name=SOURCE_NAME,
+        owner="earlier-run",
+        run_id="0" * 32,
+        limit=len(others),
+        lease_seconds=60,
+    )
+    store.finish_items([Outcome.completed(w, "b" * 64, "1") for w in claimed])
+    pages = [KnownPage(ids[t], t, versions[t]) for t in titles]
+    request = Request(info_url(API, titles))
+    engine = opened.crawler.engine
+    assert isinstance(engine, RecordingEngine)
+
+    async def run() -> None:
+        await opened.spider.parse_revisions(info_response(request, INFO_RESPONSE), pages)
+        await wait_for(lambda: bool(engine.requests))
+
+    asyncio.run(run())
+    status = {
+        (row["resource_type"], row["resource_id"]): row["status"]
+        for row in opened.rows("work_items")
+    }
+    reopened = {key for key, value in status.items() if value != "completed"}
+    assert reopened == {
+        (kind, title) for kind in ("page", "html", "info") for title in ("Changed", "Deleted")
+    }
+    assert opened.stat("holocron/frontier/requeued") == 6
+    assert opened.stat("holocron/frontier/requeued_related") == 4
 
 
 def test_no_recrawl_mode_seeds(make_crawl: Callable[..., Crawl]) -> None:

@@ -57,6 +57,13 @@ def row_of(store: StateStore, resource_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+def row_by_key(store: StateStore, key: str) -> dict[str, Any]:
+    wi = store.tables.work_items
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(wi).where(wi.c.dedupe_hash == dedupe_hash(key))).one()
+    return dict(row._mapping)
+
+
 def set_columns(store: StateStore, work_item_id: int, **values: Any) -> None:
     wi = store.tables.work_items
     with store.engine.begin() as conn:
@@ -536,6 +543,46 @@ def test_requeue_ids_reopens_only_completed_items(store: StateStore) -> None:
     assert row_of(store, p2.resource_id)["status"] == "failed"
     assert row_of(store, p3.resource_id)["status"] == "in_progress"
     assert [w.id for w in claim(store)] == [p0.id]
+
+
+def test_requeue_keys_reopens_completed_and_skipped_items_by_dedupe_key(
+    store: StateStore,
+) -> None:
+    kinds = ["html", "revisions", "info", "page"]
+    store.add_work_items([item(f"T{i}", resource_type=kind) for kind in kinds for i in range(3)])
+    store.add_work_items([item("T0", resource_type="html", source_name="elsewhere")])
+    claimed = {(w.resource_type, w.resource_id): w for w in claim(store)}
+    [other] = claim(store, source_name="elsewhere")
+    store.finish_items(
+        [Outcome.completed(w, "c" * 64, "5") for (kind, _), w in claimed.items() if kind != "info"]
+        + [Outcome.skipped(claimed["info", "T0"], "missing")]
+        + [Outcome(claimed["info", "T1"].id, Status.FAILED, "boom")]  # info T2 stays in flight
+        + [Outcome.completed(other, "d" * 64, "5")]
+    )
+    keys = [
+        item(t, resource_type=kind).dedupe_key for kind in kinds[:3] for t in ("T0", "T1", "T2")
+    ]
+    unknown = [item(f"U{i}", resource_type="html").dedupe_key for i in range(2 * 1000 + 5)]
+    assert store.requeue_keys([]) == 0
+    assert store.requeue_keys([*keys, *keys[:2], *unknown]) == 7
+
+    def status(resource_id: str, kind: str, **kwargs: Any) -> str:
+        return str(
+            row_by_key(store, item(resource_id, resource_type=kind, **kwargs).dedupe_key)["status"]
+        )
+
+    assert {(k, t): status(t, k) for k in kinds for t in ("T0", "T1", "T2")} == {
+        **{(k, t): "pending" for k in ("html", "revisions") for t in ("T0", "T1", "T2")},
+        ("info", "T0"): "pending",  # was skipped
+        ("info", "T1"): "failed",
+        ("info", "T2"): "in_progress",
+        **{("page", t): "completed" for t in ("T0", "T1", "T2")},  # not asked for
+    }
+    assert status("T0", "html", source_name="elsewhere") == "completed"
+    row = row_by_key(store, item("T0", resource_type="html").dedupe_key)
+    assert (row["attempt"], row["finished_at"], row["lease_owner"]) == (0, None, None)
+    assert (row["content_hash"], row["version"]) == ("c" * 64, "5")
+    assert len(claim(store)) == 7
 
 
 def test_create_tables_adds_the_version_column_to_an_older_table(store: StateStore) -> None:
