@@ -345,10 +345,7 @@ class StateStore:
             if work_item_ids is None:
                 return conn.execute(stmt).rowcount
             ids = sorted(set(work_item_ids))
-            return sum(
-                conn.execute(stmt.where(wi.c.id.in_(chunk))).rowcount
-                for chunk in _chunks(ids, IN_LIST_CHUNK)
-            )
+            return _update_in(conn, stmt, wi.c.id, ids)
 
     def completed_versions(
         self,
@@ -382,27 +379,13 @@ class StateStore:
         ``content_hash`` and ``version``; return how many were requeued."""
         wi = self.tables.work_items
         stmt = (
-            sa.update(wi)
-            .where(wi.c.status == Status.COMPLETED.value)
-            .values(
-                status=Status.PENDING.value,
-                attempt=0,
-                error_message=None,
-                next_retry_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=None,
-                updated_at=utcnow(),
-            )
+            sa.update(wi).where(wi.c.status == Status.COMPLETED.value).values(**_requeued_values())
         )
         ids = sorted(set(work_item_ids))
         if not ids:
             return 0
         with self.engine.begin() as conn:
-            return sum(
-                conn.execute(stmt.where(wi.c.id.in_(chunk))).rowcount
-                for chunk in _chunks(ids, IN_LIST_CHUNK)
-            )
+            return _update_in(conn, stmt, wi.c.id, ids)
 
     def requeue_keys(self, dedupe_keys: Sequence[str]) -> int:
         """Put the items with these dedupe keys back to ``pending`` (attempt 0) if they ended
@@ -414,28 +397,12 @@ class StateStore:
         unique ``dedupe_hash``.
         """
         wi = self.tables.work_items
-        stmt = (
-            sa.update(wi)
-            .where(wi.c.status.in_(_REOPENABLE))
-            .values(
-                status=Status.PENDING.value,
-                attempt=0,
-                error_message=None,
-                next_retry_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=None,
-                updated_at=utcnow(),
-            )
-        )
+        stmt = sa.update(wi).where(wi.c.status.in_(_REOPENABLE)).values(**_requeued_values())
         hashes = sorted({dedupe_hash(key) for key in dedupe_keys})
         if not hashes:
             return 0
         with self.engine.begin() as conn:
-            return sum(
-                conn.execute(stmt.where(wi.c.dedupe_hash.in_(chunk))).rowcount
-                for chunk in _chunks(hashes, IN_LIST_CHUNK)
-            )
+            return _update_in(conn, stmt, wi.c.dedupe_hash, hashes)
 
     def lease_owners(self, *, source_system: str, source_name: str) -> list[str]:
         """The owners holding leases on the source's ``in_progress`` items."""
@@ -465,16 +432,7 @@ class StateStore:
                 wi.c.source_name == source_name,
                 wi.c.status.in_(sorted({str(status) for status in statuses})),
             )
-            .values(
-                status=Status.PENDING.value,
-                attempt=0,
-                error_message=None,
-                next_retry_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=None,
-                updated_at=utcnow(),
-            )
+            .values(**_requeued_values())
         )
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
@@ -702,6 +660,32 @@ class StateStore:
             for outcome in sorted(outcomes, key=lambda outcome: outcome.work_item_id)
         ]
         return _execute_counting(conn, stmt, params)
+
+
+def _update_in(
+    conn: Connection, stmt: sa.Update, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> int:
+    """Run ``stmt`` for rows whose ``column`` is in ``values``, in chunks of IN lists (SQL
+    Server takes at most 2,100 parameters a statement); return how many rows changed."""
+    return sum(
+        conn.execute(stmt.where(column.in_(chunk))).rowcount
+        for chunk in _chunks(list(values), IN_LIST_CHUNK)
+    )
+
+
+def _requeued_values() -> dict[str, Any]:
+    """An item back in the queue as new: pending, attempt 0, no error, lease or retry time
+    (its ``content_hash`` and ``version`` stay, so unchanged content is still recognised)."""
+    return {
+        "status": Status.PENDING.value,
+        "attempt": 0,
+        "error_message": None,
+        "next_retry_at": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": None,
+        "updated_at": utcnow(),
+    }
 
 
 def _truncate(message: str | None) -> str | None:

@@ -320,12 +320,10 @@ class MediaWikiSpider(scrapy.Spider):
         assert request is not None
         items = work_items_of(request)
         state: dict[str, Any] = request.meta["holocron_state"]
-        try:
-            data = mwapi.check_envelope(self._json(response))
-        except mwapi.ApiError as exc:
-            yield from self._api_error(exc, request, items)
+        data, failures = self._api_data(response, request, items)
+        if data is None:
+            yield from failures
             return
-        self._log_warnings(data)
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
         pages.add(data)
         state.setdefault("first_url", response.url)
@@ -340,6 +338,18 @@ class MediaWikiSpider(scrapy.Spider):
             return
         for item in items:
             yield from self._finish(item, pages, state, response)
+
+    def _api_data(
+        self, response: Response, request: scrapy.Request, items: list[WorkItem]
+    ) -> tuple[dict[str, Any] | None, list[Any]]:
+        """The response's API data (its warnings logged), or ``None`` and what the error means
+        for ``items`` (a retry request or their outcomes): one path for every callback."""
+        try:
+            data = mwapi.check_envelope(self._json(response))
+        except mwapi.ApiError as exc:
+            return None, list(self._api_error(exc, request, items))
+        self._log_warnings(data)
+        return data, []
 
     def _api_error(
         self, exc: mwapi.ApiError, request: scrapy.Request, items: list[WorkItem]
@@ -543,13 +553,11 @@ class MediaWikiSpider(scrapy.Spider):
         request = response.request
         assert request is not None
         [item] = work_items_of(request)
-        try:
-            data = mwapi.check_envelope(self._json(response))
-        except mwapi.ApiError as exc:
-            for obj in self._api_error(exc, request, [item]):
+        data, failures = self._api_data(response, request, [item])
+        if data is None:
+            for obj in failures:
                 yield obj
             return
-        self._log_warnings(data)
         frontier = self._frontier()
         found = listings.members(listing, data)
         category_depth = self.config.discovery.category_depth
@@ -679,12 +687,10 @@ class MediaWikiSpider(scrapy.Spider):
         request = response.request
         assert request is not None
         items = work_items_of(request)
-        try:
-            data = mwapi.check_envelope(self._json(response))
-        except mwapi.ApiError as exc:
-            yield from self._api_error(exc, request, items)
+        data, failures = self._api_data(response, request, items)
+        if data is None:
+            yield from failures
             return
-        self._log_warnings(data)
         state: dict[str, Any] = request.meta["holocron_state"]
         self._response_state(state, request, response)
         parsed = data.get("parse")
@@ -708,12 +714,10 @@ class MediaWikiSpider(scrapy.Spider):
         request = response.request
         assert request is not None
         items = work_items_of(request)
-        try:
-            data = mwapi.check_envelope(self._json(response))
-        except mwapi.ApiError as exc:
-            yield from self._api_error(exc, request, items)
+        data, failures = self._api_data(response, request, items)
+        if data is None:
+            yield from failures
             return
-        self._log_warnings(data)
         state: dict[str, Any] = request.meta["holocron_state"]
         self._response_state(state, request, response)
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
