@@ -1,0 +1,155 @@
+"""``scrapy ingest_verify``: audit a source's lake and state database (see
+:mod:`holocron_scrapy.verify`).
+
+::
+
+    scrapy ingest_verify -a source=wikipedia [--ground-truth ids.txt] [--examples 5]
+
+The source is a name (as in the lake and the database: no source file needed) or a path to a
+source file (its ``name``). The database and the lake are those of ``scrapy crawl``: the
+settings and environment ``HOLOCRON_DB_URL``, ``HOLOCRON_DB_SCHEMA``, ``HOLOCRON_LAKE_DIR``
+(``-s NAME=VALUE`` works as for any command). Nothing is written.
+
+Exit status: 0 when every check passes, 1 when a problem was found, 2 on a usage error (no
+source, a bad source file, a database or ground truth that cannot be read).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+from scrapy.utils.conf import arglist_to_dict
+from sqlalchemy.exc import SQLAlchemyError
+
+from holocron_scrapy.dburl import DatabaseConfigError, masked, resolve_db_url, resolve_schema
+from holocron_scrapy.frontier import short_error
+from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
+from holocron_scrapy.schema import build_tables
+from holocron_scrapy.sources import SourceConfigError, load_source
+from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, read_only_engine, verify
+
+if TYPE_CHECKING:
+    import argparse
+
+    from holocron_scrapy.verify import Report
+
+EXIT_PROBLEMS = 1
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings = {"LOG_ENABLED": False}
+
+    def syntax(self) -> str:
+        return "-a source=NAME [options]"
+
+    def short_desc(self) -> str:
+        return "Audit a source's lake and state database (records, files, hashes, work items)"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument(
+            "-a",
+            dest="spargs",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="source=NAME (a source name, or a source file's path)",
+        )
+        parser.add_argument("--source", help="the same as -a source=NAME")
+        parser.add_argument(
+            "--ground-truth",
+            metavar="FILE",
+            help="expected resource ids (one per line, or a JSON list): the completed set "
+            "must equal them",
+        )
+        parser.add_argument(
+            "--resource-type",
+            metavar="TYPE",
+            help="compare the ground truth with completed items of this type only "
+            "(default: every type but listings)",
+        )
+        parser.add_argument(
+            "--examples",
+            type=int,
+            default=DEFAULT_EXAMPLES,
+            metavar="N",
+            help=f"examples shown per problem class (default {DEFAULT_EXAMPLES})",
+        )
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        try:
+            opts.spargs = arglist_to_dict(opts.spargs)
+        except ValueError:
+            raise UsageError("Invalid -a value, use -a NAME=VALUE", print_help=False) from None
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        assert self.settings is not None
+        if args:
+            raise UsageError(f"unexpected arguments: {' '.join(args)}")
+        if opts.examples < 0:
+            raise UsageError("--examples must be 0 or more", print_help=False)
+        source_name = self._source_name(opts)
+        truth = None
+        if opts.ground_truth:
+            try:
+                truth = load_ground_truth(Path(opts.ground_truth))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read the ground truth: {exc}", print_help=False) from exc
+        report = self._verify(source_name, truth, opts)
+        for line in report.lines():
+            print(line)
+        self.exitcode = 0 if report.ok else EXIT_PROBLEMS
+
+    def _source_name(self, opts: argparse.Namespace) -> str:
+        assert self.settings is not None
+        ref = opts.source or opts.spargs.get("source")
+        if not ref:
+            raise UsageError("which source? -a source=NAME (or --source NAME)")
+        if ref.endswith((".yaml", ".yml")) or os.sep in ref:
+            sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
+            try:
+                return load_source(ref, Path(sources_dir) if sources_dir else None).name
+            except SourceConfigError as exc:
+                raise UsageError(str(exc), print_help=False) from exc
+        try:
+            return safe_component(ref)
+        except LakePathError:
+            raise UsageError(
+                f"source {ref!r} is neither a source name ({COMPONENT_PATTERN}) nor a "
+                ".yaml source file",
+                print_help=False,
+            ) from None
+
+    def _verify(self, source_name: str, truth: set[str] | None, opts: argparse.Namespace) -> Report:
+        assert self.settings is not None
+        try:
+            url = resolve_db_url(self.settings.get("HOLOCRON_DB_URL"), os.environ)
+            schema = resolve_schema(self.settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+            engine = read_only_engine(url)
+        except (DatabaseConfigError, FileNotFoundError) as exc:
+            raise UsageError(str(exc), print_help=False) from exc
+        lake = Path(self.settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
+        try:
+            return verify(
+                engine,
+                build_tables(schema),
+                lake,
+                source_name,
+                ground_truth=truth,
+                resource_type=opts.resource_type,
+                examples=opts.examples,
+            )
+        except SQLAlchemyError as exc:
+            raise UsageError(
+                f"cannot read the state database {masked(url)}: {short_error(exc)}",
+                print_help=False,
+            ) from exc
+        finally:
+            engine.dispose()
