@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+from holocron_scrapy import resources
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -31,7 +33,7 @@ RESOURCE_LISTING = "listing"
 #: Page ids per ``pageids`` listing (the API's limit for anonymous clients).
 MAX_PAGEIDS_PER_LISTING = 50
 
-CATEGORY_NAMESPACE = 14
+CATEGORY_NAMESPACE = resources.CATEGORY_NAMESPACE
 
 #: Parameters of every listing query.
 _COMMON: dict[str, str] = {"action": "query", "format": "json", "formatversion": "2"}

@@ -28,11 +28,43 @@ PAGE_QUERY: dict[str, str] = {
     "redirects": "1",
 }
 
-#: Props the page query adds on demand (``discovery.categories``, ``discovery.templates``), each
-#: with its limit parameter; they continue on their own like the links, and :class:`PageSet`
-#: merges them.
-OPTIONAL_PROPS: Mapping[str, str] = MappingProxyType(
-    {"categories": "cllimit", "templates": "tllimit"}
+#: Props the page query adds on demand, each with its parameters: ``categories`` and
+#: ``templates`` (``discovery.categories``, ``discovery.templates``) continue on their own like
+#: the links, and :class:`PageSet` merges them; ``imageinfo`` (``file`` items) is the current
+#: version of the file: its URL, size, SHA-1, MIME type, upload time and uploader (the file
+#: itself is not downloaded).
+OPTIONAL_PROPS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "categories": {"cllimit": "max"},
+        "templates": {"tllimit": "max"},
+        "imageinfo": {"iiprop": "url|size|sha1|mime|timestamp|user"},
+    }
+)
+
+#: MediaWiki's canonical (English) namespace names and their aliases, which every wiki accepts
+#: whatever its language (``NamespaceInfo::$canonicalNames``, ``$wgNamespaceAliases``).
+CANONICAL_NAMESPACES: Mapping[str, int] = MappingProxyType(
+    {
+        "media": -2,
+        "special": -1,
+        "talk": 1,
+        "user": 2,
+        "user talk": 3,
+        "project": 4,
+        "project talk": 5,
+        "file": 6,
+        "image": 6,
+        "file talk": 7,
+        "image talk": 7,
+        "mediawiki": 8,
+        "mediawiki talk": 9,
+        "template": 10,
+        "template talk": 11,
+        "help": 12,
+        "help talk": 13,
+        "category": 14,
+        "category talk": 15,
+    }
 )
 
 #: Anonymous clients may ask for the content of at most 50 titles per request.
@@ -118,7 +150,7 @@ def query_url(
     """The URL of a page query for ``titles``, continued with ``cont`` when given.
 
     ``props`` (names of :data:`OPTIONAL_PROPS`) are added to :data:`PAGE_QUERY`'s, each with
-    its limit at ``max``; without them the query is :data:`PAGE_QUERY` exactly.
+    its parameters; without them the query is :data:`PAGE_QUERY` exactly.
 
     ``maxlag`` (seconds; ``None``, 0 or less: not sent) asks the wiki to refuse the request
     while its database replicas lag more than that. Every value is percent-encoded with
@@ -128,13 +160,23 @@ def query_url(
     params = dict(PAGE_QUERY)
     for prop in props:
         params["prop"] += f"|{prop}"
-        params[OPTIONAL_PROPS[prop]] = "max"
+        params.update(OPTIONAL_PROPS[prop])
     params["titles"] = "|".join(titles)
     if cont:
         params.update(cont)
     if maxlag is not None and maxlag > 0:
         params["maxlag"] = f"{maxlag:g}"
     return f"{api_url}?{urlencode(params, quote_via=quote)}"
+
+
+def namespace_of(title: str) -> int:
+    """The namespace a title's prefix names by its canonical name or alias
+    (:data:`CANONICAL_NAMESPACES`, any case, ``_`` or spaces), else 0. A wiki's localized names
+    (``Kategorie:``) are not known here: the API answers with the page's ``ns``."""
+    prefix, sep, _ = title.partition(":")
+    if not sep:
+        return 0
+    return CANONICAL_NAMESPACES.get(" ".join(prefix.replace("_", " ").split()).lower(), 0)
 
 
 def check_envelope(data: Any) -> dict[str, Any]:

@@ -25,7 +25,21 @@ from urllib.parse import quote, urlencode
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from holocron_scrapy.sources import Discovery
+
 PAGE = "page"
+#: Category and template pages are resources of their own type when their discovery is on
+#: (``discovery.categories``, ``discovery.templates``), file description pages when their
+#: namespace (6) is in ``discovery.namespaces``; they are fetched as pages are (a file's with
+#: its ``imageinfo``).
+CATEGORY = "category"
+TEMPLATE = "template"
+FILE = "file"
+#: The resource types fetched by the page query, and checked by ``recrawl=changed``.
+PAGE_TYPES: tuple[str, ...] = (PAGE, CATEGORY, TEMPLATE, FILE)
+FILE_NAMESPACE = 6
+TEMPLATE_NAMESPACE = 10
+CATEGORY_NAMESPACE = 14
 HTML = "html"
 REVISIONS = "revisions"
 INFO = "info"
@@ -66,6 +80,20 @@ INFO_QUERY: Mapping[str, str] = {
     "prop": "info|pageprops",
     "inprop": "protection|url|displaytitle|talkid|subjectid",
 }
+
+
+def resource_type_of(ns: object, discovery: Discovery) -> str:
+    """The resource type of a title in namespace ``ns`` (every seed, link, listing member and
+    redirect target goes through here, so one page is one work item): ``category`` (14) with
+    ``discovery.categories``, ``template`` (10) with ``discovery.templates``, ``file`` (6) when
+    6 is in ``discovery.namespaces``, else ``page``."""
+    if ns == CATEGORY_NAMESPACE and discovery.categories:
+        return CATEGORY
+    if ns == TEMPLATE_NAMESPACE and discovery.templates:
+        return TEMPLATE
+    if ns == FILE_NAMESPACE and FILE_NAMESPACE in discovery.namespaces:
+        return FILE
+    return PAGE
 
 
 def _url(

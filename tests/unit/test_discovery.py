@@ -77,7 +77,7 @@ def respond(request: Request, data: dict[str, Any]) -> TextResponse:
 
 def run(spider: MediaWikiSpider, items: list[WorkItem], responses: list[dict[str, Any]]) -> Any:
     """The outputs of a page query answered by ``responses`` (continuations in order)."""
-    request: Any = spider._request(items, {})
+    request: Any = spider.page_query.request(items, {})
     out: list[Any] = []
     for data in responses:
         assert isinstance(request, Request)
@@ -248,8 +248,8 @@ def test_a_category_page_is_a_category_record_and_queues_its_members(tmp_path: P
         "Category:Jedi",
         "5",
     )
-    assert spider.request_builders()["category"] == spider._page_requests
-    assert spider.request_builders()["template"] == spider._page_requests
+    assert spider.request_builders()["category"] == spider.page_query.requests
+    assert spider.request_builders()["template"] == spider.page_query.requests
 
 
 def test_nothing_is_queued_at_max_depth(tmp_path: Path) -> None:
@@ -261,8 +261,8 @@ def test_nothing_is_queued_at_max_depth(tmp_path: Path) -> None:
 
 def test_without_the_keys_categories_are_plain_pages(tmp_path: Path) -> None:
     spider = make_spider(tmp_path, "  links: true\n  namespaces: [0, 14]")
-    assert spider.resource_type_for(14) == "page"
-    assert spider.resource_type_for(10) == "page"
+    assert spider.discoverer.resource_type_for(14) == "page"
+    assert spider.discoverer.resource_type_for(10) == "page"
     page = {**PAGE, "links": [{"ns": 14, "title": "Category:Jedi"}]}
     out = run(spider, [item("Ezra Bridger", 0)], [{"query": {"pages": [page]}}])
     assert queued(out) == [("page", "Category:Jedi", 1)]
@@ -342,7 +342,7 @@ def test_a_discovery_listing_queues_its_members_in_the_namespaces(
 
     async def run() -> None:
         await frontier.spider_opened(spider)
-        frontier.discover(spider._listing_work_item(listing, 1, None))
+        frontier.discover(spider.discoverer.listing_item(listing, 1, None))
         claimed = [i for i in await frontier.claim_batch() if i.resource_type == "listing"]
         (request,) = spider.requests_for(claimed)
         await drain(request, {"batchcomplete": True, "query": rows})

@@ -15,9 +15,9 @@ from scrapy import Request
 from scrapy.http import TextResponse
 
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki import revision_check
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.recrawl import KnownPage, compare, deletion_payload, info_url
-from holocron_scrapy.spiders import mediawiki
 from tests.unit.conftest import SOURCE_NAME, RecordingEngine, wait_for
 
 if TYPE_CHECKING:
@@ -125,12 +125,11 @@ def test_deletion_payload() -> None:
 # -- the spider ----------------------------------------------------------------------------------
 
 
-def complete(crawl: Crawl, versions: dict[str, str | None]) -> dict[str, int]:
-    """Put completed page items with these versions into the crawl's (opened) state database."""
+def complete(crawl: Crawl, versions: dict[str, str | None], kind: str = "page") -> dict[str, int]:
+    """Put completed items of type ``kind`` (page items by default) with these versions into
+    the crawl's (opened) state database."""
     store = crawl.store
-    store.add_work_items(
-        [NewWorkItem("mediawiki", SOURCE_NAME, "page", title) for title in versions]
-    )
+    store.add_work_items([NewWorkItem("mediawiki", SOURCE_NAME, kind, title) for title in versions])
     claimed = store.claim(
         source_system="mediawiki",
         source_name=SOURCE_NAME,
@@ -168,7 +167,7 @@ async def _collect(crawl: Crawl) -> list[Any]:
 def test_start_checks_every_completed_page_in_full_batches(
     opened: Crawl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mediawiki, "RECRAWL_READ_SIZE", 7)  # batches span the reads
+    monkeypatch.setattr(revision_check, "RECRAWL_READ_SIZE", 7)  # batches span the reads
     titles = [f"Page {i:03d}" for i in range(120)]
     ids = complete(opened, {t: str(i) for i, t in enumerate(titles)})
     complete(opened, {"Completed later": "5"})
@@ -193,6 +192,64 @@ def test_start_checks_every_completed_page_in_full_batches(
     assert {p.work_item_id for p in asked} == {*ids.values(), max(ids.values()) + 1} - {
         ids["Page 000"]
     }
+
+
+def test_start_checks_category_template_and_file_items_too(opened: Crawl) -> None:
+    """Pages of other namespaces are recorded under their own types; their version is their
+    lastrevid too. Listings and a page's other resources are not checked."""
+    ids = complete(opened, {"Ezra Bridger": "10"})
+    ids |= complete(opened, {"Category:Jedi": "11"}, "category")
+    ids |= complete(opened, {"Template:Infobox": "12"}, "template")
+    ids |= complete(opened, {"File:Saber.png": "13"}, "file")
+    complete(opened, {"Ezra Bridger": "14"}, "html")
+    complete(opened, {"allpages?apnamespace=0": None}, "listing")
+    [request] = asyncio.run(_collect(opened))
+    assert isinstance(request, Request)
+    pages = request.cb_kwargs["pages"]
+    assert [(p.work_item_id, p.title, p.version) for p in pages] == [
+        (ids["Ezra Bridger"], "Ezra Bridger", "10"),
+        (ids["Category:Jedi"], "Category:Jedi", "11"),
+        (ids["Template:Infobox"], "Template:Infobox", "12"),
+        (ids["File:Saber.png"], "File:Saber.png", "13"),
+    ]
+    titles = parse_qs(urlsplit(request.url).query)["titles"]
+    assert titles == ["Ezra Bridger|Category:Jedi|Template:Infobox|File:Saber.png"]
+
+
+def test_parse_revisions_requeues_a_changed_category_and_template(opened: Crawl) -> None:
+    ids = complete(opened, {"Category:Jedi": "11", "Category:Sith": "21"}, "category")
+    ids |= complete(opened, {"Template:Infobox": "12"}, "template")
+    pages = [
+        KnownPage(ids["Category:Jedi"], "Category:Jedi", "11"),
+        KnownPage(ids["Category:Sith"], "Category:Sith", "21"),
+        KnownPage(ids["Template:Infobox"], "Template:Infobox", "12"),
+    ]
+    answer = {
+        "batchcomplete": True,
+        "query": {
+            "pages": [
+                {"pageid": 5, "ns": 14, "title": "Category:Jedi", "lastrevid": 31},
+                {"pageid": 6, "ns": 14, "title": "Category:Sith", "lastrevid": 21},
+                {"pageid": 7, "ns": 10, "title": "Template:Infobox", "lastrevid": 32},
+            ]
+        },
+    }
+    request = Request(info_url(API, [p.title for p in pages]))
+    engine = opened.crawler.engine
+    assert isinstance(engine, RecordingEngine)
+
+    async def run() -> None:
+        await opened.spider.parse_revisions(info_response(request, answer), pages)
+        await wait_for(lambda: bool(engine.requests))
+
+    asyncio.run(run())
+    reopened = {
+        (row["resource_type"], row["resource_id"])
+        for row in opened.rows("work_items")
+        if row["status"] != "completed"
+    }
+    assert reopened == {("category", "Category:Jedi"), ("template", "Template:Infobox")}
+    assert opened.stat("holocron/recrawl/changed") == 2
 
 
 def test_start_yields_nothing_without_recrawl_changed(make_crawl: Callable[..., Crawl]) -> None:
@@ -327,7 +384,7 @@ def _finish(crawl: Crawl, item: WorkItem, page: dict[str, Any]) -> list[Any]:
         "latency": 0.25,
     }
     response = TextResponse(state["first_url"], body=b"{}", encoding="utf-8")
-    return list(crawl.spider._finish(item, pages, state, response))
+    return list(crawl.spider.page_query.finish(item, pages, state, response))
 
 
 def work_item(title: str, version: str | None) -> WorkItem:

@@ -212,7 +212,7 @@ def test_revisions_follow_continue_into_one_record(tmp_path: Path, fetch: Any) -
     [item] = items_of("revisions", "Battle of Driya")
     # rvlimit=2 instead of max: the 6 revisions of the page come in 3 responses.
     url = resources.history_url(API, item.resource_id).replace("rvlimit=max", "rvlimit=2")
-    req = spider._resource_request(url, [item], spider.parse_history)
+    req = spider.resource_fetch.request(url, [item], spider.parse_history)
     [record] = run(spider, fetch, req)
     assert isinstance(record, ResourceRecord)
     assert spider.crawler.stats is not None

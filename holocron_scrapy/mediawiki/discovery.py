@@ -1,0 +1,109 @@
+"""The work items a crawl learns of: seeds, a page's links, categories, templates and
+backlinks, a listing's members, and a completed page's other resources."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from holocron_scrapy import listings, mwapi, resources
+from holocron_scrapy.model import NewWorkItem
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from holocron_scrapy.model import WorkItem
+    from holocron_scrapy.sources import SourceConfig
+    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+
+
+class Discoverer:
+    """New work items of one source, at their depth and priority (``strategy``)."""
+
+    def __init__(self, spider: MediaWikiSpider) -> None:
+        self.spider = spider
+
+    @property
+    def config(self) -> SourceConfig:
+        return self.spider.config
+
+    def work_item(
+        self,
+        resource_id: str,
+        depth: int,
+        parent: WorkItem | None,
+        resource_type: str = resources.PAGE,
+    ) -> NewWorkItem:
+        strategy = self.config.discovery.strategy
+        return NewWorkItem(
+            source_system=self.spider.source_system,
+            source_name=self.config.name,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            depth=depth,
+            priority=-depth if strategy == "breadth" else depth,
+            discovered_from=parent.id if parent else None,
+        )
+
+    def listing_item(
+        self, listing: listings.Listing, depth: int, parent: WorkItem | None
+    ) -> NewWorkItem:
+        return self.work_item(listing.resource_id, depth, parent, listings.RESOURCE_LISTING)
+
+    def resource_type_for(self, ns: object) -> str:
+        """See :func:`resources.resource_type_of`."""
+        return resources.resource_type_of(ns, self.config.discovery)
+
+    def seeds(self) -> list[NewWorkItem]:
+        """The seed titles and the seed listings, at depth 0. A title's resource type is that of
+        the namespace its prefix names, as for a discovered title."""
+        seeds = [
+            self.work_item(t, 0, None, self.resource_type_for(mwapi.namespace_of(t)))
+            for t in self.config.seeds.titles
+        ]
+        seeds += [
+            self.listing_item(lst, 0, None) for lst in listings.seed_listings(self.config.seeds)
+        ]
+        return seeds
+
+    def from_page(self, item: WorkItem, page: dict[str, Any]) -> Iterator[NewWorkItem]:
+        """What a page below ``max_depth`` queues at depth + 1: its links, categories and
+        templates in the configured namespaces (each title once, links first), the members of a
+        category page (``discovery.categories``) and the pages linking to it
+        (``discovery.backlinks``), both as listings."""
+        discovery = self.config.discovery
+        depth = item.depth + 1
+        seen: set[str] = set()
+        for prop, on in (
+            ("links", discovery.links),
+            ("categories", discovery.categories),
+            ("templates", discovery.templates),
+        ):
+            if not on:
+                continue
+            for link in page.get(prop, ()):
+                title, ns = link.get("title"), link.get("ns")
+                if ns in discovery.namespaces and title and title not in seen:
+                    seen.add(title)
+                    yield self.work_item(title, depth, item, self.resource_type_for(ns))
+        if discovery.categories and page.get("ns") == listings.CATEGORY_NAMESPACE:
+            members = listings.categorymembers(item.resource_id)
+            yield self.listing_item(members, depth, item)
+        if discovery.backlinks:
+            yield self.listing_item(listings.backlinks(item.resource_id), depth, item)
+
+    def listed(self, listing: listings.Listing, member: listings.Member) -> bool:
+        """Whether a listing's member is queued: every member, except that the listings of
+        discovery (backlinks; category members with ``discovery.categories``) keep only the
+        configured namespaces."""
+        discovery = self.config.discovery
+        filtered = listing.module == "backlinks" or (
+            listing.module == "categorymembers" and discovery.categories
+        )
+        return not filtered or member.ns in discovery.namespaces
+
+    def other_resources(self, item: WorkItem) -> Iterator[NewWorkItem]:
+        """A completed page's other configured resources, as work items under its canonical
+        title at its depth (their own dedupe keys: each is fetched and recorded on its own)."""
+        for resource_type in self.config.resources:
+            if resource_type != resources.PAGE:
+                yield self.work_item(item.resource_id, item.depth, item, resource_type)

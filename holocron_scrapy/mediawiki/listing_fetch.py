@@ -1,0 +1,101 @@
+"""Listing items (``holocron_scrapy.listings``): one request per batch, the members queued,
+then the ``continue`` object saved as the item's cursor before the next batch is asked for, so a
+listing stopped in the middle resumes from its cursor."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import scrapy
+
+from holocron_scrapy import listings, mwapi
+from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.model import Outcome, Status, WorkItem
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from scrapy.http import Response
+
+    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+
+logger = logging.getLogger(__name__)
+
+
+class ListingFetch:
+    def __init__(self, spider: MediaWikiSpider) -> None:
+        self.spider = spider
+
+    def requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        """One request per claimed listing, from its saved cursor when it has one."""
+        requests = []
+        for item in items:
+            try:
+                listing = listings.Listing.parse(item.resource_id)
+            except listings.ListingError as exc:
+                self.spider.frontier().fail([item], str(exc))
+                continue
+            cont = None
+            if item.cursor:
+                cont = json.loads(item.cursor)
+                self.spider.stats.inc_value("holocron/listings/resumed")
+                logger.info(
+                    "Listing %(listing)s resumes from its cursor %(cursor)s",
+                    {"listing": item.resource_id, "cursor": item.cursor},
+                )
+            requests.append(self.request(item, listing, cont))
+        return requests
+
+    def request(
+        self, item: WorkItem, listing: listings.Listing, cont: dict[str, str] | None
+    ) -> scrapy.Request:
+        spider = self.spider
+        url = listings.listing_url(
+            spider.config.api_url, listing, cont, limit=spider.list_limit, maxlag=spider.maxlag
+        )
+        return scrapy.Request(
+            url,
+            callback=spider.parse_listing,
+            errback=spider.request_failed,
+            dont_filter=True,
+            priority=item.priority,
+            meta={"holocron_work_items": [item]},
+            cb_kwargs={"listing": listing},
+        )
+
+    async def parse(self, response: Response, listing: listings.Listing) -> AsyncIterator[Any]:
+        """One batch of a listing: its members into the queue, then its cursor saved, then the
+        next batch requested; without ``continue`` the listing is completed."""
+        spider = self.spider
+        request = response.request
+        assert request is not None
+        [item] = work_items_of(request)
+        data, failures = spider.api.data(response, request, [item])
+        if data is None:
+            for obj in failures:
+                yield obj
+            return
+        frontier = spider.frontier()
+        discoverer = spider.discoverer
+        found = listings.members(listing, data)
+        category_depth = spider.config.discovery.category_depth
+        for member in found:
+            # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
+            if discoverer.listed(listing, member):
+                resource_type = discoverer.resource_type_for(member.ns)
+                frontier.discover(
+                    discoverer.work_item(member.title, item.depth, item, resource_type)
+                )
+            if member.subcategory and item.depth < category_depth:
+                sub = listings.categorymembers(member.title)
+                frontier.discover(discoverer.listing_item(sub, item.depth + 1, item))
+        spider.stats.inc_value("holocron/listings/batches")
+        spider.stats.inc_value("holocron/listings/members", len(found))
+        cont = mwapi.next_continue(data)
+        if cont is None:
+            yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
+            return
+        if await frontier.save_cursor(item, cont):
+            yield self.request(item, listing, cont)

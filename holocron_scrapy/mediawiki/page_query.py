@@ -1,0 +1,134 @@
+"""Page items (and category, template and file items): up to ``MEDIAWIKI_TITLES_PER_REQUEST`` titles
+per ``action=query`` for the current revision with its content, the page's links and its info,
+following ``continue`` until every prop is complete (a page with 5,000 links loses none); the
+pages are merged by page id across those responses. Then each title ends one way:
+
+* a page: a record (the merged page as the API served it) and, while its depth is below
+  ``max_depth``, what it leads to (see :class:`.discovery.Discoverer`);
+* a redirect or a non-canonical title: skipped, and the target page queued at the same depth
+  (the target is the record, the redirect is not);
+* missing: a record of its deletion if it had a record before, else skipped; invalid: skipped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import scrapy
+
+from holocron_scrapy import mwapi, resources
+from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.responses import note_response, record
+from holocron_scrapy.model import DELETED_VERSION, Outcome, WorkItem
+from holocron_scrapy.recrawl import deletion_payload
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from scrapy.http import Response
+
+    from holocron_scrapy.items import ResourceRecord
+    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+
+
+class PageQuery:
+    def __init__(self, spider: MediaWikiSpider) -> None:
+        self.spider = spider
+
+    def requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        n = self.spider.titles_per_request
+        return [self.request(items[i : i + n], {}) for i in range(0, len(items), n)]
+
+    def request(
+        self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
+    ) -> scrapy.Request:
+        spider = self.spider
+        discovery = spider.config.discovery
+        props = [
+            prop
+            for prop, on in (
+                ("categories", discovery.categories),
+                ("templates", discovery.templates),
+                ("imageinfo", items[0].resource_type == resources.FILE),
+            )
+            if on
+        ]
+        url = mwapi.query_url(
+            spider.config.api_url, [i.resource_id for i in items], cont, spider.maxlag, props=props
+        )
+        return scrapy.Request(
+            url,
+            callback=spider.parse_query,
+            errback=spider.request_failed,
+            dont_filter=True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
+            priority=max(i.priority for i in items),
+            meta={"holocron_work_items": items, "holocron_state": state},
+        )
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        request = response.request
+        assert request is not None
+        items = work_items_of(request)
+        state: dict[str, Any] = request.meta["holocron_state"]
+        data, failures = self.spider.api.data(response, request, items)
+        if data is None:
+            yield from failures
+            return
+        pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
+        pages.add(data)
+        state.setdefault("first_url", response.url)
+        note_response(state, request, response)
+        cont = mwapi.next_continue(data)
+        if cont is not None:
+            self.spider.stats.inc_value("holocron/mediawiki/continuations")
+            yield self.request(items, state, cont)
+            return
+        for item in items:
+            yield from self.finish(item, pages, state, response)
+
+    def finish(
+        self, item: WorkItem, pages: mwapi.PageSet, state: dict[str, Any], response: Response
+    ) -> Iterator[Any]:
+        discoverer = self.spider.discoverer
+        target = pages.resolve(item.resource_id)
+        page = pages.page(target)
+        if page is None:
+            reason = "interwiki" if target in pages.interwiki else "not in the API's answer"
+            yield Outcome.skipped(item, f"unresolved title {target!r} ({reason})")
+            return
+        if page.get("invalid"):
+            yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+            return
+        if page.get("missing"):
+            if item.version is not None and item.version != DELETED_VERSION:
+                # It had a record: record that it is gone (recrawl=changed requeues such pages).
+                yield self.record(item, deletion_payload(page, item.version), state, response)
+                return
+            yield Outcome.skipped(item, "missing: the page does not exist")
+            return
+        resource_type = discoverer.resource_type_for(page.get("ns"))
+        if target != item.resource_id:
+            how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
+            yield discoverer.work_item(target, item.depth, item, resource_type)
+            yield Outcome.skipped(item, f"{how} to {target!r}")
+            return
+        if resource_type != item.resource_type:
+            # A title whose prefix is a localized namespace name (``Kategorie:X`` typed ``page``
+            # as a seed): the page is recorded under the type of its namespace, as discovered.
+            yield discoverer.work_item(target, item.depth, item, resource_type)
+            yield Outcome.skipped(item, f"a {resource_type} page: queued as {resource_type!r}")
+            return
+        # Links first: the state middleware buffers them before the record reaches the
+        # pipelines, and the frontier writes them before it completes the record's work item,
+        # so a crash can never leave a completed page whose links were not queued.
+        if item.depth < self.spider.config.discovery.max_depth:
+            yield from discoverer.from_page(item, page)
+        yield from discoverer.other_resources(item)
+        yield self.record(item, page, state, response)
+
+    def record(
+        self, item: WorkItem, page: dict[str, Any], state: dict[str, Any], response: Response
+    ) -> ResourceRecord:
+        """The record of a page (or of its deletion: version ``"deleted"``)."""
+        version = DELETED_VERSION if page.get("deleted") else page.get("lastrevid")
+        return record(item, item.resource_type, page, state, response, version=version)

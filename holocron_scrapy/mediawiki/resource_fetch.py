@@ -1,0 +1,141 @@
+"""A page's other resources (``holocron_scrapy.resources``): ``html`` (one ``action=parse`` per
+title), ``revisions`` (one history per title, followed through every ``continue``) and ``info``
+(50 titles per request), each recorded under its own resource type."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import scrapy
+
+from holocron_scrapy import mwapi, resources
+from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.responses import note_response, record
+from holocron_scrapy.model import Outcome, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from scrapy.http import Response
+
+    from holocron_scrapy.model import WorkItem
+    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+
+
+class ResourceFetch:
+    def __init__(self, spider: MediaWikiSpider) -> None:
+        self.spider = spider
+
+    def html_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        """One ``action=parse`` per title (the API parses one page per request)."""
+        spider = self.spider
+        api = spider.config.api_url
+        return [
+            self.request(
+                resources.parse_url(api, i.resource_id, spider.maxlag), [i], spider.parse_html
+            )
+            for i in items
+        ]
+
+    def history_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        """One revision history per title (``rvlimit`` takes one title per request)."""
+        spider = self.spider
+        content = spider.revisions_content
+        api = spider.config.api_url
+        return [
+            self.request(
+                resources.history_url(api, i.resource_id, None, spider.maxlag, content=content),
+                [i],
+                spider.parse_history,
+            )
+            for i in items
+        ]
+
+    def info_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
+        spider = self.spider
+        n = spider.titles_per_request
+        api = spider.config.api_url
+        return [
+            self.request(
+                resources.info_url(api, [i.resource_id for i in batch], None, spider.maxlag),
+                batch,
+                spider.parse_info,
+            )
+            for batch in (items[i : i + n] for i in range(0, len(items), n))
+        ]
+
+    def request(
+        self,
+        url: str,
+        items: list[WorkItem],
+        callback: Callable[[Response], Any],
+        state: dict[str, Any] | None = None,
+    ) -> scrapy.Request:
+        """A request for other resources; ``state["first_url"]`` is the URL that continuations
+        extend (see :func:`resources.continued`)."""
+        return scrapy.Request(
+            url,
+            callback=callback,
+            errback=self.spider.request_failed,
+            dont_filter=True,
+            priority=max(i.priority for i in items),
+            meta={"holocron_work_items": items, "holocron_state": state or {"first_url": url}},
+        )
+
+    def parse_html(self, response: Response) -> Iterator[Any]:
+        """The ``parse`` object is the record; ``missingtitle`` skips the item (see
+        :data:`mwapi.API_ERRORS`)."""
+        request = response.request
+        assert request is not None
+        items = work_items_of(request)
+        data, failures = self.spider.api.data(response, request, items)
+        if data is None:
+            yield from failures
+            return
+        state: dict[str, Any] = request.meta["holocron_state"]
+        note_response(state, request, response)
+        parsed = data.get("parse")
+        for item in items:
+            if isinstance(parsed, dict):
+                yield record(
+                    item, resources.HTML, parsed, state, response, version=parsed.get("revid")
+                )
+            else:
+                yield Outcome(item.id, Status.FAILED, "action=parse answered without 'parse'")
+
+    def parse_merged(self, response: Response, resource_type: str) -> Iterator[Any]:
+        """``revisions`` and ``info``: the pages merged across ``continue``, one record each."""
+        request = response.request
+        assert request is not None
+        items = work_items_of(request)
+        data, failures = self.spider.api.data(response, request, items)
+        if data is None:
+            yield from failures
+            return
+        state: dict[str, Any] = request.meta["holocron_state"]
+        note_response(state, request, response)
+        pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
+        pages.add(data)
+        cont = mwapi.next_continue(data)
+        if cont is not None:
+            self.spider.stats.inc_value("holocron/mediawiki/continuations")
+            url = resources.continued(state["first_url"], cont)
+            assert request.callback is not None
+            yield self.request(url, items, request.callback, state)
+            return
+        for item in items:
+            page = pages.page(pages.resolve(item.resource_id))
+            if page is None:
+                yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")
+            elif page.get("invalid"):
+                yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+            elif page.get("missing"):
+                yield Outcome.skipped(item, "missing: the page does not exist")
+            else:
+                revisions = page.get("revisions") or [{}]
+                version = (
+                    revisions[-1].get("revid")
+                    if resource_type == resources.REVISIONS
+                    else page.get("lastrevid")
+                )
+                yield record(item, resource_type, page, state, response, version=version)

@@ -1,0 +1,123 @@
+"""``-a recrawl=changed``: one ``prop=info`` request per batch of completed pages of every
+:data:`resources.PAGE_TYPES` (see
+:mod:`holocron_scrapy.recrawl`); the changed and deleted ones go back into the queue with their
+other configured resources."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import scrapy
+from scrapy.utils.asyncio import run_in_thread
+
+from holocron_scrapy import mwapi, resources
+from holocron_scrapy.mediawiki.responses import decode_json
+from holocron_scrapy.model import dedupe_key
+from holocron_scrapy.recrawl import KnownPage, compare, info_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from scrapy.http import Response
+    from twisted.python.failure import Failure
+
+    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+
+logger = logging.getLogger(__name__)
+
+#: Completed work items read per state-database query.
+RECRAWL_READ_SIZE = 1000
+
+
+class RevisionCheck:
+    def __init__(self, spider: MediaWikiSpider) -> None:
+        self.spider = spider
+
+    async def requests(self) -> AsyncIterator[scrapy.Request]:
+        """One ``prop=info`` request per batch of completed items fetched by the page query
+        (``page``, ``category``, ``template``, ``file``: pages of every namespace, whose version
+        is their ``lastrevid``), read from the queue in pages (by type, then id); batches stay
+        full across reads and types."""
+        spider = self.spider
+        frontier = spider.frontier()
+        if frontier.spider is None:
+            return  # the state database could not be opened: the crawl is closing
+        n = spider.titles_per_request
+        batch: list[KnownPage] = []
+        for resource_type in resources.PAGE_TYPES:
+            after_id = 0
+            while True:
+                rows = await run_in_thread(
+                    frontier.store.completed_versions,
+                    source_system=spider.source_system,
+                    source_name=spider.source_name,
+                    resource_type=resource_type,
+                    after_id=after_id,
+                    limit=RECRAWL_READ_SIZE,
+                )
+                if not rows:
+                    break
+                after_id = rows[-1][0]
+                batch.extend(KnownPage(*row) for row in rows)
+                while len(batch) >= n:
+                    yield self.request(batch[:n])
+                    batch = batch[n:]
+        if batch:
+            yield self.request(batch)
+
+    def request(self, pages: list[KnownPage]) -> scrapy.Request:
+        spider = self.spider
+        return scrapy.Request(
+            info_url(spider.config.api_url, [page.title for page in pages], spider.maxlag),
+            callback=spider.parse_revisions,
+            errback=spider.revisions_failed,
+            dont_filter=True,
+            # No holocron_work_items: these pages are not claimed (the claim check lets it by).
+            cb_kwargs={"pages": pages},
+        )
+
+    async def parse(self, response: Response, pages: list[KnownPage]) -> None:
+        """Requeue the pages whose revision changed, or that were deleted, since their last
+        record, and their other configured resources (``html``, ``revisions``, ``info`` items
+        of the same title, if completed or skipped); the frontier claims them and the refetch
+        records them (content_hash: an unchanged one writes nothing)."""
+        spider = self.spider
+        stats = spider.stats
+        try:
+            data = mwapi.check_envelope(decode_json(response))
+        except mwapi.ApiError as exc:
+            stats.inc_value("holocron/recrawl/check_errors")
+            logger.warning(
+                "Revision check of %(n)d pages failed (%(error)s); they are not refreshed",
+                {"n": len(pages), "error": exc},
+            )
+            return
+        verdict = compare(data, pages)
+        stats.inc_value("holocron/recrawl/checked", len(pages))
+        stats.inc_value("holocron/recrawl/changed", len(verdict.changed))
+        stats.inc_value("holocron/recrawl/deleted", len(verdict.deleted))
+        if verdict.unanswered:
+            stats.inc_value("holocron/recrawl/unanswered", len(verdict.unanswered))
+            logger.warning(
+                "The API did not answer for %(n)d pages, e.g. %(title)r; they are not refreshed",
+                {"n": len(verdict.unanswered), "title": verdict.unanswered[0].title},
+            )
+        refetch = verdict.to_refetch
+        await spider.frontier().requeue(
+            [page.work_item_id for page in refetch],
+            [
+                dedupe_key(spider.source_system, spider.source_name, resource_type, page.title)
+                for page in refetch
+                for resource_type in spider.config.resources
+                if resource_type != resources.PAGE
+            ],
+        )
+
+    def failed(self, failure: Failure) -> None:
+        """Errback of a revision check: its pages are not refreshed this time."""
+        self.spider.stats.inc_value("holocron/recrawl/check_errors")
+        logger.warning(
+            "Revision check failed: %(error)s; its pages are not refreshed",
+            {"error": f"{type(failure.value).__name__}: {failure.getErrorMessage()}"},
+        )
