@@ -217,3 +217,35 @@ def test_backlinks_are_the_pages_linking_to_the_seed(
     assert [(i["resource_id"], i["status"], i["depth"]) for i in listing] == [
         (listings.backlinks(seed).resource_id, "completed", 1)
     ]
+
+
+def test_a_seed_category_is_the_same_work_item_as_the_discovered_one(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    """The seed's own category, given as a seed too: one ``category`` work item, one record."""
+    wiki = Wiki(mediawiki)
+    seed_id, seed_key = wiki.seed()
+    categories = [
+        key
+        for (key,) in mediawiki.sql("SELECT cl_to FROM categorylinks WHERE cl_from = ?", seed_id)
+        if (14, key) in wiki.pages
+    ]
+    category = mediawiki.title(14, categories[0])
+    source = write_source(
+        tmp_path / "s.yaml",
+        mediawiki.api_url,
+        [mediawiki.title(0, seed_key), category],
+        max_depth=1,
+        namespaces=[0, 14],
+        discovery_extra={"links": False, "categories": True},
+    )
+    run_crawl(source, tmp_path / "lake", crawl_db, tmp_path / "crawl.log").check()
+    items = [i for i in crawl_db.work_items() if i["resource_id"] == category]
+    assert [(i["resource_type"], i["status"], i["depth"]) for i in items] == [
+        ("category", "completed", 0)
+    ]
+    records = [r for r in crawl_db.records() if r["resource_id"] == category]
+    assert [r["resource_type"] for r in records] == ["category"]
+    expected = {("category", mediawiki.title(14, key)) for key in categories}
+    recorded = {(r["resource_type"], r["resource_id"]) for r in crawl_db.records()}
+    assert expected <= recorded

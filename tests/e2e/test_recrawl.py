@@ -21,6 +21,7 @@ from tests.e2e.crawl_helpers import (
     run_crawl,
     write_source,
 )
+from tests.e2e.test_discovery import Wiki
 from tests.e2e.wiki import MEDIAWIKI_DIR, MediaWiki, missing_requirements
 
 if TYPE_CHECKING:
@@ -239,3 +240,64 @@ def test_recrawl_changed_refreshes_every_resource_of_the_edited_pages(
     }
     new_files = [f for f in read_lake(lake) if f.path not in files_before]
     assert len(new_files) == 3 * len(ALL_RESOURCES)
+
+
+def test_recrawl_changed_refreshes_edited_categories_templates_and_files(
+    own_wiki: MediaWiki, tmp_path: Path
+) -> None:
+    """Category, template and file pages are recorded under their own types; their versions
+    are checked like a page's, and only the edited ones are fetched again."""
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake = tmp_path / "lake"
+    wiki = Wiki(own_wiki)
+    _, seed_key = wiki.seed()
+    source = write_source(
+        tmp_path / "e2ewiki.yaml",
+        own_wiki.api_url,
+        [own_wiki.title(0, seed_key), "File:Holocron.png"],
+        max_depth=1,
+        namespaces=[0, 6, 10, 14],
+        discovery_extra={"links": False, "categories": True, "templates": True},
+    )
+    run_crawl(source, lake, db, tmp_path / "crawl.log").check()
+    completed = [
+        row
+        for row in db.work_items()
+        if row["status"] == "completed" and row["resource_type"] != "listing"
+    ]
+    by_type = Counter(row["resource_type"] for row in completed)
+    assert by_type["category"] >= 2
+    assert by_type["template"] >= 2
+    assert by_type["file"] == 1
+    assert all(row["version"] and row["version"].isdigit() for row in completed)
+    edited = {
+        kind: next(row["resource_id"] for row in completed if row["resource_type"] == kind)
+        for kind in ("category", "template", "file")
+    }
+    for kind, title in edited.items():
+        _maintenance(
+            own_wiki,
+            "edit.php",
+            "--user",
+            "Admin",
+            "--summary",
+            "recrawl types test",
+            title,
+            stdin=f"Edited by the recrawl types test ({kind}).\n",
+        )
+
+    result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
+    assert result.stat("holocron/recrawl/checked") == len(completed)
+    assert result.stat("holocron/recrawl/changed") == 3
+    info_requests = math.ceil(len(completed) / TITLES_PER_INFO_REQUEST)
+    # One page query per resource type (the claim groups its items by type).
+    assert result.stat("downloader/request_count") == info_requests + 3
+    run2 = db.runs()[-1]["run_id"]
+    new_records = [r for r in db.records() if r["run_id"] == run2]
+    assert sorted((r["resource_type"], r["resource_id"]) for r in new_records) == sorted(
+        edited.items()
+    )
+    for record in new_records:
+        assert "Edited by the recrawl types test" in record["payload"]
+    [file_record] = [r for r in new_records if r["resource_type"] == "file"]
+    assert json.loads(file_record["payload"])["imageinfo"][0]["mime"] == "image/png"

@@ -152,3 +152,46 @@ def test_html_added_later_fetches_only_html(
         f"{len(titles)} pages: {requests_made(pages_only)} requests for [page]; "
         f"{requests_made(later)} for recrawl=all with [page, html]"
     )
+
+
+def test_files_are_file_records_with_their_image_info(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    """Namespace 6 in ``discovery.namespaces``: the File: pages (uploaded by the test bed's
+    import.sh) are ``file`` records with their image info, equal to the wiki's ``image`` table.
+    A seed under the ``Image:`` alias is typed ``file`` too: one work item per file."""
+    truth = {
+        mediawiki.title(6, name): (size, int(sha1, 36), f"{major}/{minor}", actor)
+        for name, size, sha1, major, minor, actor in mediawiki.sql(
+            "SELECT img_name, img_size, img_sha1, img_major_mime, img_minor_mime, actor_name"
+            " FROM image JOIN actor ON actor_id = img_actor"
+        )
+    }
+    assert len(truth) >= 5
+    path = write_source(tmp_path / "s.yaml", mediawiki.api_url, ["Image:Holocron.png"])
+    document = yaml.safe_load(path.read_text("utf-8"))
+    document["seeds"]["allpages"] = [6]
+    document["discovery"] = {"links": False, "namespaces": [0, 6]}
+    path.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+    lake = tmp_path / "lake"
+    run_crawl(path, lake, crawl_db, tmp_path / "crawl.log").check()
+    rows = crawl_db.records()
+    assert {row["resource_type"] for row in rows} == {"file"}
+    assert_one_per_page(rows, set(truth), "file records")
+    for row in rows:
+        payload = json.loads(row["payload"])
+        [info] = payload["imageinfo"]
+        size, sha1, mime, user = truth[row["resource_id"]]
+        assert (info["size"], int(info["sha1"], 16), info["mime"], info["user"]) == (
+            size,
+            sha1,
+            mime,
+            user,
+        )
+        assert info["url"].startswith(mediawiki.api_url.removesuffix("api.php") + "images/")
+        assert payload["revisions"][0]["slots"]["main"]["content"]
+    items = {(i["resource_type"], i["resource_id"]): i["status"] for i in crawl_db.work_items()}
+    assert items.pop(("file", "Image:Holocron.png")) == "skipped"  # normalized to File:
+    assert items.pop(("listing", "allpages?apnamespace=6")) == "completed"
+    assert items == {("file", title): "completed" for title in truth}
+    assert {f.path.parent.name for f in read_lake(lake)} == {"file"}

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e.testbed.gen_files import FILES, png
 from tests.e2e.wiki import MAX_REDIRECT_HOPS, GroundTruth, MediaWiki
 
 if TYPE_CHECKING:
@@ -114,9 +116,21 @@ def test_query_all_follows_continue(mediawiki: MediaWiki) -> None:
     titles = [p["title"] for r in responses for p in r["query"]["allpages"]]
     (count,) = mediawiki.sql("SELECT COUNT(*) FROM page WHERE page_namespace = 0")[0]
     assert len(titles) == len(set(titles)) == count
-    # the generated 300 pages, plus the installer's Main Page
+    # the generated 300 pages, the installer's Main Page and the uploaded files' pages
     (total,) = mediawiki.sql("SELECT COUNT(*) FROM page")[0]
-    assert total == 301
+    (files,) = mediawiki.sql("SELECT COUNT(*) FROM page WHERE page_namespace = 6")[0]
+    assert (total, files) == (301 + len(FILES), len(FILES))
+
+
+def test_files_are_uploaded(mediawiki: MediaWiki) -> None:
+    """import.sh uploads gen_files.py's images: a File: page and an ``image`` row each."""
+    rows = mediawiki.sql("SELECT img_name, img_size, img_sha1, img_major_mime FROM image")
+    expected = {}
+    for name, (width, height, rgb) in FILES.items():
+        data = png(width, height, rgb)
+        expected[name.replace(" ", "_")] = (len(data), hashlib.sha1(data).hexdigest(), "image")
+    got = {name: (size, f"{int(sha1, 36):040x}", major) for name, size, sha1, major in rows}
+    assert got == expected
 
 
 def test_largest_page_needs_plcontinue(mediawiki: MediaWiki) -> None:

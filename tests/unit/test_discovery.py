@@ -280,6 +280,77 @@ def test_a_redirect_target_keeps_the_type_of_its_namespace(tmp_path: Path) -> No
     assert queued(out) == [("category", "Category:Jedi", 1)]
 
 
+def test_one_resource_type_per_namespace(tmp_path: Path) -> None:
+    spider = make_spider(tmp_path, ALL_ON.replace("[0, 10, 14]", "[0, 6, 10, 14]"))
+    types = {ns: spider.discoverer.resource_type_for(ns) for ns in (0, 1, 6, 10, 14, None)}
+    assert types == {0: "page", 1: "page", 6: "file", 10: "template", 14: "category", None: "page"}
+    # Files are file items only when their namespace is followed.
+    assert make_spider(tmp_path, ALL_ON).discoverer.resource_type_for(6) == "page"
+
+
+def test_the_namespace_of_a_title_by_its_canonical_prefix() -> None:
+    cases = {
+        "Ezra Bridger": 0,
+        "Category:Jedi": 14,
+        "category_talk: Jedi": 15,
+        " CATEGORY :Jedi": 14,
+        "Template:Infobox": 10,
+        "File:Saber.png": 6,
+        "Image:Saber.png": 6,
+        "Star Wars: A New Hope": 0,
+        "Kategorie:Jedi": 0,  # a localized name: only the API knows it
+    }
+    assert {title: mwapi.namespace_of(title) for title in cases} == cases
+
+
+def test_a_seed_title_has_the_resource_type_of_its_namespace(
+    make_crawl: Callable[..., Crawl], tmp_path: Path
+) -> None:
+    """A seed and a discovery of the same page are one work item (one dedupe key)."""
+    crawl = make_crawl(seeds=["Ezra Bridger"])
+    discovery = "  categories: true\n  templates: true\n  namespaces: [0, 6, 10, 14]"
+    path = write_source(tmp_path, discovery).read_text("utf-8")
+    path = path.replace(
+        'titles: ["Ezra Bridger"]',
+        'titles: ["Ezra Bridger", "Category:Jedi", "template:Infobox", "Image:Saber.png"]',
+    )
+    (tmp_path / "typed.yaml").write_text(path, "utf-8")
+    crawl.spider.config = load_source(str(tmp_path / "typed.yaml"))
+    seeds = [(s.resource_type, s.resource_id) for s in crawl.spider.seed_work_items()]
+    assert seeds == [
+        ("page", "Ezra Bridger"),
+        ("category", "Category:Jedi"),
+        ("template", "template:Infobox"),
+        ("file", "Image:Saber.png"),
+    ]
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        # Found again (as a category, a link): nothing new; a new category is added.
+        for title, ns in (("Category:Jedi", 14), ("Ezra Bridger", 0), ("Category:Sith", 14)):
+            resource_type = spider.discoverer.resource_type_for(ns)
+            frontier.discover(spider.discoverer.work_item(title, 1, None, resource_type))
+        await frontier.flush()
+
+    asyncio.run(run())
+    rows = crawl.rows("work_items")
+    assert sorted((r["resource_type"], r["resource_id"]) for r in rows) == sorted(
+        [*seeds, ("category", "Category:Sith")]
+    )
+
+
+def test_a_page_of_another_type_than_its_item_is_queued_under_its_own(tmp_path: Path) -> None:
+    """A localized prefix (``Kategorie:``) cannot be typed before the API answers with the
+    page's namespace: the item is skipped and the page queued under its type."""
+    spider = make_spider(tmp_path, ALL_ON)
+    page = {"pageid": 40, "ns": 14, "title": "Kategorie:Jedi", "lastrevid": 5}
+    out = run(spider, [item("Kategorie:Jedi", 0)], [{"query": {"pages": [page]}}])
+    assert queued(out) == [("category", "Kategorie:Jedi", 0)]
+    [outcome] = [o for o in out if not isinstance(o, NewWorkItem)]
+    assert outcome.error_message == "a category page: queued as 'category'"
+
+
 # -- discovery listings ---------------------------------------------------------------------------
 
 

@@ -36,7 +36,10 @@ def params(url: str) -> dict[str, str]:
 
 
 def make_spider(
-    tmp_path: Path, kinds: Sequence[str], settings: dict[str, Any] | None = None
+    tmp_path: Path,
+    kinds: Sequence[str],
+    settings: dict[str, Any] | None = None,
+    namespaces: Sequence[int] = (0,),
 ) -> MediaWikiSpider:
     path = tmp_path / "testwiki.yaml"
     path.write_text(
@@ -49,6 +52,7 @@ seeds:
   titles: ["Ezra Bridger"]
 discovery:
   max_depth: 1
+  namespaces: [{", ".join(map(str, namespaces))}]
 resources: [{", ".join(kinds)}]
 """,
         encoding="utf-8",
@@ -244,3 +248,38 @@ def test_info_records_per_page_and_skips(tmp_path: Path, fetch: Any) -> None:
     assert outcomes[2].status == outcomes[3].status == Status.SKIPPED
     assert "missing" in str(outcomes[2].error_message)
     assert "invalid title" in str(outcomes[3].error_message)
+
+
+# --- file items (namespace 6 in discovery.namespaces) ---------------------------------------
+
+
+def test_file_items_are_recorded_with_their_image_info(tmp_path: Path, fetch: Any) -> None:
+    """The test bed's files were uploaded by tests/e2e/testbed/import.sh (gen_files.py)."""
+    spider = make_spider(tmp_path, ["page"], namespaces=(0, 6))
+    titles = ("File:Holocron.png", "File:Kyber crystal.png", "File:No such file.png")
+    [request] = spider.requests_for(items_of("file", *titles))
+    query = params(request.url)
+    assert query["prop"] == "revisions|links|info|imageinfo"
+    assert query["iiprop"] == "url|size|sha1|mime|timestamp|user"
+    out = run(spider, fetch, request)
+    records = {o.resource_id: o for o in out if isinstance(o, ResourceRecord)}
+    assert set(records) == {"File:Holocron.png", "File:Kyber crystal.png"}
+    for title, record in records.items():
+        payload = record.payload
+        assert (record.resource_type, payload["ns"], payload["title"]) == ("file", 6, title)
+        assert record.version == str(payload["lastrevid"])
+        assert payload["revisions"][0]["slots"]["main"]["content"]  # the description page
+        [info] = payload["imageinfo"]
+        assert info["mime"] == "image/png"
+        assert info["size"] > 0
+        assert len(info["sha1"]) == 40
+        assert info["url"].endswith("/" + title.removeprefix("File:").replace(" ", "_"))
+        assert info["user"] == "Admin"
+    [missing] = [o for o in out if isinstance(o, Outcome)]
+    assert (missing.status, missing.error_message) == (
+        Status.SKIPPED,
+        "missing: the page does not exist",
+    )
+    # Page items of the same crawl do not ask for image info.
+    [page_request] = spider.requests_for(items_of("page", "Ezra Bridger"))
+    assert "imageinfo" not in params(page_request.url)["prop"]

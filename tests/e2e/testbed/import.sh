@@ -3,7 +3,8 @@
 # instance made by setup.sh in DIR, then fill every derived table the API reads:
 #   pagelinks / templatelinks / categorylinks / redirect / iwlinks / externallinks
 #   (prop=links, list=backlinks, list=categorymembers, prop=categories, ...),
-#   recentchanges (list=recentchanges), site_stats (meta=siteinfo&siprop=statistics).
+#   recentchanges (list=recentchanges), site_stats (meta=siteinfo&siprop=statistics);
+# and uploads the test bed's files (gen_files.py: File: pages with image info).
 # Idempotent: a dump whose sha1 is in DIR/imported.sha1 is not imported again.
 # Environment: IMPORT_JOBS (parallel refreshLinks processes, default: nproc),
 #              PYTHON (the interpreter for the user-name extraction, default python3).
@@ -72,6 +73,12 @@ for p in "${pids[@]}"; do wait "$p" || rc=1; done
 cat "$DIR"/refreshLinks.*.log >> "$LOG"; rm -f "$DIR"/refreshLinks.*.log
 [ $rc = 0 ] || { echo "refreshLinks failed, see $LOG" >&2; exit 1; }
 step "refreshLinks.php x$JOBS"
+
+# 3b. files: small PNGs (gen_files.py) uploaded as File: pages (ns 6) into DIR/images
+"${PYTHON:-python3}" "$HERE/gen_files.py" "$DIR/files"
+php $MW/maintenance/importImages.php --user Admin --comment "Test bed file." \
+    --extensions png "$DIR/files" >> "$LOG" 2>&1
+step "importImages.php"
 
 # 4. recentchanges (imports do not write it) and the statistics
 php $MW/maintenance/rebuildrecentchanges.php >> "$LOG" 2>&1

@@ -87,7 +87,11 @@ $wgLocalisationCacheConf['storeDirectory'] = __DIR__ . '/cache/l10n';
 # The synthetic history spans 2008-2024: keep all of it in recentchanges.
 $wgRCMaxAge = 30 * 365 * 86400;
 
+# Uploads through the web stay off; import.sh uploads the test bed's files (File: pages,
+# ns 6) with importImages.php into DIR/images, served as /images by router.php.
 $wgEnableUploads = false;
+$wgUploadDirectory = __DIR__ . '/images';
+$wgUploadPath = '/images';
 $wgUseImageMagick = false;
 $wgEnableEmail = false;
 $wgEnableUserEmail = false;
@@ -138,7 +142,7 @@ DIR=$(cd "$DIR" && pwd)
 rm -rf "$DIR/data" "$DIR/cache" "$DIR/LocalSettings.php" "$DIR/TestbedSettings.php" \
     "$DIR/TestbedSettings.php.new" "$DIR/imported.sha1" "$DIR/dump_users.txt" \
     "$DIR/install.log" "$DIR/l10n.log" "$DIR/import.log" "$DIR/server.log" \
-    "$DIR/server.pid" "$DIR/server.port" "$DIR/fake_maxlag"
+    "$DIR/server.pid" "$DIR/server.port" "$DIR/fake_maxlag" "$DIR/images" "$DIR/files"
 mkdir -p "$DIR/data" "$DIR/cache"
 
 log "running maintenance/install.php (SQLite) into $DIR"
