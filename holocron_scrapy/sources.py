@@ -47,7 +47,7 @@ from holocron_scrapy.resources import DEFAULT_RESOURCES, PAGE, RESOURCE_TYPES
 
 logger = logging.getLogger(__name__)
 
-SOURCE_TYPES: tuple[str, ...] = ("mediawiki",)
+SOURCE_TYPES: tuple[str, ...] = ("mediawiki", "http")  # http: see http_source.py
 STRATEGIES: tuple[str, ...] = ("breadth", "depth")
 MAX_DEPTH_LIMIT = 100
 MAX_TITLE_BYTES = 255  # MediaWiki's limit on a title (without its namespace prefix)
@@ -412,6 +412,9 @@ class _Validator:
     # the document
 
     def source(self, document: dict[Any, Any]) -> SourceConfig:
+        kind = document.get("type")
+        if kind != "mediawiki" and kind in SOURCE_TYPES:  # validated by its own module
+            self.fail("type", f"a {kind!r} source: run it with `scrapy crawl {kind}`")
         values = self.section(
             "",
             document,

@@ -1,6 +1,9 @@
 """``scrapy crawl``, checking the source file and the database settings before anything starts.
 
-A broken ``sources/NAME.yaml`` is reported as one line naming the file and the key
+The source file is validated by the loader of the spider's source type (``mediawiki``:
+:mod:`holocron_scrapy.sources`, ``http``: :mod:`holocron_scrapy.http_source`); a file of another
+type is refused (``scrapy crawl http -a source=wikipedia``: run it with ``scrapy crawl
+mediawiki``). A broken ``sources/NAME.yaml`` is reported as one line naming the file and the key
 (``scrapy: error: sources/x.yaml: discovery.max_depth: …``), exit status 2, and nothing is
 written: no database, no lake directory. A database that cannot be used (bad URL or schema
 name, unreachable server, wrong credentials) is reported the same way, password masked.
@@ -17,20 +20,29 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from holocron_scrapy.dburl import DatabaseConfigError
 from holocron_scrapy.frontier import short_error, state_store_from_settings
+from holocron_scrapy.http_source import load_http_source
 from holocron_scrapy.sources import SourceConfigError, load_source
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Mapping
+
+#: spider name -> the loader that validates its source files.
+SOURCE_LOADERS: Mapping[str, Callable[[str, Path | None], object]] = {
+    "mediawiki": load_source,
+    "http": load_http_source,
+}
 
 
 class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         source = opts.spargs.get("source")
-        if source is not None:
+        loader = SOURCE_LOADERS.get(args[0]) if args else None
+        if source is not None and loader is not None:
             sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
             try:
-                load_source(source, Path(sources_dir) if sources_dir else None)
+                loader(source, Path(sources_dir) if sources_dir else None)
             except SourceConfigError as exc:
                 raise UsageError(str(exc), print_help=False) from exc
         if self.settings.getbool("HOLOCRON_ENABLED", True):

@@ -1,0 +1,358 @@
+"""``scrapy crawl http -a source=NAME``: any JSON API or web site, driven by a ``type: http``
+source file (:mod:`holocron_scrapy.http_source`), through the same SQL frontier, state
+middleware and pipelines as the MediaWiki spider.
+
+Work items are requests (:mod:`holocron_scrapy.http_api`): a URL, or a POST seed. Without
+``pagination`` every seed and every discovered URL is a resource: one response, one record,
+its discoveries queued at depth + 1 while the depth is below ``max_depth``. With ``pagination``
+each seed is a ``listing``: it pages to its end, saving the next page's URL in
+``work_items.cursor`` after each page (after what the page listed is in the queue), so a crawl
+killed in the middle resumes from there; what a page lists is queued at the listing's depth.
+
+A resource answered with a redirect is skipped ("redirect to X") and X queued at the same
+depth (X is the record, as for a MediaWiki redirect); robots.txt forbids (skipped), an HTTP 404
+or 410 (skipped), other HTTP errors after the retries and bodies that are not what their
+Content-Type says (failed) end the work item with the reason, and the crawl goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import scrapy
+from scrapy.exceptions import CloseSpider, IgnoreRequest, UsageError
+from scrapy.http import FormRequest, JsonRequest, TextResponse
+from scrapy.linkextractors import LinkExtractor
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from holocron_scrapy import http_api
+from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
+from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki.responses import failure_message, headers_of
+from holocron_scrapy.middlewares.claims import StaleClaim
+from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.sources import SourceConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.statscollectors import StatsCollector
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+RECRAWL_MODES = ("all",)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: HTTP statuses that say the resource does not exist: its work item is skipped, not failed.
+GONE_STATUSES = (404, 410)
+
+
+class HttpSpider(scrapy.Spider):
+    name = "http"
+    source_system = "http"
+    # Web pages and most APIs publish robots.txt for crawlers like this one.
+    custom_settings = {"ROBOTSTXT_OBEY": True}
+
+    config: HttpSourceConfig
+    _seeds: dict[str, HttpSeed]
+    _link_extractor: LinkExtractor | None
+
+    def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not source:
+            raise UsageError("missing -a source=NAME (a file in sources/ or a path to a YAML file)")
+        if recrawl == "changed":
+            raise UsageError(
+                "-a recrawl=changed: http sources have no version to compare; use "
+                "-a recrawl=all (an unchanged response writes no file and no row)"
+            )
+        if recrawl is not None and recrawl not in RECRAWL_MODES:
+            raise UsageError(f"-a recrawl={recrawl!r}: expected one of {', '.join(RECRAWL_MODES)}")
+        self.source = source
+        self.recrawl = recrawl
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        sources_dir = crawler.settings.get("HOLOCRON_SOURCES_DIR")
+        try:
+            spider.config = load_http_source(
+                spider.source, Path(sources_dir) if sources_dir else None
+            )
+        except SourceConfigError as exc:
+            raise UsageError(str(exc)) from exc
+        crawler.settings.setdict(dict(spider.config.settings), priority="spider")
+        crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
+        spider._seeds = {seed.resource_id: seed for seed in spider.config.seeds}
+        links = spider.config.discovery.html_links
+        # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
+        # allow_domains would compare host:port with them).
+        spider._link_extractor = (
+            None if links is None else LinkExtractor(allow=links.allow, deny=links.deny)
+        )
+        return spider
+
+    @property
+    def source_name(self) -> str:
+        return self.config.name
+
+    @property
+    def _stats(self) -> StatsCollector:
+        assert self.crawler.stats is not None
+        return self.crawler.stats
+
+    def _frontier(self) -> Frontier:
+        frontier = self.crawler.get_extension(Frontier)
+        if frontier is None:
+            raise CloseSpider("the holocron Frontier extension is not enabled")
+        return frontier
+
+    async def start(self) -> AsyncIterator[Any]:
+        # The SQL frontier schedules all the work (see holocron_scrapy.frontier).
+        return
+        yield
+
+    # -- the frontier's side -------------------------------------------------------------------
+
+    def priority_for(self, depth: int) -> int:
+        return -depth if self.config.discovery.strategy == "breadth" else depth
+
+    def new_work_item(
+        self, resource_id: str, depth: int, parent: WorkItem | None, resource_type: str = ""
+    ) -> NewWorkItem:
+        return NewWorkItem(
+            source_system=self.source_system,
+            source_name=self.source_name,
+            resource_type=resource_type or self.config.resource_type,
+            resource_id=resource_id,
+            depth=depth,
+            priority=self.priority_for(depth),
+            discovered_from=parent.id if parent else None,
+        )
+
+    def seed_work_items(self) -> list[NewWorkItem]:
+        kind = http_api.RESOURCE_LISTING if self.config.pagination else ""
+        return [self.new_work_item(seed.resource_id, 0, None, kind) for seed in self.config.seeds]
+
+    def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
+        requests = []
+        for item in items:
+            if item.resource_type == http_api.RESOURCE_LISTING:
+                request = self._listing_request(item)
+            else:
+                request = self._resource_request(item)
+            if request is not None:
+                requests.append(request)
+        return requests
+
+    def _seed_of(self, item: WorkItem) -> HttpSeed | None:
+        """The seed a POST work item (or a listing) stands for; a GET needs none."""
+        seed = self._seeds.get(item.resource_id)
+        if seed is None and item.resource_id.startswith("POST "):
+            self._frontier().fail([item], "this POST seed is no longer in the source file")
+        return seed
+
+    def _request(
+        self, url: str, item: WorkItem, seed: HttpSeed | None, **kwargs: Any
+    ) -> scrapy.Request:
+        """A request for ``url`` (with the source's params and headers), as a POST when
+        ``seed`` is one."""
+        full_url = http_api.with_params(url, self.config.params)
+        common: dict[str, Any] = {
+            "headers": dict(self.config.headers),
+            "errback": self.request_failed,
+            "dont_filter": True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
+            "priority": item.priority,
+            **kwargs,
+        }
+        common["meta"] = {"holocron_work_items": [item], "holocron_url": url, **common["meta"]}
+        if seed is not None and seed.method == "POST":
+            if seed.form is not None:
+                return FormRequest(full_url, formdata=dict(seed.form), **common)
+            return JsonRequest(full_url, data=seed.json, **common)
+        return scrapy.Request(full_url, **common)
+
+    def _resource_request(self, item: WorkItem) -> scrapy.Request | None:
+        seed = self._seed_of(item)
+        if seed is None and item.resource_id.startswith("POST "):
+            return None
+        return self._request(
+            seed.url if seed else item.resource_id,
+            item,
+            seed,
+            callback=self.parse_resource,
+            # A redirect is an answer of its own (see parse_resource), not followed blindly.
+            meta={"dont_redirect": True, "handle_httpstatus_list": list(REDIRECT_STATUSES)},
+        )
+
+    def _listing_request(self, item: WorkItem, url: str | None = None) -> scrapy.Request | None:
+        seed = self._seed_of(item)
+        if seed is None:
+            if not item.resource_id.startswith("POST "):
+                self._frontier().fail([item], "this paginated seed is no longer in the source")
+            return None
+        if url is None and item.cursor:
+            url = json.loads(item.cursor)["next"]
+            self._stats.inc_value("holocron/http/listings_resumed")
+            logger.info(
+                "Listing %(listing)s resumes from its cursor %(url)s",
+                {"listing": item.resource_id, "url": url},
+            )
+        if url is None:
+            url = self._first_page(seed.url)
+        return self._request(url, item, seed, callback=self.parse_listing, meta={})
+
+    def _first_page(self, url: str) -> str:
+        pagination = self.config.pagination
+        if pagination is not None and pagination.param and pagination.start is not None:
+            return http_api.set_param(url, pagination.param, pagination.start)
+        return url
+
+    # -- responses -----------------------------------------------------------------------------
+
+    def parse_resource(self, response: Response) -> Iterator[Any]:
+        """One record per resource; its discoveries first (they are queued before the record
+        completes its work item)."""
+        request = response.request
+        assert request is not None
+        [item] = work_items_of(request)
+        if response.status in REDIRECT_STATUSES:
+            yield from self._redirect(item, response)
+            return
+        try:
+            payload, form = self._payload(response)
+        except http_api.PayloadError as exc:
+            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
+            self._stats.inc_value("holocron/http/bad_payload")
+            yield Outcome(item.id, Status.FAILED, str(exc))
+            return
+        resource_id = http_api.record_resource_id(
+            payload, self.config.resource_id, item.resource_id
+        )
+        if resource_id is None:
+            message = f"no resource_id at {self.config.resource_id!r} in the response"
+            yield Outcome(item.id, Status.FAILED, message)
+            return
+        if item.depth < self.config.discovery.max_depth:
+            for url in self._discovered_urls(response, payload if form == "json" else None):
+                yield self.new_work_item(http_api.resource_key(url), item.depth + 1, item)
+        self._stats.inc_value(f"holocron/http/payload/{form}")
+        yield ResourceRecord(
+            work_item=item,
+            resource_type=item.resource_type,
+            resource_id=resource_id,
+            payload=payload,
+            request_uri=request.meta["holocron_url"],
+            request_method=request.method,
+            request_headers=headers_of(request.headers),
+            status_code=response.status,
+            response_headers=headers_of(response.headers),
+            fetched_at_utc=datetime.now(UTC).replace(tzinfo=None),
+            duration_ms=round(request.meta.get("download_latency", 0.0) * 1000),
+        )
+
+    def _redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:
+        location = (response.headers.get("Location") or b"").decode("latin-1")
+        if not location:
+            yield Outcome(item.id, Status.FAILED, f"HTTP {response.status} without a Location")
+            return
+        target = http_api.resource_key(http_api.absolute_url(response.url, location))
+        self._stats.inc_value("holocron/http/redirects")
+        if not http_api.host_allowed(target, self.config.allowed_domains):
+            yield Outcome.skipped(item, f"redirect to {target!r}, outside allowed_domains")
+            return
+        yield self.new_work_item(target, item.depth, item, item.resource_type)
+        yield Outcome.skipped(item, f"redirect to {target!r}")
+
+    def _payload(self, response: Response) -> tuple[Any, http_api.PayloadFormat]:
+        content_type = (response.headers.get("Content-Type") or b"").decode("latin-1")
+        encoding = response.encoding if isinstance(response, TextResponse) else None
+        return http_api.encode_payload(response.body, content_type, encoding)
+
+    def _discovered_urls(self, response: Response, data: Any) -> Iterator[str]:
+        """URLs of the JSON fields (in ``data``) and HTML links of a response, each once,
+        within the allowed domains."""
+        seen: set[str] = set()
+        candidates: list[str] = []
+        if data is not None:
+            for json_field in self.config.discovery.json_fields:
+                base = self.config.base_url if json_field.url else response.url
+                for value in http_api.json_values(data, json_field.path):
+                    url = http_api.discovered_url(value, json_field.url, base)
+                    if url is not None:
+                        candidates.append(url)
+        if self._link_extractor is not None and isinstance(response, scrapy.http.HtmlResponse):
+            candidates += [link.url for link in self._link_extractor.extract_links(response)]
+        for url in candidates:
+            key = http_api.resource_key(url)
+            if key not in seen and http_api.host_allowed(key, self.config.allowed_domains):
+                seen.add(key)
+                yield key
+
+    async def parse_listing(self, response: Response) -> AsyncIterator[Any]:
+        """One page of a listing: what it lists into the queue (at the listing's depth), then
+        the next page's URL saved as its cursor, then that page requested; at the end the
+        listing is completed."""
+        request = response.request
+        assert request is not None
+        [item] = work_items_of(request)
+        pagination = self.config.pagination
+        assert pagination is not None
+        try:
+            payload, form = self._payload(response)
+        except http_api.PayloadError as exc:
+            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
+            self._stats.inc_value("holocron/http/bad_payload")
+            yield Outcome(item.id, Status.FAILED, str(exc))
+            return
+        data = payload if form == "json" else None
+        frontier = self._frontier()
+        found = 0
+        for url in self._discovered_urls(response, data):
+            # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
+            frontier.discover(self.new_work_item(url, item.depth, item))
+            found += 1
+        self._stats.inc_value("holocron/http/listing_pages")
+        self._stats.inc_value("holocron/http/listed", found)
+        links = [v.decode("latin-1") for v in response.headers.getlist("Link")]
+        step = http_api.next_step(
+            pagination, request.meta["holocron_url"], data, links, response.url
+        )
+        if step.next_url is None:
+            logger.debug(
+                "Listing %(id)s ends: %(why)s", {"id": item.resource_id, "why": step.reason}
+            )
+            yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
+            return
+        if await frontier.save_cursor(item, {"next": step.next_url}):
+            next_request = self._listing_request(item, step.next_url)
+            if next_request is not None:
+                yield next_request
+
+    def request_failed(self, failure: Failure) -> None:
+        """Errback: a request that failed for good (after retries) ends its work item."""
+        request: scrapy.Request = failure.request  # type: ignore[attr-defined]
+        error = failure.value
+        if isinstance(error, StaleClaim):
+            return
+        status = Status.FAILED
+        if isinstance(error, HttpError) and error.response.status in GONE_STATUSES:
+            status = Status.SKIPPED
+        if isinstance(error, IgnoreRequest) and not isinstance(error, HttpError):  # robots.txt
+            message = f"{error or 'ignored'}: {request.url}"
+            status = Status.SKIPPED
+        else:
+            default_maxsize = self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
+            message = failure_message(failure, request, default_maxsize)
+        logger.warning("Request failed: %(msg)s", {"msg": message})
+        frontier = self._frontier()
+        for item in work_items_of(request):
+            if frontier.is_claimed(item):
+                frontier.finish(Outcome(item.id, status, message, depth=item.depth))
