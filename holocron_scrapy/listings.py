@@ -1,13 +1,14 @@
 """MediaWiki listings as pure functions: the work items that enumerate pages.
 
 A listing (``list=allpages``, ``list=categorymembers``, ``list=search``, ``list=recentchanges``,
-``list=backlinks``, or a batch of page ids) is one work item of resource type ``listing``. Its
-resource id is the listing's identifying API parameters in a canonical order, e.g.
-``allpages?apnamespace=0``, ``categorymembers?cmtitle=Category:Jedi``,
+``list=backlinks``, ``action=opensearch``, or a batch of page ids) is one work item of resource
+type ``listing``. Its resource id is the listing's identifying API parameters in a canonical
+order, e.g. ``allpages?apnamespace=0``, ``categorymembers?cmtitle=Category:Jedi``,
 ``search?srsearch=lightsaber``, ``recentchanges?rcstart=2026-01-01T00:00:00Z``,
-``pageids?pageids=4210|4211``, ``backlinks?bltitle=Darth Vader``. Each response's members become
-page work items, and the ``continue`` object to send back next is the listing's cursor, saved in
-``work_items.cursor``: a listing stopped in the middle resumes from it.
+``pageids?pageids=4210|4211``, ``backlinks?bltitle=Darth Vader``, ``opensearch?search=luke``.
+Each response's members become page work items, and the ``continue`` object to send back next
+is the listing's cursor, saved in ``work_items.cursor``: a listing stopped in the middle resumes
+from it.
 
 The end of a listing is the absence of ``continue``, never a batch shorter than the limit (a
 wiki in miser mode returns short, even empty, batches with a ``continue``).
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from holocron_scrapy import resources
+from holocron_scrapy import mwapi, resources
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -65,6 +66,12 @@ _MODULES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "pageids": ("pageids", {}),
+    # prefix suggestions (action=opensearch): one answer, no continuation; redirects are
+    # returned as they are (the page query resolves them)
+    "opensearch": (
+        "search",
+        {"action": "opensearch", "limit": "{limit}", "namespace": "0", "redirects": "return"},
+    ),
     # discovery.backlinks: the pages linking to a page (redirects to it left out)
     "backlinks": (
         "bltitle",
@@ -79,6 +86,7 @@ _RESULT_KEYS: dict[str, str] = {
     "recentchanges": "recentchanges",
     "pageids": "pages",
     "backlinks": "backlinks",
+    "opensearch": "opensearch",  # see as_query
 }
 
 
@@ -135,11 +143,16 @@ def backlinks(title: str) -> Listing:
     return Listing("backlinks", title)
 
 
+def opensearch(prefix: str) -> Listing:
+    return Listing("opensearch", prefix)
+
+
 def seed_listings(seeds: Seeds) -> list[Listing]:
     """The listings a source's seeds start (besides its titles), in the file's order."""
     listings = [allpages(ns) for ns in seeds.allpages]
     listings += [categorymembers(title) for title in seeds.categories]
     listings += [search(text) for text in seeds.search]
+    listings += [opensearch(prefix) for prefix in seeds.opensearch]
     if seeds.recentchanges_since is not None:
         listings.append(recentchanges(seeds.recentchanges_since))
     ids = list(seeds.pageids)
@@ -169,6 +182,19 @@ def listing_url(
     if maxlag is not None and maxlag > 0:
         params["maxlag"] = f"{maxlag:g}"
     return f"{api_url}?{urlencode(params, quote_via=quote)}"
+
+
+def as_query(listing: Listing, data: Any) -> Any:
+    """A decoded response of ``listing`` in the shape of a query result: ``action=opensearch``
+    answers ``[prefix, [titles], [descriptions], [urls]]``, which becomes
+    ``{"query": {"opensearch": [{"title": …, "ns": …}, …]}}`` (the namespace that the title's
+    prefix names: a search for ``Category:Je`` suggests categories). Anything else (another
+    listing's answer, an error envelope) is returned as it is."""
+    if listing.module != "opensearch" or not isinstance(data, list):
+        return data
+    titles = data[1] if len(data) > 1 and isinstance(data[1], list) else []
+    rows = [{"title": t, "ns": mwapi.namespace_of(t)} for t in titles if isinstance(t, str)]
+    return {"query": {"opensearch": rows}}
 
 
 @dataclass(frozen=True, slots=True)

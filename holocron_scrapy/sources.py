@@ -57,6 +57,7 @@ SEED_KINDS: tuple[str, ...] = (
     "pageids",
     "categories",
     "search",
+    "opensearch",
     "allpages",
     "recentchanges",
 )
@@ -120,6 +121,7 @@ class Seeds:
     pageids: tuple[int, ...] = ()
     categories: tuple[str, ...] = ()  # members, into subcategories to discovery.category_depth
     search: tuple[str, ...] = ()  # full-text search (list=search)
+    opensearch: tuple[str, ...] = ()  # title prefix suggestions (action=opensearch)
     allpages: tuple[int, ...] = ()  # namespaces enumerated whole
     recentchanges_since: str | None = None  # pages changed since (ISO 8601 timestamp)
 
@@ -507,6 +509,7 @@ class _Validator:
                 "pageids": self.pageids,
                 "categories": self.categories,
                 "search": self.search_terms,
+                "opensearch": self.search_terms,
                 "allpages": self.namespaces,
                 "recentchanges": self.recentchanges,
             },
@@ -522,6 +525,7 @@ class _Validator:
             pageids=values.get("pageids", ()),
             categories=values.get("categories", ()),
             search=values.get("search", ()),
+            opensearch=values.get("opensearch", ()),
             allpages=values.get("allpages", ()),
             recentchanges_since=values.get("recentchanges"),
         )

@@ -4,6 +4,7 @@ listing stopped in the middle resumes from its cursor."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,8 @@ class ListingFetch:
         request = response.request
         assert request is not None
         [item] = work_items_of(request)
-        data, failures = spider.api.data(response, request, [item])
+        adapt = functools.partial(listings.as_query, listing)
+        data, failures = spider.api.data(response, request, [item], adapt)
         if data is None:
             for obj in failures:
                 yield obj

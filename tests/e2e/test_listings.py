@@ -190,3 +190,113 @@ def test_a_killed_listing_resumes_from_its_cursor(
     assert_same_set(recorded_titles(crawl_db, lake), expected, "records after the resume")
     # Pages recorded before the kill were not fetched again.
     assert result.stat("holocron/records/written") == len(expected) - len(before)
+
+
+def resolved_titles(mediawiki: MediaWiki, titles: list[str]) -> set[str]:
+    """The pages that these titles' page items record (redirects followed, missing left out),
+    from the wiki's tables (:meth:`MediaWiki.reachable` at depth 0)."""
+    truth = mediawiki.reachable(titles, 0, [0])
+    return set(mediawiki.page_titles(truth.pages).values())
+
+
+def test_opensearch_records_the_titles_with_the_prefix(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    """``action=opensearch`` (limit=max): every title of ns 0 starting with the prefix, from
+    the page table (redirects too: their targets are recorded); with a smaller limit, the first
+    ones in title order. One answer: no continuation."""
+    prefix = "S"
+    titles = [
+        mediawiki.title(0, key)
+        for (key,) in mediawiki.sql(
+            "SELECT page_title FROM page WHERE page_namespace = 0"
+            " AND substr(page_title, 1, ?) = ? ORDER BY page_title",
+            len(prefix),
+            prefix,
+        )
+    ]
+    assert 10 < len(titles) < 500, titles
+    source = write_listing_source(
+        tmp_path / "s.yaml", mediawiki.api_url, {"opensearch": [prefix.lower()]}
+    )
+    lake = tmp_path / "lake"
+    result = run_crawl(source, lake, crawl_db, tmp_path / "crawl.log").check()
+    assert_same_set(
+        recorded_titles(crawl_db, lake), resolved_titles(mediawiki, titles), "opensearch records"
+    )
+    assert result.stat("holocron/listings/batches") == 1
+    assert result.stat("holocron/listings/members") == len(titles)
+
+    limited = Database("sqlite", f"sqlite:///{tmp_path / 'limited.db'}", None)
+    lake = tmp_path / "lake-limited"
+    args = ["-s", "MEDIAWIKI_LIST_LIMIT=5"]
+    run_crawl(source, lake, limited, tmp_path / "limited.log", args=args).check()
+    assert_same_set(
+        recorded_titles(limited, lake), resolved_titles(mediawiki, titles[:5]), "first 5"
+    )
+
+
+def test_recentchanges_records_the_pages_changed_since(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    """``recentchanges: {since: T}``: the pages edited or created at T or later, from the
+    wiki's ``recentchanges`` table; 7 per batch, so the listing continues."""
+    stamps = sorted(
+        stamp
+        for (stamp,) in mediawiki.sql("SELECT rc_timestamp FROM recentchanges WHERE rc_type < 2")
+    )
+    since = stamps[len(stamps) * 4 // 5]  # about the last fifth of the changes
+    iso = f"{since[:4]}-{since[4:6]}-{since[6:8]}T{since[8:10]}:{since[10:12]}:{since[12:14]}Z"
+    titles = sorted(
+        {
+            mediawiki.title(ns, key)
+            for ns, key in mediawiki.sql(
+                "SELECT rc_namespace, rc_title FROM recentchanges"
+                " WHERE rc_type < 2 AND rc_timestamp >= ?",
+                since,
+            )
+        }
+    )
+    assert len(titles) > 20
+    source = write_listing_source(
+        tmp_path / "s.yaml", mediawiki.api_url, {"recentchanges": {"since": iso}}
+    )
+    lake = tmp_path / "lake"
+    args = ["-s", "MEDIAWIKI_LIST_LIMIT=7"]
+    result = run_crawl(source, lake, crawl_db, tmp_path / "crawl.log", args=args).check()
+    assert_same_set(
+        recorded_titles(crawl_db, lake), resolved_titles(mediawiki, titles), "recentchanges"
+    )
+    assert result.stat("holocron/listings/batches") >= 3
+    [listing] = [r for r in crawl_db.work_items() if r["resource_type"] == "listing"]
+    assert (listing["resource_id"], listing["status"]) == (
+        f"recentchanges?rcstart={iso}",
+        "completed",
+    )
+
+
+def test_pageids_records_the_pages_of_those_ids(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    """``pageids``: existing pages recorded (a redirect as its target, a file page in ns 6 as a
+    page), unknown ids left out; 60 ids make two listings of 50 and 10."""
+    rows = mediawiki.sql("SELECT page_id, page_is_redirect, page_namespace FROM page")
+    articles = [pid for pid, redirect, ns in rows if ns == 0 and not redirect][:55]
+    redirect = next(pid for pid, is_redirect, _ in rows if is_redirect)
+    file_page = next(pid for pid, _, ns in rows if ns == 6)
+    unknown = max(pid for pid, _, _ in rows) + 1000
+    ids = [*articles, redirect, file_page, unknown, unknown + 1, unknown + 2]
+    assert len(ids) == 60
+    titles = list(mediawiki.page_titles(set(ids)).values())
+    source = write_listing_source(tmp_path / "s.yaml", mediawiki.api_url, {"pageids": ids})
+    lake = tmp_path / "lake"
+    run_crawl(source, lake, crawl_db, tmp_path / "crawl.log").check()
+    expected = resolved_titles(mediawiki, titles)
+    assert mediawiki.page_titles({file_page})[file_page] in expected
+    assert_same_set(recorded_titles(crawl_db, lake), expected, "pageids records")
+    listings_done = sorted(
+        (r["resource_id"].count("|") + 1, r["status"])
+        for r in crawl_db.work_items()
+        if r["resource_type"] == "listing"
+    )
+    assert listings_done == [(10, "completed"), (50, "completed")]

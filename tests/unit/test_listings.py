@@ -50,6 +50,7 @@ def query_of(url: str) -> dict[str, str]:
             "recentchanges?rcstart=2026-01-01T00:00:00Z",
         ),
         (listings.pageids([4210, 7]), "pageids?pageids=4210|7"),
+        (listings.opensearch("luke sky"), "opensearch?search=luke%20sky"),
     ],
 )
 def test_canonical_ids_round_trip(listing: Listing, resource_id: str) -> None:
@@ -72,19 +73,21 @@ def test_seed_listings_in_order_and_pageids_in_batches_of_50() -> None:
         pageids=tuple(range(1, 61)),
         categories=("Category:Jedi",),
         search=("lightsaber",),
+        opensearch=("luke",),
         allpages=(0, 14),
         recentchanges_since="2026-01-01T00:00:00Z",
     )
     ids = [listing.resource_id for listing in seed_listings(seeds)]
-    assert ids[:5] == [
+    assert ids[:6] == [
         "allpages?apnamespace=0",
         "allpages?apnamespace=14",
         "categorymembers?cmtitle=Category:Jedi",
         "search?srsearch=lightsaber",
+        "opensearch?search=luke",
         "recentchanges?rcstart=2026-01-01T00:00:00Z",
     ]
-    assert ids[5] == "pageids?pageids=" + "|".join(str(i) for i in range(1, 51))
-    assert ids[6] == "pageids?pageids=" + "|".join(str(i) for i in range(51, 61))
+    assert ids[6] == "pageids?pageids=" + "|".join(str(i) for i in range(1, 51))
+    assert ids[7] == "pageids?pageids=" + "|".join(str(i) for i in range(51, 61))
     assert seed_listings(Seeds(titles=("X",))) == []
 
 
@@ -126,6 +129,10 @@ def test_allpages_url_with_continuation_limit_and_maxlag() -> None:
             {"rclimit": "max", "rcdir": "newer", "rcstart": "2026-01-01T00:00:00Z"},
         ),
         (listings.pageids([4210, 7]), {"pageids": "4210|7", "action": "query"}),
+        (
+            listings.opensearch("luke"),
+            {"action": "opensearch", "search": "luke", "limit": "max", "namespace": "0"},
+        ),
     ],
 )
 def test_urls_of_each_module(listing: Listing, expected: dict[str, str]) -> None:
@@ -185,10 +192,32 @@ def test_members_of_each_shape() -> None:
     assert members(listings.search("x"), {"continue": {"sroffset": 50}, "query": {}}) == []
 
 
+# The real API's answer (MediaWiki 1.39, test bed): a JSON array, not a query result.
+OPENSEARCH = [
+    "s",
+    ["Sabine Wren", "Category:Sith"],
+    ["", ""],
+    ["http://127.0.0.1:8091/wiki/Sabine_Wren", "http://127.0.0.1:8091/wiki/Category:Sith"],
+]
+
+
+def test_opensearch_answers_become_members() -> None:
+    listing = listings.opensearch("s")
+    query = listings.as_query(listing, OPENSEARCH)
+    assert [(m.title, m.ns) for m in members(listing, query)] == [
+        ("Sabine Wren", 0),
+        ("Category:Sith", 14),
+    ]
+    assert listings.as_query(listing, ["s", [], [], []]) == {"query": {"opensearch": []}}
+    error = {"error": {"code": "badinteger", "info": "Invalid value"}}
+    assert listings.as_query(listing, error) is error  # the envelope is checked as any
+    assert listings.as_query(listings.search("s"), OPENSEARCH) is OPENSEARCH  # others: as is
+
+
 # -- the spider's callback ------------------------------------------------------------------------
 
 
-def response_to(request: Request, data: dict[str, Any]) -> TextResponse:
+def response_to(request: Request, data: Any) -> TextResponse:
     return TextResponse(
         url=request.url,
         body=json.dumps(data).encode(),
@@ -197,7 +226,7 @@ def response_to(request: Request, data: dict[str, Any]) -> TextResponse:
     )
 
 
-async def drain(request: Request, data: dict[str, Any]) -> list[Any]:
+async def drain(request: Request, data: Any) -> list[Any]:
     assert request.callback is not None
     return [obj async for obj in request.callback(response_to(request, data), **request.cb_kwargs)]
 
@@ -295,3 +324,44 @@ def test_a_listing_api_error_fails_it(make_crawl: Callable[..., Crawl], tmp_path
     (outcome,) = asyncio.run(run())
     assert outcome.status == Status.FAILED
     assert outcome.error_message == "MediaWiki API error srsearch-error: bad search"
+
+
+def test_an_opensearch_listing_queues_its_suggestions_and_completes(
+    make_crawl: Callable[..., Crawl], tmp_path: Path
+) -> None:
+    crawl = listing_crawl(make_crawl, tmp_path, '  opensearch: ["s"]')
+
+    async def run() -> tuple[WorkItem, list[Any]]:
+        await crawl.frontier.spider_opened(crawl.spider)
+        (item,) = await crawl.frontier.claim_batch()
+        (request,) = crawl.spider.requests_for([item])
+        assert query_of(request.url)["action"] == "opensearch"
+        out = await drain(request, OPENSEARCH)
+        await crawl.frontier.flush()
+        return item, out
+
+    item, out = asyncio.run(run())
+    assert out == [Outcome(item.id, Status.COMPLETED, depth=0)]  # no continuation
+    assert {t: row["resource_type"] for t, row in crawl.item_rows().items()} == {
+        "opensearch?search=s": "listing",
+        "Sabine Wren": "page",
+        "Category:Sith": "page",  # discovery.categories is off: a plain page
+    }
+
+
+def test_an_opensearch_error_fails_the_listing(
+    make_crawl: Callable[..., Crawl], tmp_path: Path
+) -> None:
+    crawl = listing_crawl(make_crawl, tmp_path, '  opensearch: ["s"]')
+
+    async def run() -> list[Any]:
+        await crawl.frontier.spider_opened(crawl.spider)
+        (item,) = await crawl.frontier.claim_batch()
+        (request,) = crawl.spider.requests_for([item])
+        return await drain(request, {"error": {"code": "badinteger", "info": "bad limit"}})
+
+    (outcome,) = asyncio.run(run())
+    assert (outcome.status, outcome.error_message) == (
+        Status.FAILED,
+        "MediaWiki API error badinteger: bad limit",
+    )

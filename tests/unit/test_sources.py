@@ -135,6 +135,18 @@ BAD_FILES: list[Any] = [
     pytest.param(with_("user_agent", ""), "user_agent", "must not be empty", id="ua-empty"),
     pytest.param(with_("user_agent", "   "), "user_agent", "must not be empty", id="ua-blank"),
     pytest.param(with_("user_agent", "Bot/1\r\nX: y"), "user_agent", "U+000D", id="ua-crlf"),
+    # --- seeds.opensearch
+    pytest.param(
+        with_("seeds.opensearch", "luke"), "seeds.opensearch", "expected a list", id="os-str"
+    ),
+    pytest.param(with_("seeds.opensearch", []), "seeds.opensearch", "at least one", id="os-none"),
+    pytest.param(
+        with_("seeds.opensearch", ["luke", " "]), "seeds.opensearch[1]", "empty", id="os-blank"
+    ),
+    pytest.param(
+        with_("seeds.opensearch", [7]), "seeds.opensearch[0]", "got integer 7", id="os-int"
+    ),
+    pytest.param(with_("seeds.opensearc", ["x"]), "seeds.opensearc", "'opensearch'?", id="os-typo"),
     # --- seeds.titles
     pytest.param(with_("seeds.titles", "Star Wars"), "seeds.titles", "expected a list", id="t-str"),
     pytest.param(
@@ -626,3 +638,9 @@ def test_other_hosts_only_warn_about_the_user_agent(
     with caplog.at_level(logging.WARNING, logger=sources.__name__):
         load_source(str(write(tmp_path / "other.yaml", document)))
     assert ["no contact URL or e-mail" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_opensearch_seeds_load(tmp_path: Path) -> None:
+    document = with_("seeds", {"opensearch": ["luke", "Darth", "luke"]})
+    config = load_source(str(write(tmp_path / "o.yaml", document)))
+    assert config.seeds == Seeds(opensearch=("luke", "Darth"))
