@@ -226,13 +226,11 @@ class HttpSpider(scrapy.Spider):
         if response.status in REDIRECT_STATUSES:
             yield from self._redirect(item, response)
             return
-        try:
-            payload, form = self._payload(response)
-        except http_api.PayloadError as exc:
-            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
-            self._stats.inc_value("holocron/http/bad_payload")
-            yield Outcome(item.id, Status.FAILED, str(exc))
+        decoded = self._payload(response, item)
+        if isinstance(decoded, Outcome):
+            yield decoded
             return
+        payload, form = decoded
         resource_id = http_api.record_resource_id(
             payload, self.config.resource_id, item.resource_id
         )
@@ -271,10 +269,19 @@ class HttpSpider(scrapy.Spider):
         yield self.new_work_item(target, item.depth, item, item.resource_type)
         yield Outcome.skipped(item, f"redirect to {target!r}")
 
-    def _payload(self, response: Response) -> tuple[Any, http_api.PayloadFormat]:
+    def _payload(
+        self, response: Response, item: WorkItem
+    ) -> tuple[Any, http_api.PayloadFormat] | Outcome:
+        """The payload to store and its format, or the failure of ``item`` when the body is not
+        what its Content-Type says (invalid JSON)."""
         content_type = (response.headers.get("Content-Type") or b"").decode("latin-1")
         encoding = response.encoding if isinstance(response, TextResponse) else None
-        return http_api.encode_payload(response.body, content_type, encoding)
+        try:
+            return http_api.encode_payload(response.body, content_type, encoding)
+        except http_api.PayloadError as exc:
+            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
+            self._stats.inc_value("holocron/http/bad_payload")
+            return Outcome(item.id, Status.FAILED, str(exc))
 
     def _discovered_urls(self, response: Response, data: Any) -> Iterator[str]:
         """URLs of the JSON fields (in ``data``) and HTML links of a response, each once,
@@ -305,13 +312,11 @@ class HttpSpider(scrapy.Spider):
         [item] = work_items_of(request)
         pagination = self.config.pagination
         assert pagination is not None
-        try:
-            payload, form = self._payload(response)
-        except http_api.PayloadError as exc:
-            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
-            self._stats.inc_value("holocron/http/bad_payload")
-            yield Outcome(item.id, Status.FAILED, str(exc))
+        decoded = self._payload(response, item)
+        if isinstance(decoded, Outcome):
+            yield decoded
             return
+        payload, form = decoded
         data = payload if form == "json" else None
         frontier = self._frontier()
         found = 0

@@ -1,0 +1,174 @@
+"""A small local web site and JSON API for the end-to-end tests of the generic HTTP spider.
+
+:class:`TestSite` is a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 (a free port, in a thread)
+that counts every request it answers (``hits``: (method, path with query)). It serves:
+
+* ``/robots.txt``: ``Disallow: /site/private/`` for every agent;
+* a JSON API like OpenAlex's: ``/api/works?per-page=N&cursor=C`` pages through works W1..W12
+  (``meta.next_cursor`` null on the last page; ``listing_delay`` seconds per page), and
+  ``/api/works/W<n>`` one work (W1..W14; ``id`` ``https://works.test/W<n>``; their
+  ``referenced_works`` in :data:`REFERENCES`); ``/api/works/FLAKY`` answers 500 the first time,
+  then the work; ``/api/works/BAD`` answers invalid JSON as ``application/json``;
+* ``POST /api/search`` (JSON body) and ``POST /api/form`` (form body): the body echoed back;
+* an HTML site under ``/site/``: pages linking each other (:data:`PAGES`), ``/site/old``
+  redirecting (301) to ``/site/new``, ``/site/private/secret`` (forbidden by robots.txt),
+  ``/site/logout`` (denied by the source) and a link to another host.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+WORKS_LISTED = 12  # W1..W12 are listed by /api/works
+WORK_HOST = "https://works.test"
+#: work -> the works it references (W13, W14 are only referenced; W14 only by W13)
+REFERENCES: dict[str, list[str]] = {
+    "W1": ["W2", "W13"],
+    "W2": ["W1", "FLAKY"],
+    "W3": ["BAD"],
+    "W13": ["W14"],
+}
+#: HTML pages under /site/ -> the hrefs they link to
+PAGES: dict[str, list[str]] = {
+    "/site/": ["a.html", "b.html", "old", "private/secret", "logout", "http://elsewhere.test/x"],
+    "/site/a.html": ["b.html", "c.html#top", "/site/"],
+    "/site/b.html": ["a.html"],
+    "/site/c.html": ["d.html"],
+    "/site/d.html": [],
+    "/site/new": ["a.html"],
+    "/site/logout": [],
+    "/site/private/secret": [],
+}
+ROBOTS_TXT = b"User-agent: *\nDisallow: /site/private/\n"
+
+
+def work(name: str) -> dict[str, Any]:
+    refs = REFERENCES.get(name, [])
+    return {
+        "id": f"{WORK_HOST}/{name}",
+        "title": f"Work {name}",
+        "referenced_works": [f"{WORK_HOST}/{ref}" for ref in refs],
+    }
+
+
+def html_page(path: str) -> bytes:
+    links = "".join(f'<li><a href="{href}">{href}</a></li>' for href in PAGES[path])
+    return f"<html><head><title>{path}</title></head><body><ul>{links}</ul></body></html>".encode()
+
+
+class TestSite:
+    """The site on ``url`` (``http://127.0.0.1:PORT``); ``start()``/``stop()``."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, *, listing_delay: float = 0.0) -> None:
+        self.listing_delay = listing_delay
+        self.hits: Counter[tuple[str, str]] = Counter()
+        self.bodies: list[bytes] = []
+        self.lock = threading.Lock()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.count("GET", self.path)
+                self._answer(*site.get(self.path))
+
+            def do_POST(self) -> None:
+                site.count("POST", self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with site.lock:
+                    site.bodies.append(body)
+                self._answer(*site.post(self.path, body, self.headers.get("Content-Type", "")))
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # BrokenPipeError, ConnectionResetError: the crawl was killed
+                    self.close_connection = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> TestSite:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self, method: str, path: str) -> int:
+        """Record a hit; how many times this request was seen before."""
+        with self.lock:
+            seen = self.hits[method, path]
+            self.hits[method, path] += 1
+            return seen
+
+    def paths_hit(self, prefix: str = "") -> set[str]:
+        return {path for (_, path) in self.hits if path.startswith(prefix)}
+
+    def hits_of(self, path_prefix: str) -> int:
+        return sum(n for (_, path), n in self.hits.items() if path.startswith(path_prefix))
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def get(self, target: str) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(target)
+        path, query = parts.path, parse_qs(parts.query)
+        if path == "/robots.txt":
+            return 200, {"Content-Type": "text/plain"}, ROBOTS_TXT
+        if path == "/api/works":
+            return self.listing(query)
+        if path.startswith("/api/works/"):
+            return self.work(path.removeprefix("/api/works/"), target)
+        if path == "/site/old":
+            return 301, {"Location": "/site/new", "Content-Type": "text/html"}, b"moved"
+        if path in PAGES:
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, html_page(path)
+        return 404, {"Content-Type": "text/plain"}, b"not found"
+
+    def listing(self, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(self.listing_delay)
+        per_page = int(query.get("per-page", ["5"])[0])
+        cursor = query.get("cursor", ["*"])[0]
+        start = 0 if cursor == "*" else int(cursor.removeprefix("c"))
+        end = min(start + per_page, WORKS_LISTED)
+        results = [work(f"W{n}") for n in range(start + 1, end + 1)]
+        next_cursor = f"c{end}" if end < WORKS_LISTED else None
+        data = {"meta": {"count": WORKS_LISTED, "next_cursor": next_cursor}, "results": results}
+        return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+    def work(self, name: str, target: str) -> tuple[int, dict[str, str], bytes]:
+        json_type = {"Content-Type": "application/json; charset=utf-8"}
+        if name == "BAD":
+            return 200, json_type, b'{"id": "https://works.test/BAD", "title": '
+        if name == "FLAKY" and self.hits["GET", target] == 1:
+            return 500, {"Content-Type": "text/plain"}, b"oops"
+        known = name == "FLAKY" or (name[:1] == "W" and name[1:].isdigit() and int(name[1:]) <= 14)
+        if not known:
+            return 404, {"Content-Type": "text/plain"}, b"no such work"
+        return 200, json_type, json.dumps(work(name)).encode()
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(path).path
+        if path == "/api/search" and content_type.startswith("application/json"):
+            answer = {"id": "search", "query": json.loads(body), "hits": 2}
+        elif path == "/api/form":
+            answer = {"id": "form", "form": {k: v[0] for k, v in parse_qs(body.decode()).items()}}
+        else:
+            return 404, {"Content-Type": "text/plain"}, b"no such endpoint"
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
