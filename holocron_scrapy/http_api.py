@@ -245,6 +245,31 @@ def next_step(
     )
 
 
+# -- versions (recrawl=changed) ------------------------------------------------------------
+
+_ETAG = "etag:"
+_LAST_MODIFIED = "last-modified:"
+
+
+def version_of(etag: str | None, last_modified: str | None) -> str | None:
+    """A resource's version from its response's validators (the ETag, else Last-Modified),
+    kept in ``work_items.version`` for the conditional request of ``recrawl=changed``."""
+    if etag:
+        return f"{_ETAG}{etag}"
+    if last_modified:
+        return f"{_LAST_MODIFIED}{last_modified}"
+    return None
+
+
+def conditional_headers(version: str | None) -> dict[str, str]:
+    """``If-None-Match`` / ``If-Modified-Since`` for a version of :func:`version_of`."""
+    if version and version.startswith(_ETAG):
+        return {"If-None-Match": version.removeprefix(_ETAG)}
+    if version and version.startswith(_LAST_MODIFIED):
+        return {"If-Modified-Since": version.removeprefix(_LAST_MODIFIED)}
+    return {}
+
+
 # -- payloads -------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest, UsageError
 from scrapy.http import FormRequest, JsonRequest, TextResponse
 from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import http_api
 from holocron_scrapy.frontier import Frontier, work_items_of
@@ -48,10 +49,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RECRAWL_MODES = ("all",)
+RECRAWL_MODES = ("all", "changed")
+#: Completed work items read per state-database query by ``recrawl=changed``.
+RECRAWL_READ_SIZE = 1000
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+NOT_MODIFIED = 304
 #: HTTP statuses that say the resource does not exist: its work item is skipped, not failed.
 GONE_STATUSES = (404, 410)
+
+
+def _header(response: Response, name: str) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None
 
 
 class HttpSpider(scrapy.Spider):
@@ -68,11 +77,6 @@ class HttpSpider(scrapy.Spider):
         super().__init__(**kwargs)
         if not source:
             raise UsageError("missing -a source=NAME (a file in sources/ or a path to a YAML file)")
-        if recrawl == "changed":
-            raise UsageError(
-                "-a recrawl=changed: http sources have no version to compare; use "
-                "-a recrawl=all (an unchanged response writes no file and no row)"
-            )
         if recrawl is not None and recrawl not in RECRAWL_MODES:
             raise UsageError(f"-a recrawl={recrawl!r}: expected one of {', '.join(RECRAWL_MODES)}")
         self.source = source
@@ -115,9 +119,39 @@ class HttpSpider(scrapy.Spider):
         return frontier
 
     async def start(self) -> AsyncIterator[Any]:
-        # The SQL frontier schedules all the work (see holocron_scrapy.frontier).
+        # The SQL frontier schedules all the work (see holocron_scrapy.frontier); recrawl=changed
+        # first puts the completed resources back into the queue (the engine keeps the crawl
+        # open until this generator ends).
+        if self.recrawl == "changed":
+            await self._requeue_completed()
         return
         yield
+
+    async def _requeue_completed(self) -> None:
+        """``recrawl=changed``: every completed resource goes back to the queue, to be asked for
+        with its validators (``If-None-Match`` / ``If-Modified-Since``): a 304 completes it as it
+        was, anything else is recorded if its payload changed. Listings are not run again."""
+        frontier = self._frontier()
+        if frontier.spider is None:
+            return  # the state database could not be opened: the crawl is closing
+        # All ids first: what this run completes meanwhile (new ids) is not asked for twice.
+        ids: list[int] = []
+        while True:
+            rows = await run_in_thread(
+                frontier.store.completed_versions,
+                source_system=self.source_system,
+                source_name=self.source_name,
+                resource_type=self.config.resource_type,
+                after_id=ids[-1] if ids else 0,
+                limit=RECRAWL_READ_SIZE,
+            )
+            if not rows:
+                break
+            ids += [row[0] for row in rows]
+        for start in range(0, len(ids), RECRAWL_READ_SIZE):
+            n = await frontier.requeue(ids[start : start + RECRAWL_READ_SIZE])
+            self._stats.inc_value("holocron/http/recrawl_requeued", n)
+        logger.info("recrawl=changed: %(n)d resources asked for again if changed", {"n": len(ids)})
 
     # -- the frontier's side -------------------------------------------------------------------
 
@@ -183,14 +217,21 @@ class HttpSpider(scrapy.Spider):
         seed = self._seed_of(item)
         if seed is None and item.resource_id.startswith("POST "):
             return None
-        return self._request(
+        request = self._request(
             seed.url if seed else item.resource_id,
             item,
             seed,
             callback=self.parse_resource,
             # A redirect is an answer of its own (see parse_resource), not followed blindly.
-            meta={"dont_redirect": True, "handle_httpstatus_list": list(REDIRECT_STATUSES)},
+            meta={
+                "dont_redirect": True,
+                "handle_httpstatus_list": [*REDIRECT_STATUSES, NOT_MODIFIED],
+            },
         )
+        if self.recrawl == "changed":
+            for name, value in http_api.conditional_headers(item.version).items():
+                request.headers[name] = value
+        return request
 
     def _listing_request(self, item: WorkItem, url: str | None = None) -> scrapy.Request | None:
         seed = self._seed_of(item)
@@ -226,6 +267,16 @@ class HttpSpider(scrapy.Spider):
         if response.status in REDIRECT_STATUSES:
             yield from self._redirect(item, response)
             return
+        if response.status == NOT_MODIFIED:
+            self._stats.inc_value("holocron/http/not_modified")
+            yield Outcome(
+                item.id,
+                Status.COMPLETED,
+                content_hash=item.content_hash,
+                depth=item.depth,
+                version=item.version,
+            )
+            return
         decoded = self._payload(response, item)
         if isinstance(decoded, Outcome):
             yield decoded
@@ -254,6 +305,9 @@ class HttpSpider(scrapy.Spider):
             response_headers=headers_of(response.headers),
             fetched_at_utc=datetime.now(UTC).replace(tzinfo=None),
             duration_ms=round(request.meta.get("download_latency", 0.0) * 1000),
+            version=http_api.version_of(
+                _header(response, "ETag"), _header(response, "Last-Modified")
+            ),
         )
 
     def _redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:

@@ -8,7 +8,9 @@ that counts every request it answers (``hits``: (method, path with query)). It s
   (``meta.next_cursor`` null on the last page; ``listing_delay`` seconds per page), and
   ``/api/works/W<n>`` one work (W1..W14; ``id`` ``https://works.test/W<n>``; their
   ``referenced_works`` in :data:`REFERENCES`); ``/api/works/FLAKY`` answers 500 the first time,
-  then the work; ``/api/works/BAD`` answers invalid JSON as ``application/json``;
+  then the work; ``/api/works/BAD`` answers invalid JSON as ``application/json``; a work has
+  an ``ETag`` (its ``versions`` entry, which a test can raise) and a matching
+  ``If-None-Match`` gets ``304 Not Modified``;
 * ``POST /api/search`` (JSON body) and ``POST /api/form`` (form body): the body echoed back;
 * an HTML site under ``/site/``: pages linking each other (:data:`PAGES`), ``/site/old``
   redirecting (301) to ``/site/new``, ``/site/private/secret`` (forbidden by robots.txt),
@@ -48,11 +50,11 @@ PAGES: dict[str, list[str]] = {
 ROBOTS_TXT = b"User-agent: *\nDisallow: /site/private/\n"
 
 
-def work(name: str) -> dict[str, Any]:
+def work(name: str, version: int = 1) -> dict[str, Any]:
     refs = REFERENCES.get(name, [])
     return {
         "id": f"{WORK_HOST}/{name}",
-        "title": f"Work {name}",
+        "title": f"Work {name}" + (f" (edition {version})" if version > 1 else ""),
         "referenced_works": [f"{WORK_HOST}/{ref}" for ref in refs],
     }
 
@@ -69,6 +71,7 @@ class TestSite:
 
     def __init__(self, *, listing_delay: float = 0.0) -> None:
         self.listing_delay = listing_delay
+        self.versions: Counter[str] = Counter()  # work -> edition - 1
         self.hits: Counter[tuple[str, str]] = Counter()
         self.bodies: list[bytes] = []
         self.lock = threading.Lock()
@@ -77,7 +80,7 @@ class TestSite:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.count("GET", self.path)
-                self._answer(*site.get(self.path))
+                self._answer(*site.get(self.path, self.headers.get("If-None-Match")))
 
             def do_POST(self) -> None:
                 site.count("POST", self.path)
@@ -126,7 +129,7 @@ class TestSite:
 
     # -- answers -------------------------------------------------------------------------------
 
-    def get(self, target: str) -> tuple[int, dict[str, str], bytes]:
+    def get(self, target: str, if_none_match: str | None) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(target)
         path, query = parts.path, parse_qs(parts.query)
         if path == "/robots.txt":
@@ -134,7 +137,7 @@ class TestSite:
         if path == "/api/works":
             return self.listing(query)
         if path.startswith("/api/works/"):
-            return self.work(path.removeprefix("/api/works/"), target)
+            return self.work(path.removeprefix("/api/works/"), target, if_none_match)
         if path == "/site/old":
             return 301, {"Location": "/site/new", "Content-Type": "text/html"}, b"moved"
         if path in PAGES:
@@ -152,8 +155,12 @@ class TestSite:
         data = {"meta": {"count": WORKS_LISTED, "next_cursor": next_cursor}, "results": results}
         return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
 
-    def work(self, name: str, target: str) -> tuple[int, dict[str, str], bytes]:
-        json_type = {"Content-Type": "application/json; charset=utf-8"}
+    def work(
+        self, name: str, target: str, if_none_match: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        version = self.versions[name] + 1
+        etag = f'"{name}-{version}"'
+        json_type = {"Content-Type": "application/json; charset=utf-8", "ETag": etag}
         if name == "BAD":
             return 200, json_type, b'{"id": "https://works.test/BAD", "title": '
         if name == "FLAKY" and self.hits["GET", target] == 1:
@@ -161,7 +168,9 @@ class TestSite:
         known = name == "FLAKY" or (name[:1] == "W" and name[1:].isdigit() and int(name[1:]) <= 14)
         if not known:
             return 404, {"Content-Type": "text/plain"}, b"no such work"
-        return 200, json_type, json.dumps(work(name)).encode()
+        if if_none_match == etag:
+            return 304, {"ETag": etag}, b""
+        return 200, json_type, json.dumps(work(name, version)).encode()
 
     def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(path).path

@@ -293,3 +293,29 @@ def test_a_source_of_another_type_is_refused(tmp_path: Path, crawl_db: Database)
     assert "Traceback" not in result.log
     assert not (tmp_path / "lake").exists()
     assert not (tmp_path / "state.db").exists()
+
+
+def test_recrawl_changed_refetches_only_what_changed(
+    site: TestSite, tmp_path: Path, crawl_db: Database
+) -> None:
+    source = api_source(tmp_path / "api.yaml", site)
+    crawl(source, tmp_path, crawl_db, "first.log").check()
+    recorded = records(crawl_db, tmp_path)
+    listing_pages = site.hits_of("/api/works?")
+    site.versions["W5"] += 1  # a new edition, with a new ETag
+
+    result = crawl(source, tmp_path, crawl_db, "changed.log", "-a", "recrawl=changed").check()
+    assert result.stat("holocron/http/recrawl_requeued") == len(API_RECORDS)
+    assert result.stat("holocron/http/not_modified") == len(API_RECORDS) - 1
+    assert result.stat("holocron/records/written") == 1
+    assert site.hits_of("/api/works?") == listing_pages  # listings are not run again
+    rows = crawl_db.records()
+    assert len(rows) == len(API_RECORDS) + 1
+    w5 = f"{WORK_HOST}/W5"
+    assert json.loads(rows[-1]["payload"]) == work("W5", 2)
+    assert rows[-1]["resource_id"] == w5
+    assert len([f for f in read_lake(tmp_path / "lake") if f.document["resource_id"] == w5]) == 2
+    versions = {row["resource_id"]: row["version"] for row in crawl_db.work_items()}
+    assert versions[f"{site.url}/api/works/W5"] == 'etag:"W5-2"'
+    assert versions[f"{site.url}/api/works/W6"] == 'etag:"W6-1"'
+    assert {r["resource_id"] for r in rows[: len(API_RECORDS)]} == set(recorded)

@@ -182,3 +182,17 @@ def test_payloads_json_text_and_binary() -> None:
     payload, form = http_api.encode_payload(b"\xff\xfe\xfa", "text/plain; charset=utf-8", "utf-8")
     assert form == "base64"
     json.dumps(payload)  # every payload is JSON
+
+
+def test_versions_and_conditional_headers() -> None:
+    assert http_api.version_of('W/"x"', "Sat, 21 Nov 2026 10:00:00 GMT") == 'etag:W/"x"'
+    assert http_api.version_of(None, "Sat, 21 Nov 2026 10:00:00 GMT") == (
+        "last-modified:Sat, 21 Nov 2026 10:00:00 GMT"
+    )
+    assert http_api.version_of("", None) is None
+    assert http_api.conditional_headers('etag:W/"x"') == {"If-None-Match": 'W/"x"'}
+    assert http_api.conditional_headers("last-modified:Sat, 21 Nov 2026 10:00:00 GMT") == {
+        "If-Modified-Since": "Sat, 21 Nov 2026 10:00:00 GMT"
+    }
+    assert http_api.conditional_headers(None) == {}
+    assert http_api.conditional_headers("12345") == {}  # not a version of this module

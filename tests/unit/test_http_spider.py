@@ -98,8 +98,8 @@ def test_settings_and_recrawl_modes(make_spider: Callable[..., HttpSpider]) -> N
     assert spider.crawler.settings.getbool("ROBOTSTXT_OBEY") is True
     assert spider.crawler.settings["USER_AGENT"].startswith("HolocronScrapy/0.1")
     assert make_spider(recrawl="all").recrawl == "all"
-    with pytest.raises(UsageError, match="recrawl=changed: http sources have no version"):
-        make_spider(recrawl="changed")
+    with pytest.raises(UsageError, match="recrawl='some': expected one of all, changed"):
+        make_spider(recrawl="some")
     with pytest.raises(UsageError, match="missing -a source"):
         HttpSpider()
 
@@ -303,3 +303,28 @@ def test_a_listing_pages_saves_its_cursor_resumes_and_ends(
     assert queued == {f"{BASE}api/works/W1": 0, f"{BASE}api/works/W2": 0, f"{BASE}api/works/W3": 0}
     (outcome,) = end
     assert (outcome.status, outcome.depth) == (Status.COMPLETED, 0)
+
+
+def test_recrawl_changed_asks_with_the_validators_and_304_keeps_the_record(
+    make_spider: Callable[..., HttpSpider],
+) -> None:
+    spider = make_spider()
+    work = item(f"{BASE}api/works/W1")
+    (request,) = spider.requests_for([work])
+    headers = {"ETag": '"v1"', "Last-Modified": "Sat, 21 Nov 2026 10:00:00 GMT"}
+    response = json_response(request, {"id": "https://w.test/W1"})
+    response.headers.update(headers)
+    (record,) = request.callback(response)
+    assert record.version == 'etag:"v1"'
+    assert "If-None-Match" not in request.headers  # only recrawl=changed asks conditionally
+
+    changed = make_spider(recrawl="changed")
+    known = item(f"{BASE}api/works/W1", content_hash="abc", version='etag:"v1"')
+    (request,) = changed.requests_for([known])
+    assert request.headers["If-None-Match"] == b'"v1"'
+    (outcome,) = request.callback(Response(request.url, status=304, request=request))
+    assert outcome == Outcome(known.id, Status.COMPLETED, None, "abc", 0, 'etag:"v1"')
+    dated = replace(known, version="last-modified:Sat, 21 Nov 2026 10:00:00 GMT")
+    (request,) = changed.requests_for([dated])
+    assert request.headers["If-Modified-Since"] == b"Sat, 21 Nov 2026 10:00:00 GMT"
+    assert changed.crawler.stats.get_value("holocron/http/not_modified") == 1
