@@ -108,3 +108,27 @@ def crawl_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 # ================================= end of crawl state databases =================================
+
+
+# =================================================================================================
+# The large wiki of the crash harness (tests/e2e/test_killproof.py; see tests/e2e/bigwiki.py).
+#
+#   big_mediawiki   a started MediaWiki of bigwiki.BIG_PAGES generated pages, built once per
+#                   session (after the ``mediawiki`` fixture, which checks the requirements).
+# =================================================================================================
+
+
+@pytest.fixture(scope="session")
+def big_mediawiki(
+    mediawiki: MediaWiki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MediaWiki]:
+    from tests.e2e.bigwiki import create_big_wiki
+
+    wiki = create_big_wiki(tmp_path_factory)
+    try:
+        yield wiki
+    finally:
+        wiki.stop()
+
+
+# ===================================== end of the large wiki ====================================
