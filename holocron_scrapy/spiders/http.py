@@ -13,6 +13,11 @@ A resource answered with a redirect is skipped ("redirect to X") and X queued at
 depth (X is the record, as for a MediaWiki redirect); robots.txt forbids (skipped), an HTTP 404
 or 410 (skipped), other HTTP errors after the retries and bodies that are not what their
 Content-Type says (failed) end the work item with the reason, and the crawl goes on.
+
+``-a recrawl=all`` fetches every known item again (listings from their first page);
+``-a recrawl=changed`` asks for every completed resource again with the validators of its
+last response (``If-None-Match``, else ``If-Modified-Since``; kept in ``work_items.version``):
+a 304 completes it unchanged. In both, an unchanged payload writes no file and no row.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ that counts every request it answers (``hits``: (method, path with query)). It s
   (``meta.next_cursor`` null on the last page; ``listing_delay`` seconds per page), and
   ``/api/works/W<n>`` one work (W1..W14; ``id`` ``https://works.test/W<n>``; their
   ``referenced_works`` in :data:`REFERENCES`); ``/api/works/FLAKY`` answers 500 the first time,
-  then the work; ``/api/works/BAD`` answers invalid JSON as ``application/json``; a work has
+  then the work; ``/api/works/BUSY`` answers 429 with ``Retry-After: 1`` the first time, then
+  the work; ``/api/works/BAD`` answers invalid JSON as ``application/json``; a work has
   an ``ETag`` (its ``versions`` entry, which a test can raise) and a matching
   ``If-None-Match`` gets ``304 Not Modified``;
 * ``POST /api/search`` (JSON body) and ``POST /api/form`` (form body): the body echoed back;
@@ -34,6 +35,7 @@ REFERENCES: dict[str, list[str]] = {
     "W1": ["W2", "W13"],
     "W2": ["W1", "FLAKY"],
     "W3": ["BAD"],
+    "W4": ["BUSY"],
     "W13": ["W14"],
 }
 #: HTML pages under /site/ -> the hrefs they link to
@@ -73,6 +75,7 @@ class TestSite:
         self.listing_delay = listing_delay
         self.versions: Counter[str] = Counter()  # work -> edition - 1
         self.hits: Counter[tuple[str, str]] = Counter()
+        self.times: dict[str, list[float]] = {}  # path -> when it was asked for (monotonic)
         self.bodies: list[bytes] = []
         self.lock = threading.Lock()
         site = self
@@ -117,6 +120,7 @@ class TestSite:
     def count(self, method: str, path: str) -> int:
         """Record a hit; how many times this request was seen before."""
         with self.lock:
+            self.times.setdefault(path, []).append(time.monotonic())
             seen = self.hits[method, path]
             self.hits[method, path] += 1
             return seen
@@ -165,7 +169,11 @@ class TestSite:
             return 200, json_type, b'{"id": "https://works.test/BAD", "title": '
         if name == "FLAKY" and self.hits["GET", target] == 1:
             return 500, {"Content-Type": "text/plain"}, b"oops"
-        known = name == "FLAKY" or (name[:1] == "W" and name[1:].isdigit() and int(name[1:]) <= 14)
+        if name == "BUSY" and self.hits["GET", target] == 1:
+            return 429, {"Content-Type": "text/plain", "Retry-After": "1"}, b"slow down"
+        known = name in ("FLAKY", "BUSY") or (
+            name[:1] == "W" and name[1:].isdigit() and int(name[1:]) <= 14
+        )
         if not known:
             return 404, {"Content-Type": "text/plain"}, b"no such work"
         if if_none_match == etag:

@@ -1,8 +1,9 @@
 """End to end: the real ``scrapy crawl http`` against the local site and JSON API of
 tests/e2e/http_servers.py (127.0.0.1 only).
 
-* a JSON API with cursor pagination and references between records: exactly W1..W13 and FLAKY
-  recorded (W14 is beyond max_depth), FLAKY after a 500, BAD (invalid JSON) failed; nothing
+* a JSON API with cursor pagination and references between records: exactly W1..W13, FLAKY
+  and BUSY recorded (W14 is beyond max_depth), FLAKY after a 500, BUSY after a 429 and the
+  second its Retry-After asked for, BAD (invalid JSON) failed; nothing
   fetched or written on a second run; ``recrawl=all`` fetches all again and writes nothing;
 * an HTML site with links, a redirect, a path robots.txt forbids, a denied link, another host,
   and two POST seeds (JSON and form);
@@ -40,14 +41,22 @@ if TYPE_CHECKING:
 
 USER_AGENT = "HolocronScrapy/0.1 (e2e tests; tests@holocron.invalid)"
 FAST: dict[str, Any] = {
-    "AUTOTHROTTLE_ENABLED": False,
+    # AutoThrottle brings the delay back down after a Retry-After wait raised it (on loopback
+    # within a few responses); DOWNLOAD_DELAY 0 is its floor.
+    "AUTOTHROTTLE_ENABLED": True,
+    "AUTOTHROTTLE_START_DELAY": 0,
+    "AUTOTHROTTLE_TARGET_CONCURRENCY": 4.0,
     "CONCURRENT_REQUESTS_PER_DOMAIN": 4,
     "DOWNLOAD_DELAY": 0,
 }
 #: a failed work item stays failed in this run (no item-level retry after a back-off)
 ARGS = ["-s", "HOLOCRON_MAX_ATTEMPTS=1"]
-#: W1..W12 listed, W13 referenced by W1, FLAKY by W2; W14 (referenced by W13) is at depth 2
-API_RECORDS = {f"{WORK_HOST}/W{n}" for n in range(1, 14)} | {f"{WORK_HOST}/FLAKY"}
+#: W1..W12 listed, W13 referenced by W1, FLAKY by W2, BUSY by W4; W14 (referenced by W13) is
+#: at depth 2
+API_RECORDS = {f"{WORK_HOST}/W{n}" for n in range(1, 14)} | {
+    f"{WORK_HOST}/FLAKY",
+    f"{WORK_HOST}/BUSY",
+}
 
 
 @pytest.fixture
@@ -154,7 +163,7 @@ def test_json_api_with_cursor_pagination_and_references(
     site: TestSite, tmp_path: Path, crawl_db: Database
 ) -> None:
     source = api_source(tmp_path / "api.yaml", site)
-    crawl(source, tmp_path, crawl_db, "first.log").check()
+    first = crawl(source, tmp_path, crawl_db, "first.log").check()
 
     recorded = records(crawl_db, tmp_path)
     assert_same_set(recorded, API_RECORDS, "records")
@@ -172,9 +181,15 @@ def test_json_api_with_cursor_pagination_and_references(
     assert {
         row["status"] for key, row in state.items() if key not in (listing, bad["resource_id"])
     } == {"completed"}
-    # Every listing page once; FLAKY answered 500, then 200 (Scrapy's retry).
+    # Every listing page once; FLAKY answered 500, then 200 (Scrapy's retry); BUSY 429 with
+    # Retry-After: 1, then 200 a second later (RetryAfterMiddleware).
     assert site.hits_of("/api/works?") == 3
     assert site.hits[("GET", "/api/works/FLAKY?mailto=tests%40holocron.invalid")] == 2
+    busy = site.times["/api/works/BUSY?mailto=tests%40holocron.invalid"]
+    assert len(busy) == 2
+    assert busy[1] - busy[0] >= 0.95
+    assert first.stat("retry_after/http_429") == 1
+    assert first.stat("retry/count") == 1  # the 500 only
     assert all("mailto=tests%40holocron.invalid" in path for path in site.paths_hit("/api/"))
     rows = crawl_db.records()
     assert {row["request_uri"].split("?")[0] for row in rows} == {
