@@ -92,6 +92,17 @@ def host_allowed(url: str, domains: Iterable[str]) -> bool:
     return any(host == d or host.endswith(f".{d}") for d in (d.lower() for d in domains))
 
 
+#: Request headers never stored as sent (with the headers a source fills from the environment).
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+def masked_headers(headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:
+    """``headers`` with the values of :data:`SENSITIVE_HEADERS` and of ``secret`` (lower-case
+    names) replaced by ``***``, as stored with a record."""
+    hidden = SENSITIVE_HEADERS | set(secret)
+    return {k: "***" if k.lower() in hidden else v for k, v in headers.items()}
+
+
 # -- JSON paths -----------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ mean" for a mistyped key.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -56,6 +57,9 @@ PAGINATION_KINDS: tuple[str, ...] = ("json_next", "page_number", "link_header")
 _TYPE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _HEADER_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADERS_OWNED_BY_KEYS: Mapping[str, str] = MappingProxyType({"user-agent": "user_agent"})
+#: ``${NAME}`` in a header or param value: the environment variable NAME (secrets stay out of
+#: source files).
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -122,6 +126,8 @@ class HttpSourceConfig:
     type: str = HTTP_TYPE
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Headers whose value comes from the environment: masked in the stored request headers.
+    secret_headers: frozenset[str] = frozenset()
     resource_type: str = "resource"
     resource_id: str = "url"  # or a JSON path of the record (``id``)
     pagination: Pagination | None = None
@@ -208,6 +214,11 @@ class _HttpValidator(_Validator):
             user_agent=values["user_agent"],
             seeds=tuple(unique.values()),
             headers=MappingProxyType(values.get("headers", {})),
+            secret_headers=frozenset(
+                name.lower()
+                for name, raw in (document.get("headers") or {}).items()
+                if isinstance(raw, str) and _ENV_RE.search(raw)
+            ),
             params=MappingProxyType(values.get("params", {})),
             resource_type=values.get("resource_type", "resource"),
             resource_id=values.get("resource_id", "url"),
@@ -216,8 +227,9 @@ class _HttpValidator(_Validator):
             settings=MappingProxyType(values.get("settings", {})),
         )
 
-    def string_map(self, key: str, value: Any) -> dict[str, str]:
-        """A mapping of names to strings (numbers are written as text)."""
+    def string_map(self, key: str, value: Any, *, env: bool = False) -> dict[str, str]:
+        """A mapping of names to strings (numbers are written as text); with ``env``,
+        ``${NAME}`` is replaced by the environment variable NAME."""
         result = {}
         for name, item in self.mapping(key, value, optional=True).items():
             dotted = f"{key}.{name}"
@@ -226,6 +238,11 @@ class _HttpValidator(_Validator):
             if isinstance(item, bool) or not isinstance(item, str | int | float):
                 self.fail(dotted, f"expected a string, got {_kind(item)}")
             text = str(item)
+            if env:
+                for variable in _ENV_RE.findall(text):
+                    if variable not in os.environ:
+                        self.fail(dotted, f"the environment variable {variable} is not set")
+                text = _ENV_RE.sub(lambda m: os.environ[m.group(1)], text)
             bad = _bad_char(text)
             if bad:
                 self.fail(dotted, f"must not contain control characters (found {bad})")
@@ -233,7 +250,7 @@ class _HttpValidator(_Validator):
         return result
 
     def headers(self, key: str, value: Any) -> dict[str, str]:
-        headers = self.string_map(key, value)
+        headers = self.string_map(key, value, env=True)
         for name in headers:
             if not _HEADER_RE.fullmatch(name):
                 self.fail(f"{key}.{name}", "is not a valid HTTP header name")
@@ -243,7 +260,7 @@ class _HttpValidator(_Validator):
         return headers
 
     def params(self, key: str, value: Any) -> dict[str, str]:
-        return self.string_map(key, value)
+        return self.string_map(key, value, env=True)
 
     def http_seeds(self, key: str, value: Any) -> list[HttpSeed]:
         items = self.sequence(key, value)

@@ -305,7 +305,9 @@ class HttpSpider(scrapy.Spider):
             payload=payload,
             request_uri=request.meta["holocron_url"],
             request_method=request.method,
-            request_headers=headers_of(request.headers),
+            request_headers=http_api.masked_headers(
+                headers_of(request.headers), self.config.secret_headers
+            ),
             status_code=response.status,
             response_headers=headers_of(response.headers),
             fetched_at_utc=datetime.now(UTC).replace(tzinfo=None),
@@ -338,7 +340,8 @@ class HttpSpider(scrapy.Spider):
         try:
             return http_api.encode_payload(response.body, content_type, encoding)
         except http_api.PayloadError as exc:
-            logger.warning("%(error)s for %(url)s", {"error": exc, "url": response.url})
+            url = response.meta.get("holocron_url", response.url)
+            logger.warning("%(error)s for %(url)s", {"error": exc, "url": url})
             self._stats.inc_value("holocron/http/bad_payload")
             return Outcome(item.id, Status.FAILED, str(exc))
 
@@ -409,12 +412,14 @@ class HttpSpider(scrapy.Spider):
         status = Status.FAILED
         if isinstance(error, HttpError) and error.response.status in GONE_STATUSES:
             status = Status.SKIPPED
+        # Messages name the URL without the source's params (they may hold a key).
+        shown = request.replace(url=request.meta.get("holocron_url", request.url))
         if isinstance(error, IgnoreRequest) and not isinstance(error, HttpError):  # robots.txt
-            message = f"{error or 'ignored'}: {request.url}"
+            message = f"{error or 'ignored'}: {shown.url}"
             status = Status.SKIPPED
         else:
             default_maxsize = self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
-            message = failure_message(failure, request, default_maxsize)
+            message = failure_message(failure, shown, default_maxsize)
         logger.warning("Request failed: %(msg)s", {"msg": message})
         frontier = self._frontier()
         for item in work_items_of(request):

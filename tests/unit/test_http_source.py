@@ -252,3 +252,21 @@ def test_shipped_sources_load(name: str, caplog: pytest.LogCaptureFixture) -> No
     else:
         assert config.discovery.html_links is not None
         assert config.allowed_domains == ("quotes.toscrape.com",)
+
+
+def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    document = with_("headers", {"Authorization": "Bearer ${HOLOCRON_TEST_TOKEN}", "X-Plain": "a"})
+    document["params"] = {"api_key": "${HOLOCRON_TEST_KEY}", "mailto": "ops@holocron.test"}
+    monkeypatch.delenv("HOLOCRON_TEST_TOKEN", raising=False)
+    monkeypatch.setenv("HOLOCRON_TEST_KEY", "k3y")
+    with pytest.raises(SourceConfigError) as info:
+        load(tmp_path, document)
+    assert (info.value.key, info.value.message) == (
+        "headers.Authorization",
+        "the environment variable HOLOCRON_TEST_TOKEN is not set",
+    )
+    monkeypatch.setenv("HOLOCRON_TEST_TOKEN", "t0ken")
+    config = load(tmp_path, document)
+    assert config.headers == {"Authorization": "Bearer t0ken", "X-Plain": "a"}
+    assert config.params == {"api_key": "k3y", "mailto": "ops@holocron.test"}
+    assert config.secret_headers == frozenset({"authorization"})

@@ -328,3 +328,29 @@ def test_recrawl_changed_asks_with_the_validators_and_304_keeps_the_record(
     (request,) = changed.requests_for([dated])
     assert request.headers["If-Modified-Since"] == b"Sat, 21 Nov 2026 10:00:00 GMT"
     assert changed.crawler.stats.get_value("holocron/http/not_modified") == 1
+
+
+def test_secrets_are_not_stored_nor_logged(
+    make_spider: Callable[..., HttpSpider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOLOCRON_TEST_KEY", "k3y")
+    source = API_SOURCE.replace(
+        "headers: {Accept: application/json}",
+        'headers: {Accept: application/json, X-Key: "${HOLOCRON_TEST_KEY}", Cookie: "a=b"}',
+    ).replace("params: {mailto:", 'params: {key: "${HOLOCRON_TEST_KEY}", mailto:')
+    spider = make_spider(source)
+    work = item(f"{BASE}api/works/W1")
+    spider._frontier().in_flight.add(work.id)
+    (request,) = spider.requests_for([work])
+    assert "key=k3y" in request.url
+    assert request.headers["X-Key"] == b"k3y"
+    (record,) = request.callback(json_response(request, {"id": "W1"}))
+    assert record.request_headers["X-Key"] == "***"
+    assert record.request_headers["Cookie"] == "***"
+    assert record.request_headers["Accept"] == "application/json"
+    assert "k3y" not in record.request_uri
+    failure = Failure(HttpError(Response(request.url, status=500, request=request)))
+    failure.request = request  # type: ignore[attr-defined]
+    spider.request_failed(failure)
+    outcome = spider._frontier()._outcomes[work.id]
+    assert outcome.error_message == f"HTTP 500 from {BASE}api/works/W1"
