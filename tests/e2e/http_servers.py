@@ -12,6 +12,8 @@ that counts every request it answers (``hits``: (method, path with query)). It s
   the work; ``/api/works/BAD`` answers invalid JSON as ``application/json``; a work has
   an ``ETag`` (its ``versions`` entry, which a test can raise) and a matching
   ``If-None-Match`` gets ``304 Not Modified``;
+* ``/api/pages?page=N`` (N from 1): pages listing W1..W5 by URL, two a page (``items.url``),
+  with a ``Link: <…>; rel="next"`` header up to page 3 and an empty page 4;
 * ``POST /api/search`` (JSON body) and ``POST /api/form`` (form body): the body echoed back;
 * an HTML site under ``/site/``: pages linking each other (:data:`PAGES`), ``/site/old``
   redirecting (301) to ``/site/new``, ``/site/private/secret`` (forbidden by robots.txt),
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 WORKS_LISTED = 12  # W1..W12 are listed by /api/works
 WORK_HOST = "https://works.test"
+PAGED_WORKS = 5  # W1..W5 are listed by /api/pages
 #: work -> the works it references (W13, W14 are only referenced; W14 only by W13)
 REFERENCES: dict[str, list[str]] = {
     "W1": ["W2", "W13"],
@@ -140,6 +143,8 @@ class TestSite:
             return 200, {"Content-Type": "text/plain"}, ROBOTS_TXT
         if path == "/api/works":
             return self.listing(query)
+        if path == "/api/pages":
+            return self.numbered_page(int(query.get("page", ["1"])[0]))
         if path.startswith("/api/works/"):
             return self.work(path.removeprefix("/api/works/"), target, if_none_match)
         if path == "/site/old":
@@ -158,6 +163,16 @@ class TestSite:
         next_cursor = f"c{end}" if end < WORKS_LISTED else None
         data = {"meta": {"count": WORKS_LISTED, "next_cursor": next_cursor}, "results": results}
         return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+    def numbered_page(self, page: int) -> tuple[int, dict[str, str], bytes]:
+        listed = range(2 * page - 1, min(2 * page, PAGED_WORKS) + 1)
+        data = {"page": page, "items": [{"url": f"/api/works/W{n}"} for n in listed]}
+        headers = {"Content-Type": "application/json"}
+        if 2 * page < PAGED_WORKS:
+            headers["Link"] = (
+                f'</api/pages?page={page + 1}>; rel="next", </api/pages?page=1>; rel="first"'
+            )
+        return 200, headers, json.dumps(data).encode()
 
     def work(
         self, name: str, target: str, if_none_match: str | None

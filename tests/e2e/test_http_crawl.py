@@ -212,6 +212,31 @@ def test_json_api_with_cursor_pagination_and_references(
     assert len(crawl_db.records()) == len(API_RECORDS)
 
 
+@pytest.mark.parametrize(
+    ("pagination", "pages"),
+    [
+        ({"page_number": "page", "until_empty": "items"}, 4),  # the 4th page is empty
+        ({"link_header": True}, 3),  # the 3rd page has no rel="next"
+    ],
+)
+def test_page_numbers_and_link_headers_page_to_the_end(
+    site: TestSite, tmp_path: Path, crawl_db: Database, pagination: dict[str, Any], pages: int
+) -> None:
+    source = tmp_path / "pages.yaml"
+    document = yaml.safe_load(api_source(source, site).read_text("utf-8"))
+    document["seeds"] = ["pages"]
+    document["pagination"] = pagination
+    document["discovery"] = {"json_fields": ["items.url"], "max_depth": 0}
+    source.write_text(yaml.safe_dump(document), "utf-8")
+    crawl(source, tmp_path, crawl_db, "crawl.log").check()
+    assert_same_set(
+        records(crawl_db, tmp_path), {f"{WORK_HOST}/W{n}" for n in range(1, 6)}, "records"
+    )
+    assert site.hits_of("/api/pages?") == pages
+    assert site.hits_of("/api/pages?page=1&") + site.hits_of("/api/pages?mailto") == 1
+    assert {row["status"] for row in crawl_db.work_items()} == {"completed"}
+
+
 def test_html_site_links_redirects_robots_and_post_seeds(
     site: TestSite, tmp_path: Path, crawl_db: Database
 ) -> None:
