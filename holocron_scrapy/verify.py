@@ -31,7 +31,6 @@ import os
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -39,9 +38,11 @@ import sqlalchemy as sa
 from holocron_scrapy.lake import TEMP_PREFIX, record_filename, safe_component
 from holocron_scrapy.listings import RESOURCE_LISTING
 from holocron_scrapy.model import Status
+from holocron_scrapy.store import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator
+    from datetime import datetime
     from pathlib import Path
 
     from sqlalchemy.engine import URL, Engine
@@ -62,7 +63,6 @@ PROBLEMS: dict[str, str] = {
     "ground_truth_missing": "expected resources not completed",
     "ground_truth_unexpected": "completed resources not in the ground truth",
 }
-TEMP_FILES = "temp_files"
 DEFAULT_EXAMPLES = 5
 # The lake file ends with the payload exactly as hashed (items.ResourceRecord.lake_document).
 _PAYLOAD_MARK = b',\n "payload": '
@@ -126,7 +126,7 @@ class Report:
 
 def read_only_engine(url: URL) -> Engine:
     """An engine that cannot change the database (SQLite: opened ``mode=ro``; the file must
-    exist). On a server the audit only ever SELECTs."""
+    exist; PostgreSQL: read-only transactions). Elsewhere the audit only ever SELECTs."""
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if not database or database == ":memory:" or not os.path.isfile(database):
@@ -134,6 +134,9 @@ def read_only_engine(url: URL) -> Engine:
         location = urllib.parse.quote(os.path.abspath(database))
         read_only = url.set(database=f"file:{location}", query={"mode": "ro", "uri": "true"})
         return sa.create_engine(read_only, poolclass=sa.NullPool)
+    if url.get_backend_name() == "postgresql":
+        options = {"options": "-c default_transaction_read_only=on"}
+        return sa.create_engine(url, poolclass=sa.NullPool, connect_args=options)
     return sa.create_engine(url, poolclass=sa.NullPool)
 
 
@@ -167,7 +170,7 @@ def verify(
     """
     safe_component(source_name)
     report = Report(source_name, checked_ground_truth=ground_truth is not None)
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
 
     def add(name: str, example: str) -> None:
         report.findings[name].add(example, examples)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake import record_path, write_json_atomic
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
-from holocron_scrapy.verify import PROBLEMS, Report, load_ground_truth, verify
+from holocron_scrapy.verify import PROBLEMS, Report, load_ground_truth, read_only_engine, verify
 from tests.conftest import open_test_store
 
 if TYPE_CHECKING:
@@ -378,3 +378,19 @@ def test_command_with_a_schema_that_has_no_tables(tmp_path: Path) -> None:
     result = run_command(url, tmp_path / "lake", "--source", SOURCE)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "cannot read the state database" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_audit_engine_cannot_write(backend: str, tmp_path: Path) -> None:
+    with open_test_store(backend, tmp_path) as store:
+        engine = read_only_engine(store.engine.url)
+        wi = store.tables.work_items
+        try:
+            with engine.connect() as conn:
+                assert conn.scalar(sa.select(sa.func.count()).select_from(wi)) == 0
+            with pytest.raises(sa.exc.DBAPIError, match=r"read.?only"), engine.begin() as conn:
+                conn.execute(sa.delete(wi))
+        finally:
+            engine.dispose()
