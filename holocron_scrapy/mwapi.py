@@ -252,9 +252,29 @@ class PageSet:
         return None
 
 
-def next_continue(data: dict[str, Any]) -> dict[str, str] | None:
-    """The whole ``continue`` object to send back, or ``None`` when the result is complete."""
+#: ``imageinfo`` continues into a file's older versions (``iistart``) when a query names one
+#: file: the page query wants the current version only, so it does not follow it.
+OLDER_FILE_VERSIONS = "iistart"
+
+
+def next_continue(data: dict[str, Any], drop: Sequence[str] = ()) -> dict[str, str] | None:
+    """The whole ``continue`` object to send back, or ``None`` when the result is complete.
+
+    Keys in ``drop`` are left out; when nothing but the ``continue`` key itself is left, the
+    result is complete."""
     cont = data.get("continue")
     if not cont:
         return None
-    return {str(k): str(v) for k, v in cont.items()}
+    kept = {str(k): str(v) for k, v in cont.items() if k not in drop}
+    if len(kept) < len(cont) and set(kept) <= {"continue"}:
+        return None
+    return kept
+
+
+def current_file_version(page: dict[str, Any]) -> dict[str, Any]:
+    """``page`` with the first (current) entry of its ``imageinfo`` only: a continuation that
+    ran on without ``iistart`` answers the current version again."""
+    info = page.get("imageinfo")
+    if isinstance(info, list) and len(info) > 1:
+        return {**page, "imageinfo": info[:1]}
+    return page

@@ -78,7 +78,7 @@ class PageQuery:
         pages.add(data)
         state.setdefault("first_url", response.url)
         note_response(state, request, response)
-        cont = mwapi.next_continue(data)
+        cont = mwapi.next_continue(data, drop=(mwapi.OLDER_FILE_VERSIONS,))
         if cont is not None:
             self.spider.stats.inc_value("holocron/mediawiki/continuations")
             yield self.request(items, state, cont)
@@ -131,4 +131,5 @@ class PageQuery:
     ) -> ResourceRecord:
         """The record of a page (or of its deletion: version ``"deleted"``)."""
         version = DELETED_VERSION if page.get("deleted") else page.get("lastrevid")
-        return record(item, item.resource_type, page, state, response, version=version)
+        payload = mwapi.current_file_version(page)
+        return record(item, item.resource_type, payload, state, response, version=version)

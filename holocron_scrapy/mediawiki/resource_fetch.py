@@ -29,27 +29,28 @@ class ResourceFetch:
     def html_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One ``action=parse`` per title (the API parses one page per request)."""
         spider = self.spider
-        api = spider.config.api_url
-        return [
-            self.request(
-                resources.parse_url(api, i.resource_id, spider.maxlag), [i], spider.parse_html
-            )
-            for i in items
-        ]
+        api, maxlag = spider.config.api_url, spider.maxlag
+        return self._per_title(
+            items, lambda title: resources.parse_url(api, title, maxlag), spider.parse_html
+        )
 
     def history_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One revision history per title (``rvlimit`` takes one title per request)."""
         spider = self.spider
-        content = spider.revisions_content
-        api = spider.config.api_url
-        return [
-            self.request(
-                resources.history_url(api, i.resource_id, None, spider.maxlag, content=content),
-                [i],
-                spider.parse_history,
-            )
-            for i in items
-        ]
+        api, maxlag, content = spider.config.api_url, spider.maxlag, spider.revisions_content
+        return self._per_title(
+            items,
+            lambda title: resources.history_url(api, title, None, maxlag, content=content),
+            spider.parse_history,
+        )
+
+    def _per_title(
+        self,
+        items: list[WorkItem],
+        url_of: Callable[[str], str],
+        callback: Callable[[Response], Any],
+    ) -> list[scrapy.Request]:
+        return [self.request(url_of(i.resource_id), [i], callback) for i in items]
 
     def info_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         spider = self.spider
@@ -82,18 +83,27 @@ class ResourceFetch:
             meta={"holocron_work_items": items, "holocron_state": state or {"first_url": url}},
         )
 
-    def parse_html(self, response: Response) -> Iterator[Any]:
-        """The ``parse`` object is the record; ``missingtitle`` skips the item (see
-        :data:`mwapi.API_ERRORS`)."""
+    def _answer(
+        self, response: Response
+    ) -> tuple[scrapy.Request, list[WorkItem], dict[str, Any] | None, list[Any]]:
+        """The request, its items, the API's data (the response noted in the request's
+        state) or ``None`` and what the error means for the items."""
         request = response.request
         assert request is not None
         items = work_items_of(request)
         data, failures = self.spider.api.data(response, request, items)
+        if data is not None:
+            note_response(request.meta["holocron_state"], request, response)
+        return request, items, data, failures
+
+    def parse_html(self, response: Response) -> Iterator[Any]:
+        """The ``parse`` object is the record; ``missingtitle`` skips the item (see
+        :data:`mwapi.API_ERRORS`)."""
+        request, items, data, failures = self._answer(response)
         if data is None:
             yield from failures
             return
         state: dict[str, Any] = request.meta["holocron_state"]
-        note_response(state, request, response)
         parsed = data.get("parse")
         for item in items:
             if isinstance(parsed, dict):
@@ -105,15 +115,11 @@ class ResourceFetch:
 
     def parse_merged(self, response: Response, resource_type: str) -> Iterator[Any]:
         """``revisions`` and ``info``: the pages merged across ``continue``, one record each."""
-        request = response.request
-        assert request is not None
-        items = work_items_of(request)
-        data, failures = self.spider.api.data(response, request, items)
+        request, items, data, failures = self._answer(response)
         if data is None:
             yield from failures
             return
         state: dict[str, Any] = request.meta["holocron_state"]
-        note_response(state, request, response)
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
         pages.add(data)
         cont = mwapi.next_continue(data)

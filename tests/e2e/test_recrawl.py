@@ -69,6 +69,11 @@ def _maintenance(wiki: MediaWiki, script: str, *args: str, stdin: str = "") -> N
     )
 
 
+def _edit(wiki: MediaWiki, title: str, summary: str, text: str) -> None:
+    """A new revision of ``title`` by Admin (``edit.php``)."""
+    _maintenance(wiki, "edit.php", "--user", "Admin", "--summary", summary, title, stdin=text)
+
+
 def test_recrawl_changed_fetches_only_edited_and_deleted_pages(
     own_wiki: MediaWiki, tmp_path: Path
 ) -> None:
@@ -91,16 +96,7 @@ def test_recrawl_changed_fetches_only_edited_and_deleted_pages(
     edited = [row["resource_id"] for row in first_batch[:3]]
     deleted = first_batch[3]["resource_id"]
     for n, title in enumerate(edited):
-        _maintenance(
-            own_wiki,
-            "edit.php",
-            "--user",
-            "Admin",
-            "--summary",
-            "recrawl test",
-            title,
-            stdin=f"Edited by the recrawl test ({n}).\n",
-        )
+        _edit(own_wiki, title, "recrawl test", f"Edited by the recrawl test ({n}).\n")
     listfile = tmp_path / "delete.txt"
     listfile.write_text(f"{deleted}\n", encoding="utf-8")
     _maintenance(own_wiki, "deleteBatch.php", "--u", "Admin", "--r", "recrawl test", str(listfile))
@@ -181,15 +177,11 @@ def test_recrawl_changed_refreshes_every_resource_of_the_edited_pages(
     edited = [row["resource_id"] for row in pages[:TITLES_PER_INFO_REQUEST] if row["depth"] == 1]
     edited = edited[-3:]  # not the first test's (that one's edits are on this wiki too)
     for n, title in enumerate(edited):
-        _maintenance(
+        _edit(
             own_wiki,
-            "edit.php",
-            "--user",
-            "Admin",
-            "--summary",
-            "recrawl resources test",
             title,
-            stdin=f"Edited by the resources recrawl test ({n}).\n",
+            "recrawl resources test",
+            f"Edited by the resources recrawl test ({n}).\n",
         )
 
     result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
@@ -275,15 +267,8 @@ def test_recrawl_changed_refreshes_edited_categories_templates_and_files(
         for kind in ("category", "template", "file")
     }
     for kind, title in edited.items():
-        _maintenance(
-            own_wiki,
-            "edit.php",
-            "--user",
-            "Admin",
-            "--summary",
-            "recrawl types test",
-            title,
-            stdin=f"Edited by the recrawl types test ({kind}).\n",
+        _edit(
+            own_wiki, title, "recrawl types test", f"Edited by the recrawl types test ({kind}).\n"
         )
 
     result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
