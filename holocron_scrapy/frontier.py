@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+import time
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
+import sqlalchemy as sa
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
@@ -24,11 +27,18 @@ from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
 from holocron_scrapy.dburl import resolve_db_url, resolve_schema
-from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem, canonical_json
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.model import (
+    NewWorkItem,
+    Outcome,
+    RetryPolicy,
+    Status,
+    WorkItem,
+    canonical_json,
+)
+from holocron_scrapy.store import StateStore, utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
@@ -36,9 +46,10 @@ if TYPE_CHECKING:
     from scrapy.statscollectors import StatsCollector
     from twisted.internet.defer import Deferred
 
-    from holocron_scrapy.model import IngestRow
+    from holocron_scrapy.model import Applied, IngestRow
 
 logger = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 SQLSERVER_HINT = (
     "to use SQL Server set HOLOCRON_DB_URL=mssql+pyodbc://USER:PASSWORD@HOST:1433/DB"
@@ -67,6 +78,19 @@ def state_store_from_settings(settings: BaseSettings) -> StateStore:
     return StateStore.from_url(url, schema)
 
 
+def retry_policy_from_settings(settings: BaseSettings) -> RetryPolicy:
+    """``HOLOCRON_MAX_ATTEMPTS`` (3), ``HOLOCRON_RETRY_BACKOFF`` (30 s),
+    ``HOLOCRON_RETRY_BACKOFF_MAX`` (3600 s); ``NotConfigured`` when out of range."""
+    try:
+        return RetryPolicy(
+            max_attempts=settings.getint("HOLOCRON_MAX_ATTEMPTS", 3),
+            base_seconds=settings.getfloat("HOLOCRON_RETRY_BACKOFF", 30.0),
+            cap_seconds=settings.getfloat("HOLOCRON_RETRY_BACKOFF_MAX", 3600.0),
+        )
+    except ValueError as exc:
+        raise NotConfigured(f"HOLOCRON_MAX_ATTEMPTS / HOLOCRON_RETRY_BACKOFF: {exc}") from exc
+
+
 def frontier_of(crawler: Crawler) -> Frontier:
     """The crawl's Frontier, for the components built on it (``NotConfigured`` without one)."""
     frontier = crawler.get_extension(Frontier)
@@ -83,6 +107,114 @@ def short_error(exc: BaseException) -> str:
 
 
 _NEVER = 1 << 62  # a depth no item has
+
+
+#: SQLite's OperationalErrors that can pass (its others, "no such table", are mistakes).
+_SQLITE_TRANSIENT = ("locked", "busy", "readonly", "disk i/o", "unable to open", "disk is full")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """A database error that waiting may cure: the server is down or restarting, the connection
+    died, the pool timed out (PostgreSQL's and SQL Server's drivers raise ``OperationalError``
+    for these, ``ProgrammingError`` for mistakes); SQLite locked, read-only or out of disk."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.InterfaceError | sa.exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        return any(phrase in str(exc.orig).lower() for phrase in _SQLITE_TRANSIENT)
+    return True
+
+
+#: OS errors of a lake that may come back: permissions, a read-only or full file system, I/O.
+LAKE_TRANSIENT_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO}
+)
+
+
+def lake_unwritable(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in LAKE_TRANSIENT_ERRNOS
+
+
+class Outage:
+    """One dependency of the crawl (the state database, the lake) out of reach for a while.
+
+    The first failure logs one WARNING ("… unreachable (error); retrying"), the first success
+    after it one INFO ("… reachable again after N s"); in between the callers wait
+    :meth:`delay` (0.5 s doubled per failure, at most ``max_delay``) before trying again, and
+    nothing else is logged. Stats: ``holocron/outage/<key>/count`` and ``…/seconds``.
+    After ``max_seconds`` :meth:`exceeded` is true and callers give up as they would on a
+    permanent error.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        what: str,
+        stats: StatsCollector,
+        *,
+        max_delay: float = 10.0,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        self.key = key
+        self.what = what
+        self.stats = stats
+        self.max_delay = max_delay
+        self.max_seconds = max_seconds
+        self.since: float | None = None
+        self.failures = 0
+        self.next_try = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def exceeded(self) -> bool:
+        return self.since is not None and time.monotonic() - self.since > self.max_seconds
+
+    def delay(self) -> float:
+        return min(self.max_delay, 0.5 * 2.0 ** max(0, self.failures - 1))
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; return the seconds to wait before the next try."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.stats.inc_value(f"holocron/outage/{self.key}/count")
+            logger.warning(
+                "%(what)s unreachable (%(error)s); retrying, with back-off up to %(max).0f s, "
+                "for up to %(limit).0f s",
+                {
+                    "what": self.what,
+                    "error": short_error(exc),
+                    "max": self.max_delay,
+                    "limit": self.max_seconds,
+                },
+            )
+            logger.debug("%s error", self.what, exc_info=exc)
+        self.failures += 1
+        delay = self.delay()
+        self.next_try = now + delay
+        return delay
+
+    def waiting(self) -> bool:
+        """Whether the back-off since the last failure is still running."""
+        return self.since is not None and time.monotonic() < self.next_try
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        seconds = time.monotonic() - self.since
+        self.stats.inc_value(f"holocron/outage/{self.key}/seconds", round(seconds))
+        logger.info(
+            "%(what)s reachable again after %(s).1f s (%(n)d tries)",
+            {"what": self.what, "s": seconds, "n": self.failures},
+        )
+        self.since = None
+        self.failures = 0
+        self.next_try = 0.0
 
 
 class CrawlStateError(Exception):
@@ -116,6 +248,10 @@ class Frontier:
         flush_size: int,
         worker_id: str,
         discovery_cache_size: int = 200_000,
+        retry: RetryPolicy | None = None,
+        retry_wait_max: float = 600.0,
+        idle_poll: float = 2.0,
+        outage_max_seconds: float = 3600.0,
     ) -> None:
         self.crawler = crawler
         self.store = store
@@ -143,6 +279,17 @@ class Frontier:
         self._queued: dict[str, int] = {}  # dedupe key -> smallest depth queued by this run
         self.discovery_cache_size = discovery_cache_size
         self._flusher: LoopingCall | None = None
+        self.retry = retry or RetryPolicy()
+        self.retry_wait_max = retry_wait_max
+        self.idle_poll = idle_poll
+        self.db_outage = Outage(
+            "database", "State database", self.stats, max_seconds=outage_max_seconds
+        )
+        self._waiting = False  # the queue is empty for now; a claim is due later (see _outlook)
+        self._wake: asyncio.TimerHandle | None = None
+        self._claim_uncertain = False  # a claim failed in transit: it may have leased items
+        self._renewed_at = time.monotonic()
+        self._stale_logged = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -159,6 +306,10 @@ class Frontier:
             flush_size=settings.getint("HOLOCRON_FLUSH_SIZE", 500),
             worker_id=settings.get("HOLOCRON_WORKER_ID") or socket.gethostname(),
             discovery_cache_size=settings.getint("HOLOCRON_DISCOVERY_CACHE_SIZE", 200_000),
+            retry=retry_policy_from_settings(settings),
+            retry_wait_max=settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", 600.0),
+            idle_poll=settings.getfloat("HOLOCRON_IDLE_POLL", 2.0),
+            outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
         )
         crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(frontier.spider_closed, signal=signals.spider_closed)
@@ -258,6 +409,8 @@ class Frontier:
             self.store.dispose()
             return
         self._closing = True
+        if self._wake is not None:
+            self._wake.cancel()
         if self._flusher is not None and self._flusher.running:
             self._flusher.stop()
         if self._claiming and self._claim_task is not None:
@@ -332,7 +485,6 @@ class Frontier:
         """Buffer the end of a work item (skipped or failed; completion comes with its record)."""
         self._outcomes[outcome.work_item_id] = outcome
         self.in_flight.discard(outcome.work_item_id)
-        self.stats.inc_value(f"holocron/work_items/{outcome.status}")
         self._flush_if_full()
 
     def fail(self, items: Iterable[WorkItem], message: str) -> None:
@@ -362,9 +514,8 @@ class Frontier:
         written first, so a crash never skips members. False when the claim was lost (the item
         is then no longer this run's).
         """
-        if not await self.flush():
-            raise CrawlStateError("the crawl state could not be written (members not queued)")
-        saved: bool = await run_in_thread(
+        await self._flush_or_wait("members not queued")
+        saved: bool = await self._db_call(
             self.store.save_cursor,
             item.id,
             None if cont is None else canonical_json(cont),
@@ -389,16 +540,76 @@ class Frontier:
         """Write records and complete their work items in one transaction (in a thread).
 
         Buffered discoveries are written first: a page is never completed before its links are
-        in the queue.
+        in the queue. While the database is unreachable this waits (the items wait with it) and
+        tries again; a retry after a commit whose answer was lost finds the items completed and
+        inserts nothing twice. Only the items still leased to this run are completed and get
+        their rows (see :meth:`StateStore.commit_records`).
         """
-        if not await self.flush():
-            raise CrawlStateError("the crawl state could not be written (links not queued)")
-        await run_in_thread(self.store.commit_records, rows, outcomes)
+        await self._flush_or_wait("links not queued")
+        applied: Applied = await self._db_call(
+            self.store.commit_records, rows, outcomes, owner=self.owner, retry=self.retry
+        )
         self._dirty = True  # an outcome can reopen its item (found closer while in flight)
         for outcome in outcomes:
             self.in_flight.discard(outcome.work_item_id)
-            self.stats.inc_value(f"holocron/work_items/{outcome.status}")
-        self.stats.inc_value("holocron/records/written", len(rows))
+        self._count(applied)
+        self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
+
+    async def _db_call(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+        """``fn`` in a thread; while the database is unreachable, wait and call it again (until
+        :attr:`db_outage` gives up: then the error is raised, as any other error is)."""
+        while True:
+            try:
+                result = await run_in_thread(fn, *args, **kwargs)
+            except Exception as exc:
+                if not database_unreachable(exc) or self._closing:
+                    raise
+                delay = self.db_outage.failed(exc)
+                if self.db_outage.exceeded():
+                    self._give_up(exc)
+                    raise
+                await sleep(delay)
+                continue
+            self.db_outage.recovered()
+            return result
+
+    async def _flush_or_wait(self, what: str) -> None:
+        """Flush the buffers; while the database is unreachable, wait and flush again."""
+        while not await self.flush():
+            if not self.db_outage.active or self.db_outage.exceeded() or self._closing:
+                raise CrawlStateError(f"the crawl state could not be written ({what})")
+            await sleep(self.db_outage.delay())
+
+    def _give_up(self, exc: BaseException) -> None:
+        """The database stayed out of reach longer than HOLOCRON_OUTAGE_MAX: stop the crawl
+        (what is unwritten is fetched again by the next run: the claims' leases expire)."""
+        if self._closing:
+            return
+        logger.error(
+            "State database unreachable for more than %(limit).0f s (%(error)s): stopping",
+            {"limit": self.db_outage.max_seconds, "error": short_error(exc)},
+        )
+        self._closing = True
+        engine = self.crawler.engine
+        if engine is not None:
+            deferred_from_coro(engine.close_spider_async(reason="state_database_unreachable"))
+
+    def _count(self, applied: Applied) -> None:
+        """Stats of written outcomes: final statuses, retries, stale leases (logged once)."""
+        for status, n in applied.statuses.items():
+            self.stats.inc_value(f"holocron/work_items/{status}", n)
+        if applied.retried:
+            self.stats.inc_value("holocron/work_items/retry_scheduled", applied.retried)
+        if applied.stale:
+            self.stats.inc_value("holocron/outcomes/stale_lease", len(applied.stale))
+            if not self._stale_logged:
+                self._stale_logged = True
+                logger.warning(
+                    "Dropped the outcomes of %(n)d work items whose lease this run no longer "
+                    "holds (it expired and another worker took them, or they had ended): the "
+                    "holder's outcome counts (logged once; stat holocron/outcomes/stale_lease)",
+                    {"n": len(applied.stale)},
+                )
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -417,9 +628,37 @@ class Frontier:
             self._flush_scheduled = False
 
     def _periodic_flush(self) -> Any:
-        if self._discovered or self._outcomes:
-            return deferred_from_coro(self.flush())
+        renew = time.monotonic() - self._renewed_at >= self.lease_seconds / 3
+        if self._discovered or self._outcomes or (renew and self.in_flight):
+            return deferred_from_coro(self._periodic(renew=renew))
         return None
+
+    async def _periodic(self, *, renew: bool) -> None:
+        await self.flush()
+        if renew and self.in_flight and not self.db_outage.waiting():
+            await self.renew_leases()
+
+    async def renew_leases(self) -> int:
+        """Extend the leases of this run's claims in flight (every third of the lease), so that
+        a long wait (Retry-After, a slow listing, a database outage shorter than the lease) does
+        not hand live work to another worker."""
+        self._renewed_at = time.monotonic()
+        try:
+            n: int = await run_in_thread(
+                self.store.renew_leases,
+                owner=self.owner,
+                work_item_ids=sorted(self.in_flight),
+                lease_seconds=self.lease_seconds,
+            )
+        except Exception as exc:
+            if not database_unreachable(exc):
+                logger.warning("Could not renew leases (%s)", short_error(exc), exc_info=True)
+            else:
+                self.db_outage.failed(exc)
+            return 0
+        self.db_outage.recovered()
+        self.stats.inc_value("holocron/frontier/leases_renewed", n)
+        return n
 
     async def flush(self) -> bool:
         """Write buffered discoveries and outcomes; False when a write failed (what could not be
@@ -431,6 +670,9 @@ class Frontier:
             self._outcomes.clear()
             if not discovered and not outcomes:
                 return True
+            if self.db_outage.waiting() and not self._closing:
+                self._keep(discovered, outcomes)  # the next try is due after the back-off
+                return False
             try:
                 if discovered:
                     added = await run_in_thread(self.store.add_work_items, discovered)
@@ -438,21 +680,34 @@ class Frontier:
                     self._dirty = True
                     discovered = []
                 if outcomes:
-                    await run_in_thread(self.store.finish_items, outcomes)
+                    applied = await run_in_thread(
+                        self.store.finish_items, outcomes, owner=self.owner, retry=self.retry
+                    )
+                    self._count(applied)
                     self._dirty = True  # an outcome can reopen its item
             except Exception as exc:
-                logger.warning(
-                    "Could not write crawl state (%(error)s); will retry",
-                    {"error": short_error(exc)},
-                    exc_info=True,
-                )
                 self.stats.inc_value("holocron/frontier/write_errors")
-                for item in discovered:
-                    self._discovered.setdefault(item.dedupe_key, item)
-                for outcome in outcomes:
-                    self._outcomes.setdefault(outcome.work_item_id, outcome)
+                self._keep(discovered, outcomes)
+                if database_unreachable(exc):
+                    self.db_outage.failed(exc)
+                    if self.db_outage.exceeded():
+                        self._give_up(exc)
+                else:
+                    logger.warning(
+                        "Could not write crawl state (%(error)s); will retry",
+                        {"error": short_error(exc)},
+                        exc_info=True,
+                    )
                 return False
+            self.db_outage.recovered()
             return True
+
+    def _keep(self, discovered: Sequence[NewWorkItem], outcomes: Sequence[Outcome]) -> None:
+        """Put what could not be written back into the buffers (newer entries win)."""
+        for item in discovered:
+            self._discovered.setdefault(item.dedupe_key, item)
+        for outcome in outcomes:
+            self._outcomes.setdefault(outcome.work_item_id, outcome)
 
     # -- claims ------------------------------------------------------------------------------
 
@@ -463,15 +718,22 @@ class Frontier:
         if self.spider is None:
             return
         logger.debug(
-            "Idle: claiming=%s buffered=%d/%d dirty=%s exhausted=%s in_flight=%d",
+            "Idle: claiming=%s buffered=%d/%d dirty=%s exhausted=%s waiting=%s in_flight=%d",
             self._claiming,
             len(self._discovered),
             len(self._outcomes),
             self._dirty,
             self._exhausted,
+            self._waiting,
             len(self.in_flight),
         )
-        if self.in_flight and self._exhausted and not self._claiming and not self._discovered:
+        if (
+            self.in_flight
+            and self._exhausted
+            and not self._claiming
+            and not self._discovered
+            and not self.db_outage.active
+        ):
             # The engine is idle, so nothing can finish these any more: a request was dropped
             # without reaching a callback or errback. Fail them rather than hang or lose them.
             lost = sorted(self.in_flight)
@@ -479,39 +741,129 @@ class Frontier:
             self.stats.inc_value("holocron/frontier/lost_in_flight", len(lost))
             for work_item_id in lost:
                 self.finish(Outcome(work_item_id, Status.FAILED, "request dropped in flight"))
+            self._dirty = True  # write them, and claim them again if they are to be retried
         if not self.done():
             self._maybe_claim()
             raise DontCloseSpider
 
     def _maybe_claim(self) -> None:
         """Claim a batch unless one is under way or the queue is known to hold nothing new."""
-        if self.spider is None or self._claiming or self._closing:
+        if self.spider is None or self._claiming or self._closing or self._waiting:
             return
-        if self._exhausted and not self._dirty and not self._discovered:
+        if self._exhausted and not self._dirty and not self._discovered and not self._outcomes:
             return
+        if self.db_outage.waiting():
+            return  # the claim after the back-off is scheduled already
         self._claiming = True
         self._claim_task = deferred_from_coro(self._claim_and_schedule())
 
     async def claim_batch(self) -> list[WorkItem]:
-        """Flush what is buffered, then claim up to ``claim_size`` work items for this run."""
+        """Flush what is buffered, then claim up to ``claim_size`` work items for this run.
+
+        When it finds nothing and this run has nothing in flight, it asks the queue what may
+        still come (:meth:`_plan_wait`).
+        """
         assert self.spider is not None
         if self._discovered or self._outcomes:
             await self.flush()
+        if self._claim_uncertain:
+            await self._release_orphans()
         self._dirty = False
-        items: list[WorkItem] = await run_in_thread(
-            self.store.claim,
-            source_system=self.spider.source_system,
-            source_name=self.spider.source_name,
-            owner=self.owner,
-            run_id=self.run_id,
-            limit=self.claim_size,
-            lease_seconds=self.lease_seconds,
-        )
+        try:
+            items: list[WorkItem] = await run_in_thread(
+                self.store.claim,
+                source_system=self.spider.source_system,
+                source_name=self.spider.source_name,
+                owner=self.owner,
+                run_id=self.run_id,
+                limit=self.claim_size,
+                lease_seconds=self.lease_seconds,
+            )
+        except Exception as exc:
+            if database_unreachable(exc):
+                self._claim_uncertain = True  # the claim may have committed, its answer lost
+            raise
+        self.db_outage.recovered()
         logger.debug("Claimed %(n)d work items", {"n": len(items)})
         self._exhausted = not items
         self.in_flight.update(item.id for item in items)
         self.stats.inc_value("holocron/frontier/claimed", len(items))
+        if not items and not self.in_flight and not self._outcomes and not self._discovered:
+            await self._plan_wait()
         return items
+
+    async def _release_orphans(self) -> None:
+        """Items leased to this run that it does not know of (a claim committed but its answer
+        was lost with the connection) go back to the queue."""
+        async with self._flush_lock:
+            leased: list[int] = await run_in_thread(self.store.leased_ids, owner=self.owner)
+            known = self.in_flight | set(self._outcomes)
+            orphans = [i for i in leased if i not in known]
+            if orphans:
+                n = await run_in_thread(self.store.release, owner=self.owner, work_item_ids=orphans)
+                self.stats.inc_value("holocron/frontier/released_orphans", n)
+                logger.info(
+                    "Released %(n)d claims whose answer was lost with the database connection",
+                    {"n": n},
+                )
+        self._claim_uncertain = False
+
+    async def _plan_wait(self) -> None:
+        """Nothing is claimable now. Wait (claiming again when it may pay) if other workers hold
+        live leases on the source (they may discover more, or die and leave their items), or if
+        failed items are scheduled for a retry within HOLOCRON_RETRY_WAIT_MAX; else the crawl
+        may end, saying how many retries are scheduled for later."""
+        assert self.spider is not None
+        outlook = await run_in_thread(
+            self.store.outlook,
+            source_system=self.spider.source_system,
+            source_name=self.spider.source_name,
+            owner=self.owner,
+        )
+        now = utcnow()
+        waits: list[float] = []
+        if outlook.in_flight_elsewhere:
+            waits.append(self.idle_poll)
+        retry_in = None
+        if outlook.next_retry_at is not None:
+            retry_in = max(0.0, (outlook.next_retry_at - now).total_seconds())
+            if retry_in <= self.retry_wait_max:
+                waits.append(retry_in + 0.05)
+        if not waits:
+            if outlook.scheduled and not self._closing:
+                logger.info(
+                    "%(n)d failed work items are scheduled for another attempt, the first at "
+                    "%(at)s UTC (in %(s).0f s, more than HOLOCRON_RETRY_WAIT_MAX=%(max).0f s): "
+                    "not waiting; run the crawl again after that time to try them",
+                    {
+                        "n": outlook.scheduled,
+                        "at": outlook.next_retry_at,
+                        "s": retry_in,
+                        "max": self.retry_wait_max,
+                    },
+                )
+                self.stats.set_value("holocron/frontier/retries_left_scheduled", outlook.scheduled)
+            return
+        wait = max(0.0, min(waits))
+        self._waiting = True
+        self.stats.inc_value("holocron/frontier/waits")
+        logger.info(
+            "Nothing to claim now: %(others)d items in flight with other workers, %(n)d "
+            "scheduled retries (the first in %(retry)s s); claiming again in %(wait).1f s",
+            {
+                "others": outlook.in_flight_elsewhere,
+                "n": outlook.scheduled,
+                "retry": "-" if retry_in is None else f"{retry_in:.0f}",
+                "wait": wait,
+            },
+        )
+        self._wake = asyncio.get_running_loop().call_later(wait, self._end_wait)
+
+    def _end_wait(self) -> None:
+        self._wake = None
+        self._waiting = False
+        self._dirty = True
+        self._maybe_claim()
 
     async def _claim_and_schedule(self) -> None:
         assert self.spider is not None
@@ -525,36 +877,45 @@ class Frontier:
             for request in self.spider.requests_for(items):
                 engine.crawl(request)
         except Exception as exc:
-            self._claim_failures += 1
-            delay = min(2.0**self._claim_failures, 60.0)
-            logger.warning(
-                "Could not claim work items (%(error)s); retrying in %(delay).0f s",
-                {"error": short_error(exc), "delay": delay},
-                exc_info=self._claim_failures == 1,
-            )
-            self.stats.inc_value("holocron/frontier/claim_errors")
             self._exhausted = False
+            self.stats.inc_value("holocron/frontier/claim_errors")
+            if database_unreachable(exc):
+                delay = self.db_outage.failed(exc)
+                if self.db_outage.exceeded():
+                    self._give_up(exc)
+            else:
+                self._claim_failures += 1
+                delay = min(2.0**self._claim_failures, 60.0)
+                logger.warning(
+                    "Could not claim work items (%(error)s); retrying in %(delay).0f s",
+                    {"error": short_error(exc), "delay": delay},
+                    exc_info=self._claim_failures == 1,
+                )
             await sleep(delay)
+            self._dirty = True  # claim again after the back-off
         else:
             self._claim_failures = 0
         finally:
             self._claiming = False
-        if items or self._closing:
+        if items or self._closing or self._waiting:
             return
-        if self._dirty or self._discovered:
-            self._maybe_claim()  # discoveries arrived while claiming
+        if self._dirty or self._discovered or self._outcomes:
+            self._maybe_claim()  # discoveries or outcomes arrived while claiming
         elif self.done() and engine.spider_is_idle():
             # Closing now spares the engine's 5 s idle heartbeat; spider_closed flushes.
             self._closing = True
             deferred_from_coro(engine.close_spider_async(reason="finished"))
 
     def done(self) -> bool:
-        """Nothing claimable, nothing in flight, nothing buffered that could add work."""
+        """Nothing claimable, nothing in flight, nothing buffered (a discovery adds work, a
+        failure may be retried), no wait for other workers or scheduled retries under way."""
         return (
             self._exhausted
             and not self._dirty
             and not self._discovered
+            and not self._outcomes
             and not self._claiming
+            and not self._waiting
             and not self._flush_lock.locked()
             and not self.in_flight
         )

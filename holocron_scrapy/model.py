@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+import random
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -133,3 +135,67 @@ class IngestRow:
     duration_ms: int | None = None
     error_message: str | None = None
     payload_json: str | None = None  # canonical_json(payload), when already computed
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failed work item is tried again, and when (``HOLOCRON_MAX_ATTEMPTS``,
+    ``HOLOCRON_RETRY_BACKOFF``, ``HOLOCRON_RETRY_BACKOFF_MAX``).
+
+    A failure of attempt ``n < max_attempts`` puts the item back to ``pending`` with
+    ``next_retry_at = now + delay(n)``; the failure of attempt ``max_attempts`` is final.
+    The delay is exponential with *equal jitter*: ``d = min(cap, base * 2 ** (n - 1))``, then a
+    uniform draw in ``[d / 2, d]``. Half of ``d`` is random, so that workers which failed
+    together do not retry together; the other half is fixed, so that the gaps never shrink from
+    one attempt to the next (the next attempt's smallest delay is this one's largest).
+    """
+
+    max_attempts: int = 3
+    base_seconds: float = 30.0
+    cap_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.base_seconds < 0 or self.cap_seconds < 0:
+            raise ValueError("retry back-off seconds must not be negative")
+
+    def retries(self, attempt: int) -> bool:
+        """Whether a failure of ``attempt`` (1 for the first try) is tried again."""
+        return attempt < self.max_attempts
+
+    def nominal_delay(self, attempt: int) -> float:
+        """``min(cap, base * 2 ** (attempt - 1))``: the largest delay after ``attempt``."""
+        return min(self.cap_seconds, self.base_seconds * 2.0 ** max(0, attempt - 1))
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds before the next try of an item whose ``attempt`` failed, jittered."""
+        nominal = self.nominal_delay(attempt)
+        return nominal / 2 + (rng or random).random() * nominal / 2
+
+
+#: No retries: a failed outcome is final (tools and tests that write outcomes directly).
+NO_RETRIES = RetryPolicy(max_attempts=1)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What writing a batch of outcomes did.
+
+    ``statuses`` counts the outcomes applied by their status (``completed``, ``failed``,
+    ``skipped``; also when the item was found closer while in flight and so went back to
+    ``pending`` to be expanded again), except the failures counted in ``retried``: the
+    failures put back to ``pending`` for a later attempt; ``stale`` lists the work items whose
+    outcome was dropped because they were no longer ``in_progress`` under the writer's lease
+    (its lease expired and another worker took it, or it was already ended); ``ingest_ids`` the
+    ``IngestRecords`` rows inserted (none for a stale item).
+    """
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
+    stale: list[int] = field(default_factory=list)
+    ingest_ids: list[int] = field(default_factory=list)
+
+    @property
+    def applied(self) -> int:
+        return sum(self.statuses.values()) + self.retried

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -20,9 +21,12 @@ from sqlalchemy.schema import CreateSchema
 
 from holocron_scrapy.dburl import masked, validate_schema_name
 from holocron_scrapy.model import (
+    NO_RETRIES,
+    Applied,
     IngestRow,
     NewWorkItem,
     Outcome,
+    RetryPolicy,
     Status,
     WorkItem,
     canonical_json,
@@ -272,31 +276,104 @@ class StateStore:
                 lease_seconds=lease_seconds,
             )
 
-    def finish_items(self, outcomes: Sequence[Outcome]) -> int:
-        """Apply outcomes to items still ``in_progress``; return how many rows changed."""
+    def finish_items(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        owner: str | None = None,
+        retry: RetryPolicy = NO_RETRIES,
+    ) -> Applied:
+        """Apply outcomes to items still ``in_progress`` (and, given an ``owner``, still leased
+        to it); a failure below ``retry.max_attempts`` goes back to ``pending`` until its
+        ``next_retry_at``. The others are dropped and listed in :attr:`Applied.stale`."""
         if not outcomes:
-            return 0
+            return Applied()
         with self.engine.begin() as conn:
-            return self._apply_outcomes(conn, outcomes, utcnow())
+            return self._apply_outcomes(conn, outcomes, owner, retry)
 
-    def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> list[int]:
-        """Insert ``rows`` into ``IngestRecords`` and apply ``outcomes``, all or nothing.
+    def commit_records(
+        self,
+        rows: Sequence[IngestRow],
+        outcomes: Sequence[Outcome],
+        *,
+        owner: str | None = None,
+        retry: RetryPolicy = NO_RETRIES,
+    ) -> Applied:
+        """Apply ``outcomes`` (as :meth:`finish_items`) and insert ``rows`` into
+        ``IngestRecords``, all or nothing. The row of a stale outcome's item is not inserted.
 
-        Returns the new ``ingest_id`` values, in the order of ``rows``.
+        :attr:`Applied.ingest_ids` holds the new ``ingest_id`` values, in the order of ``rows``.
         """
         params = [_ingest_params(row) for row in rows]  # serialize before the transaction
         records = self.tables.ingest_records
         with self.engine.begin() as conn:
-            ingest_ids: list[int] = []
+            applied = self._apply_outcomes(conn, outcomes, owner, retry) if outcomes else Applied()
+            stale = set(applied.stale)
+            params = [p for p in params if p["work_item_id"] not in stale]
             if params:
                 result = conn.execute(
                     sa.insert(records).returning(records.c.ingest_id, sort_by_parameter_order=True),
                     params,
                 )
-                ingest_ids = [int(ingest_id) for ingest_id in result.scalars()]
-            if outcomes:
-                self._apply_outcomes(conn, outcomes, utcnow())
-        return ingest_ids
+                applied.ingest_ids = [int(ingest_id) for ingest_id in result.scalars()]
+        return applied
+
+    def renew_leases(
+        self, *, owner: str, work_item_ids: Sequence[int], lease_seconds: float
+    ) -> int:
+        """Extend ``owner``'s leases on these items (still ``in_progress``) by ``lease_seconds``
+        from now: a live crawl keeps its long-running claims. Returns how many were renewed."""
+        wi = self.tables.work_items
+        now = utcnow()
+        stmt = (
+            sa.update(wi)
+            .where(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner)
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        )
+        ids = sorted(set(work_item_ids))
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            return _update_in(conn, stmt, wi.c.id, ids)
+
+    def leased_ids(self, *, owner: str) -> list[int]:
+        """The ids of the items ``in_progress`` under ``owner``'s lease."""
+        wi = self.tables.work_items
+        stmt = sa.select(wi.c.id).where(
+            wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner
+        )
+        with self.engine.connect() as conn:
+            return sorted(int(i) for i in conn.scalars(stmt))
+
+    def outlook(self, *, source_system: str, source_name: str, owner: str) -> Outlook:
+        """What may still come of a source when nothing is claimable now: failures scheduled
+        for a later attempt, and items in flight under other owners' live leases."""
+        wi = self.tables.work_items
+        now = utcnow()
+        scheduled = sa.and_(wi.c.status == Status.PENDING.value, wi.c.next_retry_at > now)
+        elsewhere = sa.and_(
+            wi.c.status == Status.IN_PROGRESS.value,
+            sa.or_(wi.c.lease_owner.is_(None), wi.c.lease_owner != owner),
+            wi.c.lease_expires_at >= now,
+        )
+        stmt = sa.select(
+            sa.func.count(sa.case((scheduled, wi.c.id))),
+            sa.func.min(sa.case((scheduled, wi.c.next_retry_at))),
+            sa.func.count(sa.case((elsewhere, wi.c.id))),
+            sa.func.min(sa.case((elsewhere, wi.c.lease_expires_at))),
+        ).where(
+            wi.c.source_system == source_system,
+            wi.c.source_name == source_name,
+            wi.c.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value]),
+        )
+        with self.engine.connect() as conn:
+            n_scheduled, first_retry, n_elsewhere, first_expiry = conn.execute(stmt).one()
+        return Outlook(
+            scheduled=int(n_scheduled or 0),
+            next_retry_at=_as_datetime(first_retry),
+            in_flight_elsewhere=int(n_elsewhere or 0),
+            first_lease_expiry=_as_datetime(first_expiry),
+        )
 
     def save_cursor(
         self, work_item_id: int, cursor: str | None, *, owner: str, lease_seconds: float
@@ -617,22 +694,78 @@ class StateStore:
             )
         return claimed
 
-    def _apply_outcomes(self, conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> int:
+    def _live(
+        self, conn: Connection, ids: Sequence[int], owner: str | None
+    ) -> dict[int, tuple[int, int]]:
+        """id -> (attempt, depth) of the items among ``ids`` still ``in_progress`` (under
+        ``owner``'s lease when given), locked until the end of the transaction."""
         wi = self.tables.work_items
+        live = [wi.c.status == Status.IN_PROGRESS.value]
+        if owner is not None:
+            live.append(wi.c.lease_owner == owner)
+        stmt = (
+            sa.select(wi.c.id, wi.c.attempt, wi.c.depth)
+            .where(*live)
+            .with_for_update()
+            .with_hint(wi, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
+        )
+        found: dict[int, tuple[int, int]] = {}
+        for chunk in _chunks(list(ids), IN_LIST_CHUNK):
+            for row in conn.execute(stmt.where(wi.c.id.in_(chunk))):
+                found[int(row.id)] = (int(row.attempt), int(row.depth))
+        return found
+
+    def _apply_outcomes(
+        self,
+        conn: Connection,
+        outcomes: Sequence[Outcome],
+        owner: str | None,
+        retry: RetryPolicy,
+    ) -> Applied:
+        wi = self.tables.work_items
+        now = utcnow()
+        by_id = {outcome.work_item_id: outcome for outcome in outcomes}
+        ids = sorted(by_id)  # one lock order for concurrent writers
+        live = self._live(conn, ids, owner)
+        applied = Applied(stale=[i for i in ids if i not in live])
+        params = []
+        for work_item_id in ids:
+            if work_item_id not in live:
+                continue
+            outcome = by_id[work_item_id]
+            attempt, depth = live[work_item_id]
+            status, retry_at = str(outcome.status), None
+            closer = outcome.depth is not None and depth < outcome.depth
+            if outcome.status in _REOPENABLE and closer:
+                status = Status.PENDING.value  # found closer while in flight: expand it again
+            elif outcome.status == Status.FAILED and retry.retries(attempt):
+                status = Status.PENDING.value
+                retry_at = now + timedelta(seconds=retry.delay(attempt))
+            if retry_at is None:
+                applied.statuses[str(outcome.status)] += 1
+            else:
+                applied.retried += 1
+            params.append(
+                {
+                    "b_id": work_item_id,
+                    "b_status": status,
+                    "b_error_message": _truncate(outcome.error_message),
+                    "b_content_hash": outcome.content_hash,
+                    "b_version": outcome.version,
+                    "b_next_retry_at": retry_at,
+                    "b_finished_at": None if retry_at else now,
+                    # A listing tried again resumes from its cursor; an ended one starts over.
+                    "b_keep_cursor": retry_at is not None,
+                }
+            )
+        where = [wi.c.id == sa.bindparam("b_id"), wi.c.status == Status.IN_PROGRESS.value]
+        if owner is not None:
+            where.append(wi.c.lease_owner == owner)
         stmt = (
             sa.update(wi)
-            .where(wi.c.id == sa.bindparam("b_id"), wi.c.status == Status.IN_PROGRESS.value)
+            .where(*where)
             .values(
-                status=sa.case(
-                    (
-                        sa.and_(
-                            sa.bindparam("b_reopenable", type_=sa.Boolean),
-                            wi.c.depth < sa.bindparam("b_depth", type_=sa.Integer),
-                        ),
-                        Status.PENDING.value,
-                    ),
-                    else_=sa.bindparam("b_status"),
-                ),
+                status=sa.bindparam("b_status"),
                 error_message=sa.bindparam("b_error_message"),
                 content_hash=sa.func.coalesce(
                     sa.bindparam("b_content_hash", type_=HASH_HEX), wi.c.content_hash
@@ -640,26 +773,24 @@ class StateStore:
                 version=sa.func.coalesce(
                     sa.bindparam("b_version", type_=sa.Unicode(VERSION_LENGTH)), wi.c.version
                 ),
-                cursor=None,  # an ended listing starts from the beginning if it runs again
-                finished_at=now,
+                cursor=sa.case(
+                    (sa.bindparam("b_keep_cursor", type_=sa.Boolean), wi.c.cursor),
+                    else_=sa.null(),
+                ),
+                next_retry_at=sa.bindparam("b_next_retry_at", type_=wi.c.next_retry_at.type),
+                finished_at=sa.bindparam("b_finished_at", type_=wi.c.finished_at.type),
                 updated_at=now,
                 lease_owner=None,
                 lease_expires_at=None,
             )
         )
-        params = [
-            {
-                "b_id": outcome.work_item_id,
-                "b_status": str(outcome.status),
-                "b_error_message": _truncate(outcome.error_message),
-                "b_content_hash": outcome.content_hash,
-                "b_version": outcome.version,
-                "b_reopenable": outcome.depth is not None and outcome.status in _REOPENABLE,
-                "b_depth": outcome.depth if outcome.depth is not None else 0,
-            }
-            for outcome in sorted(outcomes, key=lambda outcome: outcome.work_item_id)
-        ]
-        return _execute_counting(conn, stmt, params)
+        _execute_counting(conn, stmt, params)
+        if applied.stale:
+            logger.debug(
+                "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s",
+                {"n": len(applied.stale), "owner": owner},
+            )
+        return applied
 
 
 def _update_in(
@@ -686,6 +817,23 @@ def _requeued_values() -> dict[str, Any]:
         "finished_at": None,
         "updated_at": utcnow(),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """See :meth:`StateStore.outlook` (times are naive UTC)."""
+
+    scheduled: int  # pending items whose next_retry_at is still to come
+    next_retry_at: datetime | None
+    in_flight_elsewhere: int  # in_progress under another owner's unexpired lease
+    first_lease_expiry: datetime | None
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A MIN() of a timestamp column: a datetime (SQLite may hand back its text form)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
 
 
 def _truncate(message: str | None) -> str | None:

@@ -3,7 +3,10 @@
 ``HOLOCRON_LAKE_DIR/{source_system}/{source_name}/{resource_type}/`` holds one file per distinct
 content of a resource; an unchanged resource (same payload hash as its last record) writes
 nothing. A failed write fails the work item with the error and drops the item: it is never
-completed without its file.
+completed without its file. A lake that is unwritable for a while (permission denied, a
+read-only or full file system, an I/O error) is waited for: the write is tried again with
+back-off, logged once when it starts and once when it ends (``HOLOCRON_OUTAGE_MAX``, default
+3600 s, then the items fail).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.utils.asyncio import sleep
 
-from holocron_scrapy.frontier import Frontier, frontier_of, short_error
+from holocron_scrapy.frontier import Frontier, Outage, frontier_of, lake_unwritable, short_error
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake import record_path, write_json_atomic
 
@@ -36,6 +40,7 @@ class LakePipeline:
         *,
         threads: int = 4,
         fsync: bool = True,
+        outage_max_seconds: float = 3600.0,
     ) -> None:
         self.root = root
         self.frontier = frontier
@@ -43,6 +48,7 @@ class LakePipeline:
         self.threads = threads
         self.fsync = fsync
         self._executor: ThreadPoolExecutor | None = None
+        self.outage = Outage("lake", f"Lake {root}", stats, max_seconds=outage_max_seconds)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -58,6 +64,7 @@ class LakePipeline:
             crawler.stats,
             threads=settings.getint("HOLOCRON_LAKE_THREADS", 4),
             fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
+            outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
         )
 
     def path_for(self, record: ResourceRecord) -> Path:
@@ -82,8 +89,7 @@ class LakePipeline:
             return item
         item.run_id = item.run_id or self.frontier.run_id
         try:
-            loop = asyncio.get_running_loop()
-            written = await loop.run_in_executor(self._executor, self._write, item)
+            written = await self._write_waiting(item)
         except Exception as exc:
             message = f"lake write failed: {short_error(exc)}"
             logger.exception("%(msg)s (%(id)s)", {"msg": message, "id": item.resource_id})
@@ -92,6 +98,23 @@ class LakePipeline:
             raise DropItem(message) from exc
         self.stats.inc_value("holocron/lake/written" if written else "holocron/lake/unchanged")
         return item
+
+    async def _write_waiting(self, record: ResourceRecord) -> bool:
+        """:meth:`_write` in a lake thread, tried again while the lake is unwritable."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                written = await loop.run_in_executor(self._executor, self._write, record)
+            except OSError as exc:
+                if not lake_unwritable(exc):
+                    raise
+                delay = self.outage.failed(exc)
+                if self.outage.exceeded():
+                    raise
+                await sleep(delay)
+                continue
+            self.outage.recovered()
+            return written
 
     def open_spider(self) -> None:
         # Lake writes (two fsyncs each) get threads of their own, so that they never hold up

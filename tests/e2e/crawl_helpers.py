@@ -197,6 +197,10 @@ def crawl_command(
         f"LOG_LEVEL={log_level}",
         "-s",
         "TELNETCONSOLE_ENABLED=False",
+        # One attempt per item: these tests assert how a failure ends; tests/e2e/test_retries.py
+        # proves the retries (a later -s in args wins).
+        "-s",
+        "HOLOCRON_MAX_ATTEMPTS=1",
         *args,
     ]
 

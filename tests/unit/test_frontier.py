@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,7 +27,7 @@ from holocron_scrapy.frontier import (
     work_items_of,
 )
 from holocron_scrapy.model import Outcome, Status, WorkItem
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store import StateStore, utcnow
 from tests.unit.conftest import SEEDS, SOURCE_NAME, WORKER_ID, RecordingEngine, wait_for
 
 if TYPE_CHECKING:
@@ -260,13 +261,16 @@ def test_finish_and_fail_are_written_at_flush(crawl: Crawl) -> None:
         await frontier.flush()
         return before
 
+    start = utcnow()
     before = asyncio.run(run())
     assert before == {**EMPTY_COUNTS, "in_progress": 3}
     assert frontier.in_flight == {items[2].id}
+    # Attempt 1 of HOLOCRON_MAX_ATTEMPTS=3 failed: tried again later, not counted as failed.
     assert (
         crawl.stat("holocron/work_items/skipped"),
         crawl.stat("holocron/work_items/failed"),
-    ) == (1, 1)
+        crawl.stat("holocron/work_items/retry_scheduled"),
+    ) == (1, None, 1)
     skipped, failed, claimed = (crawl.store.work_item(item.id) for item in items)
     assert skipped is not None
     assert failed is not None
@@ -275,17 +279,65 @@ def test_finish_and_fail_are_written_at_flush(crawl: Crawl) -> None:
         "skipped",
         "missing: the page does not exist",
     )
-    assert (failed["status"], failed["error_message"]) == (
-        "failed",
+    assert skipped["finished_at"] is not None
+    assert (failed["status"], failed["error_message"], failed["finished_at"]) == (
+        "pending",
         "HTTP 500 from http://127.0.0.1:8091/api.php",
+        None,
     )
+    # HOLOCRON_RETRY_BACKOFF=30 s: attempt 1 waits 15 to 30 s.
+    assert start + timedelta(seconds=15) <= failed["next_retry_at"]
+    assert failed["next_retry_at"] <= utcnow() + timedelta(seconds=30)
     for row in (skipped, failed):
-        assert row["finished_at"] is not None
         assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)
     assert claimed["status"] == "in_progress"
 
 
-def test_a_failed_flush_keeps_the_buffer_for_the_next_try(
+def test_the_last_attempt_fails_for_good(make_crawl: Callable[..., Crawl]) -> None:
+    crawl = make_crawl({"HOLOCRON_MAX_ATTEMPTS": 1})
+    frontier = crawl.frontier
+    assert frontier.retry.max_attempts == 1
+
+    async def run() -> list[WorkItem]:
+        await frontier.spider_opened(crawl.spider)
+        items = await frontier.claim_batch()
+        frontier.fail(items, "boom")
+        await frontier.flush()
+        return items
+
+    items = asyncio.run(run())
+    assert crawl.stat("holocron/work_items/failed") == 3
+    for item in items:
+        row = crawl.store.work_item(item.id)
+        assert row is not None
+        assert (row["status"], row["error_message"], row["next_retry_at"]) == (
+            "failed",
+            "boom",
+            None,
+        )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"HOLOCRON_MAX_ATTEMPTS": 0}, "max_attempts must be at least 1"),
+        ({"HOLOCRON_RETRY_BACKOFF": -1}, "must not be negative"),
+    ],
+)
+def test_bad_retry_settings_are_refused(
+    tmp_path: Path, settings: dict[str, int], message: str
+) -> None:
+    crawler = get_crawler(
+        settings_dict={
+            "HOLOCRON_DB_URL": f"sqlite:///{tmp_path / 's.db'}",
+            **settings,
+        }
+    )
+    with pytest.raises(NotConfigured, match=message):
+        Frontier.from_crawler(crawler)
+
+
+def test_an_unreachable_database_keeps_the_buffers_and_is_logged_once_per_outage(
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:
     frontier, spider = crawl.frontier, crawl.spider
@@ -300,29 +352,63 @@ def test_a_failed_flush_keeps_the_buffer_for_the_next_try(
         writable, frontier.store = frontier.store, read_only
         frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
         frontier.fail([items[0]], "boom")
-        await frontier.flush()
+        assert not await frontier.flush()
         assert crawl.stat("holocron/frontier/write_errors") == 1
         assert not frontier.done()  # the discovery is still to be written
-        await frontier.flush()  # still read-only: kept again
+        assert frontier.db_outage.active
+        assert not await frontier.flush()  # within the back-off: not even tried
+        assert crawl.stat("holocron/frontier/write_errors") == 1
+        frontier.db_outage.next_try = 0.0  # the back-off is over
+        assert not await frontier.flush()  # still read-only: kept again, not logged again
         assert crawl.stat("holocron/frontier/write_errors") == 2
+        assert frontier.db_outage.delay() == 1.0  # 0.5 s doubled
         frontier.store = writable
-        await frontier.flush()
+        frontier.db_outage.next_try = 0.0
+        assert await frontier.flush()
+        assert not frontier.db_outage.active
 
     asyncio.run(run())
-    assert (
-        frontier_logs(caplog, logging.WARNING)
-        == [
-            "Could not write crawl state (OperationalError: attempt to write a readonly database); "
-            "will retry"
-        ]
-        * 2
-    )
-    assert crawl.stat("holocron/frontier/write_errors") == 2
+    assert frontier_logs(caplog, logging.WARNING) == [
+        "State database unreachable (OperationalError: attempt to write a readonly database); "
+        "retrying, with back-off up to 10 s, for up to 3600 s"
+    ]
+    [back] = [m for m in frontier_logs(caplog, logging.INFO) if "reachable again" in m]
+    assert back.startswith("State database reachable again after ")
+    assert back.endswith(" s (2 tries)")
+    assert crawl.stat("holocron/outage/database/count") == 1
+    assert crawl.stat("holocron/outage/database/seconds") is not None
     assert crawl.stat("holocron/frontier/discovered_new") == 1
     rows = crawl.item_rows()
     assert (rows["Chopper"]["status"], rows["Chopper"]["depth"]) == ("pending", 1)
-    failed = rows[items[0].resource_id]
-    assert (failed["status"], failed["error_message"]) == ("failed", "boom")
+    retried = rows[items[0].resource_id]
+    assert (retried["status"], retried["error_message"]) == ("pending", "boom")
+
+
+def test_commit_records_waits_for_the_database_then_writes_once(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    database = crawl.tmp_path / "state" / "state.db"
+    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
+    crawl.stores.append(read_only)
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items = await frontier.claim_batch()
+        store = frontier.store
+        writable, store.engine = store.engine, read_only.engine
+        completion = Outcome.completed(items[0], "ab" * 32)
+        commit = asyncio.ensure_future(frontier.commit_records([], [completion]))
+        await wait_for(lambda: crawl.stat("holocron/outage/database/count") == 1)
+        await asyncio.sleep(0.7)
+        assert not commit.done()  # waiting for the database, the item with it
+        store.engine = writable
+        await asyncio.wait_for(commit, 15)
+
+    asyncio.run(run())
+    assert crawl.stat("holocron/work_items/completed") == 1
+    assert crawl.counts() == {**EMPTY_COUNTS, "completed": 1, "in_progress": 2}
+    assert any("reachable again" in m for m in frontier_logs(caplog, logging.INFO))
 
 
 def test_commit_records_writes_buffered_discoveries_before_completing(crawl: Crawl) -> None:
@@ -459,9 +545,12 @@ def test_spider_idle_keeps_the_spider_open_until_done(
         await wait_for(claims_logged(0))
         assert engine.requests == [request]
 
-        # All done: the spider may close (buffered outcomes are written at close).
+        # All done, once the outcomes are written (a failure could be retried): the spider may
+        # close.
         for item in items:
             frontier.finish(Outcome(item.id, Status.COMPLETED))
+        assert not frontier.done()
+        assert await frontier.claim_batch() == []  # writes them, finds nothing more
         assert frontier.done()
         assert frontier.spider_idle(spider) is None
 
@@ -491,16 +580,21 @@ def test_spider_idle_keeps_the_spider_open_until_done(
 
 
 def test_items_still_in_flight_when_the_queue_is_exhausted_are_failed(
-    crawl: Crawl, caplog: pytest.LogCaptureFixture
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
 ) -> None:
+    crawl = make_crawl({"HOLOCRON_MAX_ATTEMPTS": 1})
     frontier, spider = crawl.frontier, crawl.spider
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
 
     async def run() -> None:
         await frontier.spider_opened(spider)
         assert len(await frontier.claim_batch()) == 3
         assert await frontier.claim_batch() == []  # exhausted; the three requests never ended
-        assert frontier.spider_idle(spider) is None  # failed, so done: the spider may close
+        with pytest.raises(DontCloseSpider):  # failed; the claim made now writes that
+            frontier.spider_idle(spider)
         assert frontier.in_flight == set()
+        await wait_for(lambda: engine.close_reasons == ["finished"])
         assert frontier.done()
         await frontier.spider_closed(spider, "finished")
 
@@ -600,6 +694,166 @@ def test_a_close_that_cannot_write_the_buffers_leaves_the_run_open(
     assert (run_row["status"], run_row["finished_at"]) == ("running", None)
     assert crawl.counts() == {**EMPTY_COUNTS, "in_progress": 3}
     assert crawl.stat("holocron/frontier/released") is None
+
+
+def test_a_retry_due_within_the_wait_limit_keeps_the_crawl_open_until_claimed(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
+) -> None:
+    crawl = make_crawl({"HOLOCRON_RETRY_BACKOFF": 0.4}, seeds=["Ahsoka Tano"])
+    frontier, spider = crawl.frontier, crawl.spider
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        [item] = await frontier.claim_batch()
+        frontier.fail([item], "HTTP 404")
+        assert not frontier.done()  # the failure may be retried
+        assert await frontier.claim_batch() == []  # written; the retry is not due yet
+        assert frontier._waiting
+        assert not frontier.done()
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)
+        await wait_for(lambda: len(engine.requests) == 1)  # claimed again when due
+        [again] = work_items_of(engine.requests[0])
+        assert (again.id, again.attempt) == (item.id, 2)
+        await frontier.spider_closed(spider, "shutdown")
+
+    asyncio.run(run())
+    assert any(
+        m.startswith("Nothing to claim now: 0 items in flight with other workers, 1 scheduled")
+        for m in frontier_logs(caplog, logging.INFO)
+    )
+    assert crawl.stat("holocron/frontier/waits") == 1
+
+
+def test_a_retry_due_after_the_wait_limit_ends_the_crawl_saying_when(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
+) -> None:
+    crawl = make_crawl(
+        {"HOLOCRON_RETRY_BACKOFF": 1000, "HOLOCRON_RETRY_WAIT_MAX": 60}, seeds=["Ahsoka Tano"]
+    )
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        [item] = await frontier.claim_batch()
+        frontier.fail([item], "HTTP 404")
+        assert await frontier.claim_batch() == []
+        assert frontier.done()
+        await frontier.spider_closed(spider, "finished")
+
+    asyncio.run(run())
+    [line] = [m for m in frontier_logs(caplog, logging.INFO) if "scheduled for another" in m]
+    assert line.startswith("1 failed work items are scheduled for another attempt, the first at ")
+    assert "more than HOLOCRON_RETRY_WAIT_MAX=60 s): not waiting; run the crawl again" in line
+    assert crawl.stat("holocron/frontier/retries_left_scheduled") == 1
+    assert crawl.counts() == {**EMPTY_COUNTS, "pending": 1}
+
+
+def test_a_worker_with_nothing_to_claim_waits_while_others_hold_live_leases(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
+) -> None:
+    crawl = make_crawl({"HOLOCRON_IDLE_POLL": 0.2})
+    frontier, spider = crawl.frontier, crawl.spider
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
+    other = crawl.store
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        theirs = await asyncio.to_thread(
+            other.claim,
+            source_system="mediawiki",
+            source_name=SOURCE_NAME,
+            owner="elsewhere:1:run",
+            run_id="run",
+            limit=10,
+            lease_seconds=600,
+        )
+        assert len(theirs) == 3
+        assert await frontier.claim_batch() == []
+        assert frontier._waiting  # they may discover more, or die and leave their items
+        # The other worker discovers a page and ends its items.
+        await asyncio.to_thread(
+            other.add_work_items, [spider.new_work_item("Chopper", 1, theirs[0])]
+        )
+        await asyncio.to_thread(
+            other.finish_items,
+            [Outcome(w.id, Status.COMPLETED) for w in theirs],
+            owner="elsewhere:1:run",
+        )
+        await wait_for(lambda: len(engine.requests) == 1)  # polled, and claimed the discovery
+        [chopper] = work_items_of(engine.requests[0])
+        assert chopper.resource_id == "Chopper"
+        frontier.finish(Outcome(chopper.id, Status.COMPLETED))
+        with pytest.raises(DontCloseSpider):
+            frontier.spider_idle(spider)
+        await wait_for(lambda: engine.close_reasons == ["finished"])  # nothing anywhere: ends
+        await frontier.spider_closed(spider, "finished")
+
+    asyncio.run(run())
+    assert any(
+        m.startswith("Nothing to claim now: 3 items in flight with other workers")
+        for m in frontier_logs(caplog, logging.INFO)
+    )
+    assert crawl.counts() == {**EMPTY_COUNTS, "completed": 4}
+
+
+def test_an_outcome_for_a_lease_taken_over_is_dropped_counted_and_logged_once(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> list[WorkItem]:
+        await frontier.spider_opened(spider)
+        items = await frontier.claim_batch()
+        wi = crawl.store.tables.work_items
+        with crawl.store.engine.begin() as conn:  # the lease expired; another worker took it
+            conn.execute(
+                sa.update(wi)
+                .where(wi.c.id.in_([i.id for i in items[:2]]))
+                .values(lease_owner="elsewhere:1:run")
+            )
+        for item in items[:2]:
+            await frontier.commit_records([], [Outcome.completed(item, "ab" * 32)])
+        await frontier.commit_records([], [Outcome.completed(items[2], "cd" * 32)])
+        return items
+
+    items = asyncio.run(run())
+    assert crawl.stat("holocron/outcomes/stale_lease") == 2
+    assert crawl.stat("holocron/work_items/completed") == 1
+    stale = [m for m in frontier_logs(caplog, logging.WARNING) if "no longer holds" in m]
+    assert len(stale) == 1
+    rows = crawl.item_rows()
+    assert [rows[i.resource_id]["status"] for i in items] == [
+        "in_progress",
+        "in_progress",
+        "completed",
+    ]
+    assert frontier.in_flight == set()
+
+
+def test_leases_in_flight_are_renewed_every_third_of_the_lease(
+    make_crawl: Callable[..., Crawl], clock: Clock
+) -> None:
+    crawl = make_crawl({"HOLOCRON_LEASE_SECONDS": 3, "HOLOCRON_FLUSH_INTERVAL": 0.1})
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        items = await frontier.claim_batch()
+        first = crawl.store.work_item(items[0].id)
+        assert first is not None
+        await asyncio.sleep(1.1)
+        clock.advance(0.1)  # the periodic flush, past a third of the lease: renews
+        await wait_for(lambda: crawl.stat("holocron/frontier/leases_renewed") == 3)
+        renewed = crawl.store.work_item(items[0].id)
+        assert renewed is not None
+        assert renewed["lease_expires_at"] > first["lease_expires_at"]
+        await frontier.spider_closed(spider, "shutdown")
+
+    asyncio.run(run())
 
 
 def test_recrawl_all_requeues_finished_items(make_crawl: Callable[..., Crawl]) -> None:

@@ -158,7 +158,7 @@ def test_a_lake_write_failure_fails_the_work_item_and_drops_the_record(
 ) -> None:
     in_the_way = tmp_path / "lake-root-is-a-file"
     in_the_way.write_text("not a directory", encoding="utf-8")
-    crawl = make_crawl({"HOLOCRON_LAKE_DIR": str(in_the_way)})
+    crawl = make_crawl({"HOLOCRON_LAKE_DIR": str(in_the_way), "HOLOCRON_MAX_ATTEMPTS": 1})
     pipeline = lake_pipeline(crawl)
     items = claim(crawl)
     record = record_for(items[0])
@@ -275,10 +275,10 @@ def test_ingest_completes_an_unchanged_record_without_a_row(
 def test_a_failed_batch_fails_its_items_and_drops_them(
     make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
 ) -> None:
-    crawl = make_crawl({"HOLOCRON_INGEST_BATCH_SIZE": 3})
+    crawl = make_crawl({"HOLOCRON_INGEST_BATCH_SIZE": 3, "HOLOCRON_MAX_ATTEMPTS": 1})
     pipeline = build_from_crawler(IngestRecordsPipeline, crawl.crawler)
     items = claim(crawl)
-    with crawl.store.engine.begin() as conn:  # a real database failure
+    with crawl.store.engine.begin() as conn:  # a real database failure, not an outage
         conn.execute(sa.text('DROP TABLE "IngestRecords"'))
     records = [record_for(item) for item in items]
 

@@ -57,7 +57,7 @@ async def one_of_each_status(crawl: Crawl) -> None:
 def test_log_progress_logs_pages_per_minute_and_the_queue_from_the_database(
     make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
 ) -> None:
-    crawl = make_crawl({"HOLOCRON_CLAIM_SIZE": 4}, seeds=SIX_SEEDS)
+    crawl = make_crawl({"HOLOCRON_CLAIM_SIZE": 4, "HOLOCRON_MAX_ATTEMPTS": 1}, seeds=SIX_SEEDS)
     progress = build_from_crawler(CrawlProgress, crawl.crawler)
 
     async def run() -> None:
@@ -76,7 +76,8 @@ def test_a_progress_line_every_interval_and_a_last_one_at_close(
     make_crawl: Callable[..., Crawl], clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     crawl = make_crawl(
-        {"HOLOCRON_CLAIM_SIZE": 4, "HOLOCRON_PROGRESS_INTERVAL": 30}, seeds=SIX_SEEDS
+        {"HOLOCRON_CLAIM_SIZE": 4, "HOLOCRON_PROGRESS_INTERVAL": 30, "HOLOCRON_MAX_ATTEMPTS": 1},
+        seeds=SIX_SEEDS,
     )
     progress = build_from_crawler(CrawlProgress, crawl.crawler)
 

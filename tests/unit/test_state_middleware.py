@@ -19,7 +19,7 @@ from holocron_scrapy.model import Outcome, Status, WorkItem
 from tests.unit.conftest import SOURCE_NAME
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from tests.unit.conftest import Crawl
@@ -90,8 +90,9 @@ def test_discoveries_and_outcomes_leave_the_output_for_the_frontier(crawl: Crawl
 
 
 def test_a_callback_exception_fails_the_claimed_items_of_the_response(
-    crawl: Crawl, caplog: pytest.LogCaptureFixture
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
 ) -> None:
+    crawl = make_crawl({"HOLOCRON_MAX_ATTEMPTS": 1})
     mw = build_from_crawler(StateMiddleware, crawl.crawler)
     items = claim(crawl)
     request = request_for([items[0], items[1], not_claimed()])
@@ -102,7 +103,6 @@ def test_a_callback_exception_fails_the_claimed_items_of_the_response(
     assert result == []
     assert crawl.frontier.in_flight == {items[2].id}
     assert crawl.stat("holocron/spider_exceptions/KeyError") == 1
-    assert crawl.stat("holocron/work_items/failed") == 2
     assert state_logs(caplog) == [
         (
             "holocron_scrapy.middlewares.state",
@@ -117,6 +117,7 @@ def test_a_callback_exception_fails_the_claimed_items_of_the_response(
         ("failed", "KeyError: 'pages'"),
         ("in_progress", None),
     ]
+    assert crawl.stat("holocron/work_items/failed") == 2
 
 
 def test_an_exception_of_a_request_without_claimed_items_is_left_to_scrapy(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status, WorkItem
 from holocron_scrapy.store import StateStore, canonical_json, dedupe_hash, utcnow
 
 SYSTEM = "mediawiki"
@@ -329,7 +329,9 @@ def test_finish_items_only_from_in_progress(store: StateStore) -> None:
             Outcome(987654, Status.COMPLETED),  # no such item
         ]
     )
-    assert changed == 2
+    assert changed.applied == 2
+    assert changed.statuses == {"completed": 1, "failed": 1}
+    assert changed.stale == [c_id, 987654]
     row_a = row_of(store, a.resource_id)
     assert (row_a["status"], row_a["content_hash"], row_a["error_message"]) == (
         "completed",
@@ -344,9 +346,9 @@ def test_finish_items_only_from_in_progress(store: StateStore) -> None:
     assert len(row_b["error_message"]) == 4000
     assert row_of(store, "C")["status"] == "pending"
     # Finished already: a second outcome changes nothing.
-    assert store.finish_items([Outcome(a.id, Status.FAILED, "late")]) == 0
+    assert store.finish_items([Outcome(a.id, Status.FAILED, "late")]).stale == [a.id]
     assert row_of(store, a.resource_id)["status"] == "completed"
-    assert store.finish_items([]) == 0
+    assert store.finish_items([]).applied == 0
 
 
 def test_finish_items_keeps_content_hash_when_none(store: StateStore) -> None:
@@ -368,7 +370,7 @@ def test_commit_records_writes_rows_and_outcomes(store: StateStore) -> None:
         Outcome(w.id, Status.COMPLETED, content_hash=r.hash_sha256)
         for w, r in zip(claimed, rows, strict=True)
     ]
-    ingest_ids = store.commit_records(rows, outcomes)
+    ingest_ids = store.commit_records(rows, outcomes).ingest_ids
     assert len(ingest_ids) == 5
     assert len(set(ingest_ids)) == 5
     records = store.tables.ingest_records
@@ -391,7 +393,7 @@ def test_commit_records_writes_rows_and_outcomes(store: StateStore) -> None:
     assert store.counts(source_system=SYSTEM, source_name=NAME)["completed"] == 5
     for row in rows:
         assert row_of(store, row.resource_id)["content_hash"] == row.hash_sha256
-    assert store.commit_records([], []) == []
+    assert store.commit_records([], []).ingest_ids == []
 
 
 def test_commit_records_is_atomic_when_a_row_fails(store: StateStore) -> None:
@@ -406,7 +408,7 @@ def test_commit_records_is_atomic_when_a_row_fails(store: StateStore) -> None:
     assert record_count(store) == 0
     assert store.counts(source_system=SYSTEM, source_name=NAME)["in_progress"] == 2
     # The caller then fails the items separately.
-    assert store.finish_items([Outcome(a.id, Status.FAILED, "write failed")]) == 1
+    assert store.finish_items([Outcome(a.id, Status.FAILED, "write failed")]).applied == 1
 
 
 def test_commit_records_is_atomic_when_an_outcome_fails(store: StateStore) -> None:
@@ -417,8 +419,196 @@ def test_commit_records_is_atomic_when_an_outcome_fails(store: StateStore) -> No
             [ingest_row(a), ingest_row(b)],
             [Outcome(a.id, Status.COMPLETED), Outcome(b.id, "bogus")],  # type: ignore[arg-type]
         )
-    assert record_count(store) == 0  # the rows were inserted first, then rolled back
+    assert record_count(store) == 0  # rolled back with the outcomes
     assert row_of(store, "A")["status"] == "in_progress"
+
+
+# -- bounded retries (HOLOCRON_MAX_ATTEMPTS) --------------------------------------------------
+
+
+def test_a_failure_below_max_attempts_is_retried_later_with_growing_jittered_delays(
+    store: StateStore,
+) -> None:
+    policy = RetryPolicy(max_attempts=3, base_seconds=100.0, cap_seconds=3600.0)
+    store.add_work_items([item("A")])
+    delays = []
+    for attempt in (1, 2):
+        [a] = claim(store)
+        assert a.attempt == attempt
+        before = utcnow()
+        applied = store.finish_items(
+            [Outcome(a.id, Status.FAILED, f"HTTP 500 (try {attempt})")],
+            owner="worker-1",
+            retry=policy,
+        )
+        after = utcnow()
+        assert (applied.retried, dict(applied.statuses), applied.stale) == (1, {}, [])
+        row = row_of(store, "A")
+        assert (row["status"], row["attempt"], row["error_message"]) == (
+            "pending",
+            attempt,
+            f"HTTP 500 (try {attempt})",
+        )
+        assert (row["lease_owner"], row["lease_expires_at"], row["finished_at"]) == (
+            None,
+            None,
+            None,
+        )
+        nominal = 100.0 * 2 ** (attempt - 1)
+        # Equal jitter: between half the nominal delay and all of it.
+        low = before + timedelta(seconds=nominal / 2)
+        high = after + timedelta(seconds=nominal)
+        assert low <= row["next_retry_at"] <= high, (attempt, row["next_retry_at"])
+        delays.append((row["next_retry_at"] - before).total_seconds())
+        assert claim(store) == []  # not due yet
+        set_columns(store, a.id, next_retry_at=utcnow() - timedelta(seconds=1))
+    assert delays[0] <= delays[1]
+    [a] = claim(store)
+    assert a.attempt == 3
+    applied = store.finish_items(
+        [Outcome(a.id, Status.FAILED, "HTTP 500 (try 3)")], owner="worker-1", retry=policy
+    )
+    assert (applied.retried, dict(applied.statuses)) == (0, {"failed": 1})
+    row = row_of(store, "A")
+    assert (row["status"], row["attempt"], row["error_message"]) == (
+        "failed",
+        3,
+        "HTTP 500 (try 3)",
+    )
+    assert row["next_retry_at"] is None
+    assert row["finished_at"] is not None
+    assert claim(store) == []  # never retried again
+
+
+def test_retry_delay_is_capped() -> None:
+    policy = RetryPolicy(max_attempts=20, base_seconds=30.0, cap_seconds=3600.0)
+    rng = random.Random(7)
+    assert [policy.nominal_delay(n) for n in (1, 2, 3, 8, 9, 19)] == [
+        30.0,
+        60.0,
+        120.0,
+        3600.0,
+        3600.0,
+        3600.0,
+    ]
+    for attempt in range(1, 20):
+        nominal = policy.nominal_delay(attempt)
+        assert nominal / 2 <= policy.delay(attempt, rng) <= nominal
+    with pytest.raises(ValueError, match="max_attempts must be at least 1"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_a_retried_listing_keeps_its_cursor_and_a_final_one_drops_it(store: StateStore) -> None:
+    policy = RetryPolicy(max_attempts=2, base_seconds=0.0)
+    store.add_work_items([item("allpages?apnamespace=0", resource_type="listing")])
+    [listing] = claim(store)
+    assert store.save_cursor(listing.id, '{"apcontinue":"M"}', owner="worker-1", lease_seconds=60)
+    store.finish_items([Outcome(listing.id, Status.FAILED, "boom")], retry=policy)
+    [again] = claim(store)
+    assert again.cursor == '{"apcontinue":"M"}'
+    store.finish_items([Outcome(again.id, Status.FAILED, "boom")], retry=policy)
+    row = store.work_item(again.id)
+    assert row is not None
+    assert (row["status"], row["cursor"]) == ("failed", None)
+
+
+def test_commit_records_retries_its_failed_outcomes_too(store: StateStore) -> None:
+    store.add_work_items([item("A")])
+    [a] = claim(store)
+    applied = store.commit_records(
+        [], [Outcome(a.id, Status.FAILED, "lake write failed")], retry=RetryPolicy()
+    )
+    assert applied.retried == 1
+    assert row_of(store, "A")["status"] == "pending"
+
+
+# -- lease ownership --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["finish_items", "commit_records"])
+def test_an_outcome_for_a_lease_taken_over_is_dropped_with_its_row(
+    store: StateStore, how: str
+) -> None:
+    store.add_work_items([item("A"), item("B")])
+    a, b = claim(store, owner="old", lease_seconds=60)
+    set_columns(store, a.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    [taken] = claim(store, owner="new")  # the expired lease of A
+    assert taken.id == a.id
+    outcomes = [
+        Outcome(a.id, Status.COMPLETED, content_hash="1" * 64),
+        Outcome.completed(b, "2" * 64),
+    ]
+    if how == "finish_items":
+        applied = store.finish_items(outcomes, owner="old")
+    else:
+        applied = store.commit_records([ingest_row(a), ingest_row(b)], outcomes, owner="old")
+        assert len(applied.ingest_ids) == 1
+        with store.engine.connect() as conn:
+            ir = store.tables.ingest_records
+            assert list(conn.execute(sa.select(ir.c.work_item_id)).scalars()) == [b.id]
+    assert applied.stale == [a.id]
+    assert dict(applied.statuses) == {"completed": 1}
+    row = row_of(store, "A")
+    assert (row["status"], row["lease_owner"], row["content_hash"]) == ("in_progress", "new", None)
+    assert row_of(store, "B")["status"] == "completed"
+    # The new holder's outcome counts.
+    assert store.finish_items([Outcome.completed(taken, "3" * 64)], owner="new").applied == 1
+    assert row_of(store, "A")["content_hash"] == "3" * 64
+
+
+def test_a_repeated_commit_inserts_nothing_twice(store: StateStore) -> None:
+    """A commit retried after its answer was lost (the connection died) finds its items ended."""
+    store.add_work_items([item("A")])
+    [a] = claim(store)
+    outcome = Outcome.completed(a, "1" * 64)
+    assert len(store.commit_records([ingest_row(a)], [outcome], owner="worker-1").ingest_ids) == 1
+    again = store.commit_records([ingest_row(a)], [outcome], owner="worker-1")
+    assert (again.ingest_ids, again.stale) == ([], [a.id])
+    assert record_count(store) == 1
+
+
+def test_renew_leases_extends_the_owners_in_progress_items_only(store: StateStore) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(4)])
+    mine = claim(store, limit=2, owner="me", lease_seconds=10)
+    [theirs] = claim(store, limit=1, owner="them", lease_seconds=10)
+    before = utcnow()
+    renewed = store.renew_leases(
+        owner="me", work_item_ids=[w.id for w in mine] + [theirs.id], lease_seconds=600
+    )
+    assert renewed == 2
+    for w in mine:
+        expires = row_of(store, w.resource_id)["lease_expires_at"]
+        assert expires >= before + timedelta(seconds=599)
+    assert row_of(store, theirs.resource_id)["lease_expires_at"] < before + timedelta(seconds=11)
+    assert store.leased_ids(owner="me") == sorted(w.id for w in mine)
+    assert store.renew_leases(owner="me", work_item_ids=[], lease_seconds=600) == 0
+
+
+def test_outlook_counts_scheduled_retries_and_other_workers_live_leases(
+    store: StateStore,
+) -> None:
+    store.add_work_items([item(f"P{i}") for i in range(5)])
+    empty = store.outlook(source_system=SYSTEM, source_name=NAME, owner="me")
+    assert (empty.scheduled, empty.next_retry_at, empty.in_flight_elsewhere) == (0, None, 0)
+    [mine] = claim(store, limit=1, owner="me")
+    theirs = claim(store, limit=2, owner="them", lease_seconds=600)
+    [expired] = claim(store, limit=1, owner="dead", lease_seconds=600)
+    set_columns(store, expired.id, lease_expires_at=utcnow() - timedelta(seconds=5))
+    [failing] = claim(store, limit=1, owner="me")
+    store.finish_items(
+        [Outcome(failing.id, Status.FAILED, "x")],
+        owner="me",
+        retry=RetryPolicy(base_seconds=100.0),
+    )
+    outlook = store.outlook(source_system=SYSTEM, source_name=NAME, owner="me")
+    assert outlook.scheduled == 1
+    assert outlook.next_retry_at is not None
+    assert utcnow() + timedelta(seconds=49) <= outlook.next_retry_at
+    assert outlook.in_flight_elsewhere == len(theirs) == 2  # not mine, not the expired one
+    assert outlook.first_lease_expiry is not None
+    assert mine.id not in {w.id for w in theirs}
+    other = store.outlook(source_system=SYSTEM, source_name="elsewhere", owner="me")
+    assert (other.scheduled, other.in_flight_elsewhere) == (0, 0)
 
 
 # -- release, requeue, counts -----------------------------------------------------------------

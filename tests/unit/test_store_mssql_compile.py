@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 
-from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, Status
+from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status
 from holocron_scrapy.store import StateStore
 
 if TYPE_CHECKING:
@@ -95,11 +95,19 @@ def _exercise(store: StateStore) -> None:
         first.id,
         first.attempt,
     )
-    assert len(store.commit_records([row], [Outcome(first.id, Status.COMPLETED)])) == 1
-    assert store.finish_items([Outcome(second.id, Status.FAILED, "boom")]) == 1
+    assert store.renew_leases(owner="o", work_item_ids=[first.id, second.id], lease_seconds=60) == 2
+    assert len(store.leased_ids(owner="o")) == 5
+    committed = store.commit_records([row], [Outcome(first.id, Status.COMPLETED)], owner="o")
+    assert len(committed.ingest_ids) == 1
+    retried = store.finish_items(
+        [Outcome(second.id, Status.FAILED, "boom")], owner="o", retry=RetryPolicy()
+    )
+    assert retried.retried == 1
+    outlook = store.outlook(source_system=SYSTEM, source_name=NAME, owner="o")
+    assert (outlook.scheduled, outlook.in_flight_elsewhere) == (1, 0)
     assert store.release(owner="o", work_item_ids=[third.id]) == 1
     assert store.release(owner="o") == 2
-    assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.FAILED]) == 1
+    assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.PENDING]) == 5
     assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 5
     assert store.work_item(first.id) is not None
     store.finish_run(run_id, status="finished", reason="done", counts={"items_completed": 1})
@@ -169,6 +177,19 @@ def test_claim_compiles_to_for_update_skip_locked_on_postgresql(
     assert "FOR UPDATE SKIP LOCKED" in sql
     assert "RETURNING work_items.id" in sql
     assert "WITH (UPDLOCK" not in sql
+
+
+def test_outcomes_lock_the_leased_rows_first(captured: list[Captured]) -> None:
+    """The outcome writers read the items still leased to them under an update lock, so that a
+    concurrent claim of an expired lease waits (or skips them) until the outcome is written."""
+    selects = [s for s in captured if "lease_owner" in _compile(s, _mssql())]
+    locking = [s for s in selects if "UPDLOCK, ROWLOCK)" in _compile(s, _mssql())]
+    assert len(locking) == 2  # commit_records and finish_items
+    for statement in locking:
+        sql = _compile(statement, _mssql())
+        assert sql.startswith("SELECT work_items.id, work_items.attempt, work_items.depth")
+        assert "work_items.lease_owner = " in sql
+        assert "FOR UPDATE" in _compile(statement, _postgresql())
 
 
 def test_sqlite_and_postgresql_users_never_import_pyodbc(tmp_path: Path) -> None:
