@@ -155,7 +155,7 @@ class Outage:
         what: str,
         stats: StatsCollector,
         *,
-        max_delay: float = 10.0,
+        max_delay: float = 5.0,
         max_seconds: float = 3600.0,
     ) -> None:
         self.key = key
@@ -290,6 +290,7 @@ class Frontier:
         self._claim_uncertain = False  # a claim failed in transit: it may have leased items
         self._renewed_at = time.monotonic()
         self._stale_logged = False
+        self._wait_logged = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -785,6 +786,8 @@ class Frontier:
             raise
         self.db_outage.recovered()
         logger.debug("Claimed %(n)d work items", {"n": len(items)})
+        if items:
+            self._wait_logged = False
         self._exhausted = not items
         self.in_flight.update(item.id for item in items)
         self.stats.inc_value("holocron/frontier/claimed", len(items))
@@ -847,7 +850,10 @@ class Frontier:
         wait = max(0.0, min(waits))
         self._waiting = True
         self.stats.inc_value("holocron/frontier/waits")
-        logger.info(
+        level = logging.DEBUG if self._wait_logged else logging.INFO
+        self._wait_logged = True  # once until work is claimed again
+        logger.log(
+            level,
             "Nothing to claim now: %(others)d items in flight with other workers, %(n)d "
             "scheduled retries (the first in %(retry)s s); claiming again in %(wait).1f s",
             {

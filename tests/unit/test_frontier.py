@@ -370,7 +370,7 @@ def test_an_unreachable_database_keeps_the_buffers_and_is_logged_once_per_outage
     asyncio.run(run())
     assert frontier_logs(caplog, logging.WARNING) == [
         "State database unreachable (OperationalError: attempt to write a readonly database); "
-        "retrying, with back-off up to 10 s, for up to 3600 s"
+        "retrying, with back-off up to 5 s, for up to 3600 s"
     ]
     [back] = [m for m in frontier_logs(caplog, logging.INFO) if "reachable again" in m]
     assert back.startswith("State database reachable again after ")

@@ -1,0 +1,131 @@
+"""End to end: three ``scrapy crawl`` processes share one PostgreSQL frontier (guarantee 3).
+
+Three real crawls of the MediaWiki test bed start at once, with their own worker ids, on the
+same source and the same state database (a random schema of the PostgreSQL server of the tests).
+Each claims small batches (``HOLOCRON_CLAIM_SIZE=10``), so the work spreads; a worker with
+nothing to claim while the others have items in flight waits for them (they may discover more).
+
+Every request each process made is read from its own DEBUG log (Scrapy's "Crawled (200) <GET
+…>" lines), so fetches are counted per process and per title: the union of the titles fetched
+must be exactly the work items of the ground truth, none fetched twice, every process must have
+fetched some, all must exit 0, and none may exit while another still had work in flight.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.e2e.crawl_helpers import (
+    FAST_SETTINGS,
+    REPO_ROOT,
+    SOURCE_NAME,
+    CrawlResult,
+    assert_records_match,
+    assert_work_items_match,
+    crawl_command,
+    expect_crawl,
+    write_source,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.e2e.crawl_helpers import Database
+    from tests.e2e.wiki import MediaWiki
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 3
+SEED = "Darth Vader"
+MAX_DEPTH = 2
+TIMEOUT = 300.0
+SETTINGS = {**FAST_SETTINGS, "MEDIAWIKI_TITLES_PER_REQUEST": 5, "DOWNLOAD_DELAY": 0.1}
+ARGS = ["-s", "HOLOCRON_CLAIM_SIZE=10", "-s", "HOLOCRON_IDLE_POLL=0.5"]
+CRAWLED = "] DEBUG: Crawled ("
+
+
+def fetched_titles(log: str) -> list[str]:
+    """The titles of every page query (``prop=revisions``) a crawl's DEBUG log says it made."""
+    titles = []
+    for line in log.splitlines():
+        if CRAWLED not in line:
+            continue
+        url = line.split("<GET ", 1)[1].split(">", 1)[0]
+        query = parse_qs(urlsplit(url).query)
+        if query.get("prop", [""])[0].startswith("revisions"):
+            titles.extend(query["titles"][0].split("|"))
+    return titles
+
+
+@pytest.mark.parametrize("crawl_db", ["postgresql"], indirect=True)
+def test_three_workers_share_one_frontier_and_fetch_nothing_twice(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    source = write_source(
+        tmp_path / f"{SOURCE_NAME}.yaml",
+        mediawiki.api_url,
+        [SEED],
+        max_depth=MAX_DEPTH,
+        settings=SETTINGS,
+    )
+    lake = tmp_path / "lake"
+    expected = expect_crawl(mediawiki, [SEED], MAX_DEPTH)
+    logs = [tmp_path / f"worker{n}.log" for n in range(1, WORKERS + 1)]
+    procs = []
+    started = time.monotonic()
+    try:
+        for n, log_path in enumerate(logs, 1):
+            cmd = crawl_command(
+                source,
+                lake,
+                crawl_db,
+                args=[*ARGS, "-s", f"HOLOCRON_WORKER_ID=worker{n}"],
+                log_level="DEBUG",
+            )
+            with log_path.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+                )
+        for proc in procs:
+            proc.wait(timeout=TIMEOUT)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = time.monotonic() - started
+    results = [CrawlResult(p.returncode, log).check(0) for p, log in zip(procs, logs, strict=True)]
+
+    per_worker = [fetched_titles(r.log) for r in results]
+    counts = Counter(title for titles in per_worker for title in titles)
+    twice = {title: n for title, n in counts.items() if n > 1}
+    print(
+        f"{WORKERS} workers in {elapsed:.1f} s: titles fetched per worker "
+        f"{[len(t) for t in per_worker]}, page requests "
+        f"{[r.stat('downloader/request_count') for r in results]}, completed "
+        f"{[r.stat('holocron/work_items/completed') for r in results]}, waits "
+        f"{[r.stat('holocron/frontier/waits') for r in results]}"
+    )
+    assert not twice, f"titles fetched more than once: {twice}"
+    assert set(counts) == set(expected.items), "the union of the fetches is not the ground truth"
+    assert all(per_worker), "a worker fetched nothing: the work was not shared"
+
+    # The union equals the ground truth: one row and one lake file per page, nothing left.
+    assert_work_items_match(expected, crawl_db)
+    assert_records_match(expected, crawl_db, lake)
+    assert sum(r.stat("holocron/work_items/completed") for r in results) == len(
+        expected.truth.pages
+    )
+    assert sum(r.stat("holocron/outcomes/stale_lease") for r in results) == 0
+    runs = crawl_db.runs()
+    assert sorted(run["worker_id"] for run in runs) == [f"worker{n}" for n in range(1, 4)]
+    assert {run["status"] for run in runs} == {"finished"}
+    # No worker left while another still had work in flight (it might have found more).
+    last_item = max(i["finished_at"] for i in crawl_db.work_items())
+    assert all(run["finished_at"] >= last_item for run in runs), (last_item, runs)
