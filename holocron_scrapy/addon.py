@@ -20,6 +20,9 @@ class HolocronAddon:
         # Close to the spider, so discoveries and outcomes leave the stream first.
         settings["SPIDER_MIDDLEWARES"][f"{PREFIX}.middlewares.state.StateMiddleware"] = 950
         settings["DOWNLOADER_MIDDLEWARES"][f"{PREFIX}.middlewares.claims.ClaimCheckMiddleware"] = 50
+        # After the claim check: only requests that will be fetched take a slot of the budget.
+        budget = f"{PREFIX}.middlewares.budget.SharedBudgetMiddleware"
+        settings["DOWNLOADER_MIDDLEWARES"][budget] = 60
         # Its process_response runs before RetryMiddleware's (550): Retry-After is honoured and
         # 429/503 are not retried a second time without waiting.
         settings["DOWNLOADER_MIDDLEWARES"][

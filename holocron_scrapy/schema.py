@@ -1,7 +1,8 @@
 """The SQL tables of the crawl state and the ingest log (SQLAlchemy Core, all dialects).
 
 ``work_items`` is the durable queue, ``IngestRecords`` the log of fetched resources (one row per
-lake file), ``runs`` one row per crawl process. The SQL Server DDL in ``sql/`` is generated from
+lake file), ``runs`` one row per crawl process, ``source_budget`` the request budget of a source
+shared by all the processes crawling it. The SQL Server DDL in ``sql/`` is generated from
 these definitions (:mod:`holocron_scrapy.ddl`).
 """
 
@@ -55,6 +56,7 @@ class Tables:
     work_items: sa.Table
     ingest_records: sa.Table
     runs: sa.Table
+    source_budget: sa.Table
 
 
 def _zero() -> sa.TextClause:
@@ -155,6 +157,19 @@ def _runs(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _source_budget(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "source_budget",
+        metadata,
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        # The earliest time the next request to the source may be sent, by any process.
+        sa.Column("next_request_at", UTC_DATETIME, nullable=False),
+        sa.Column("requests", sa.BigInteger(), nullable=False, server_default=_zero()),
+        sa.PrimaryKeyConstraint("source_system", "source_name", name="pk_source_budget"),
+    )
+
+
 def build_tables(schema: str | None) -> Tables:
     """Build the tables in ``schema`` (``None``: the connection's default, e.g. on SQLite)."""
     metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
@@ -163,4 +178,5 @@ def build_tables(schema: str | None) -> Tables:
         work_items=_work_items(metadata),
         ingest_records=_ingest_records(metadata),
         runs=_runs(metadata),
+        source_budget=_source_budget(metadata),
     )

@@ -514,6 +514,54 @@ class StateStore:
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
 
+    def reserve_request(
+        self, *, source_system: str, source_name: str, interval_seconds: float
+    ) -> float:
+        """Reserve the source's next request slot; return the seconds to wait for it.
+
+        The source's ``source_budget`` row holds the earliest time of its next request. In one
+        transaction, under a row lock (``FOR UPDATE``; ``UPDLOCK`` on SQL Server; SQLite's
+        ``BEGIN IMMEDIATE``), the slot is ``max(next_request_at, now)`` and ``next_request_at``
+        moves ``interval_seconds`` past it: every process crawling the source gets its own
+        slot, ``interval_seconds`` apart, so together they make one request per interval.
+        """
+        budget = self.tables.source_budget
+        key = sa.and_(budget.c.source_system == source_system, budget.c.source_name == source_name)
+        locked = (
+            sa.select(budget.c.next_request_at)
+            .where(key)
+            .with_for_update()
+            .with_hint(budget, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
+        )
+        for _ in range(2):  # the second time after losing a race to create the row
+            try:
+                with self.engine.begin() as conn:
+                    now = utcnow()
+                    row = conn.execute(locked).first()
+                    slot = now if row is None else max(_as_datetime(row[0]) or now, now)
+                    values = {
+                        "next_request_at": slot + timedelta(seconds=interval_seconds),
+                    }
+                    if row is None:
+                        conn.execute(
+                            sa.insert(budget).values(
+                                source_system=source_system,
+                                source_name=source_name,
+                                requests=1,
+                                **values,
+                            )
+                        )
+                    else:
+                        conn.execute(
+                            sa.update(budget)
+                            .where(key)
+                            .values(requests=budget.c.requests + 1, **values)
+                        )
+                    return max(0.0, (slot - now).total_seconds())
+            except sa.exc.IntegrityError:
+                continue
+        raise RuntimeError("could not create the source_budget row")  # pragma: no cover
+
     def counts(self, *, source_system: str, source_name: str) -> dict[str, int]:
         """Items of the source per status, every :class:`Status` value present."""
         wi = self.tables.work_items

@@ -74,6 +74,18 @@ CREATE TABLE ingest.runs (
 END
 GO
 
+IF OBJECT_ID(N'[ingest].[source_budget]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.source_budget (
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	next_request_at DATETIME2 NOT NULL,
+	requests BIGINT NOT NULL DEFAULT 0,
+	CONSTRAINT pk_source_budget PRIMARY KEY (source_system, source_name)
+);
+END
+GO
+
 IF OBJECT_ID(N'[ingest].[work_items]', N'U') IS NULL
 BEGIN
 CREATE TABLE ingest.work_items (

@@ -41,10 +41,10 @@ BACKOFF = 2.0  # s: attempt 1 waits 1-2 s, attempt 2 waits 2-4 s (equal jitter)
 
 
 class FailingProxy:
-    """Forwards to the wiki; answers 404 to every request for ``broken``. ``seen`` holds
-    (monotonic time, titles) of every request."""
+    """Forwards to the wiki; answers 404 to every request for ``broken`` (if any). ``seen``
+    holds (monotonic time, titles) of every request (tests/e2e/test_workers.py uses it too)."""
 
-    def __init__(self, wiki: MediaWiki, broken: str) -> None:
+    def __init__(self, wiki: MediaWiki, broken: str | None) -> None:
         self.seen: list[tuple[float, str]] = []
         self.lock = threading.Lock()
         proxy = self

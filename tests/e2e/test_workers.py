@@ -13,7 +13,9 @@ fetched some, all must exit 0, and none may exit while another still had work in
 
 from __future__ import annotations
 
+import bisect
 import subprocess
+import threading
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -32,8 +34,10 @@ from tests.e2e.crawl_helpers import (
     expect_crawl,
     write_source,
 )
+from tests.e2e.test_retries import FailingProxy
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.e2e.crawl_helpers import Database
@@ -77,30 +81,9 @@ def test_three_workers_share_one_frontier_and_fetch_nothing_twice(
     lake = tmp_path / "lake"
     expected = expect_crawl(mediawiki, [SEED], MAX_DEPTH)
     logs = [tmp_path / f"worker{n}.log" for n in range(1, WORKERS + 1)]
-    procs = []
     started = time.monotonic()
-    try:
-        for n, log_path in enumerate(logs, 1):
-            cmd = crawl_command(
-                source,
-                lake,
-                crawl_db,
-                args=[*ARGS, "-s", f"HOLOCRON_WORKER_ID=worker{n}"],
-                log_level="DEBUG",
-            )
-            with log_path.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
-                )
-        for proc in procs:
-            proc.wait(timeout=TIMEOUT)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results = run_workers(source, lake, crawl_db, logs, ARGS)
     elapsed = time.monotonic() - started
-    results = [CrawlResult(p.returncode, log).check(0) for p, log in zip(procs, logs, strict=True)]
 
     per_worker = [fetched_titles(r.log) for r in results]
     counts = Counter(title for titles in per_worker for title in titles)
@@ -129,3 +112,80 @@ def test_three_workers_share_one_frontier_and_fetch_nothing_twice(
     # No worker left while another still had work in flight (it might have found more).
     last_item = max(i["finished_at"] for i in crawl_db.work_items())
     assert all(run["finished_at"] >= last_item for run in runs), (last_item, runs)
+
+
+# -- one politeness budget for all the workers -----------------------------------------------
+
+BUDGET_DELAY = 0.2  # s between two requests to the source, whichever worker sends them
+WINDOW = 2.0  # s
+
+
+@pytest.fixture
+def recording_proxy(mediawiki: MediaWiki) -> Iterator[FailingProxy]:
+    proxy = FailingProxy(mediawiki, None)
+    threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
+    yield proxy
+    proxy.server.shutdown()
+    proxy.server.server_close()
+
+
+def run_workers(
+    source: Path, lake: Path, db: Database, logs: list[Path], args: list[str]
+) -> list[CrawlResult]:
+    """Start one crawl per log file at once, each its own worker; wait for them all."""
+    procs = []
+    try:
+        for n, log_path in enumerate(logs, 1):
+            cmd = crawl_command(
+                source,
+                lake,
+                db,
+                args=[*args, "-s", f"HOLOCRON_WORKER_ID=worker{n}"],
+                log_level="DEBUG",
+            )
+            with log_path.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+                )
+        for proc in procs:
+            proc.wait(timeout=TIMEOUT)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return [CrawlResult(p.returncode, log).check(0) for p, log in zip(procs, logs, strict=True)]
+
+
+@pytest.mark.parametrize("crawl_db", ["postgresql"], indirect=True)
+def test_three_workers_keep_one_request_rate_between_them(
+    mediawiki: MediaWiki, recording_proxy: FailingProxy, tmp_path: Path, crawl_db: Database
+) -> None:
+    source = write_source(
+        tmp_path / f"{SOURCE_NAME}.yaml",
+        recording_proxy.url,
+        [SEED],
+        max_depth=MAX_DEPTH,
+        settings={**FAST_SETTINGS, "MEDIAWIKI_TITLES_PER_REQUEST": 10},
+    )
+    lake = tmp_path / "lake"
+    logs = [tmp_path / f"worker{n}.log" for n in range(1, WORKERS + 1)]
+    results = run_workers(
+        source, lake, crawl_db, logs, [*ARGS, "-s", f"HOLOCRON_BUDGET_DELAY={BUDGET_DELAY}"]
+    )
+    times = sorted(t for t, _ in recording_proxy.seen)
+    n = len(times)
+    span = times[-1] - times[0]
+    busiest = max(bisect.bisect_left(times, t + WINDOW) - i for i, t in enumerate(times))
+    per_worker = [r.stat("holocron/budget/reserved") for r in results]
+    print(
+        f"{n} requests from {WORKERS} workers {per_worker} in {span:.1f} s "
+        f"({n / span:.2f}/s; budget {1 / BUDGET_DELAY:.0f}/s); busiest {WINDOW:.0f} s: {busiest}"
+    )
+    assert all(per_worker), "a worker sent nothing: the work was not shared"
+    assert sum(per_worker) == n  # every request took a slot of the one budget
+    assert span >= (n - 1) * BUDGET_DELAY - 1.0, (n, span)
+    assert busiest <= WINDOW / BUDGET_DELAY + 3, busiest
+    expected = expect_crawl(mediawiki, [SEED], MAX_DEPTH)
+    assert_work_items_match(expected, crawl_db)
+    assert_records_match(expected, crawl_db, lake)

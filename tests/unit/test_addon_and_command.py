@@ -45,6 +45,7 @@ def test_the_addon_enables_every_component_at_its_priority() -> None:
     }
     assert settings.getdict("DOWNLOADER_MIDDLEWARES") == {
         "holocron_scrapy.middlewares.claims.ClaimCheckMiddleware": 50,
+        "holocron_scrapy.middlewares.budget.SharedBudgetMiddleware": 60,
         "holocron_scrapy.middlewares.retry_after.RetryAfterMiddleware": 560,
     }
     assert settings.getdict("ITEM_PIPELINES") == {

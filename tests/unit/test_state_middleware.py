@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,9 +15,11 @@ from scrapy.http import TextResponse
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
+from holocron_scrapy.middlewares.budget import SharedBudgetMiddleware
 from holocron_scrapy.middlewares.claims import ClaimCheckMiddleware, StaleClaim
 from holocron_scrapy.middlewares.state import StateMiddleware
 from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.store import StateStore
 from tests.unit.conftest import SOURCE_NAME
 
 if TYPE_CHECKING:
@@ -166,8 +170,84 @@ def test_a_request_without_work_items_is_fetched(crawl: Crawl) -> None:
     assert crawl.stat("holocron/frontier/stale_requests") is None
 
 
-@pytest.mark.parametrize("middleware", [StateMiddleware, ClaimCheckMiddleware])
+@pytest.mark.parametrize(
+    "middleware", [StateMiddleware, ClaimCheckMiddleware, SharedBudgetMiddleware]
+)
 def test_the_middlewares_need_the_frontier(middleware: type[Any], tmp_path: Path) -> None:
-    crawler = get_crawler(settings_dict={"HOLOCRON_DB_URL": f"sqlite:///{tmp_path}/s.db"})
+    crawler = get_crawler(
+        settings_dict={"HOLOCRON_DB_URL": f"sqlite:///{tmp_path}/s.db", "DOWNLOAD_DELAY": 1}
+    )
     with pytest.raises(NotConfigured, match="Frontier extension is not enabled"):
         build_from_crawler(middleware, crawler)
+
+
+# -- the shared request budget (SharedBudgetMiddleware) ------------------------------------------
+
+
+def test_requests_wait_for_their_slot_of_the_sources_shared_budget(
+    make_crawl: Callable[..., Crawl],
+) -> None:
+    first = make_crawl({"HOLOCRON_BUDGET_DELAY": 0.3})
+    other = make_crawl({"HOLOCRON_BUDGET_DELAY": 0.3})  # a second process on the same source
+    mws = [build_from_crawler(SharedBudgetMiddleware, c.crawler) for c in (first, other)]
+    request = Request(f"{API}?action=query")
+
+    async def run() -> list[float]:
+        for crawl in (first, other):
+            await crawl.frontier.spider_opened(crawl.spider)
+        started = time.monotonic()
+        times = []
+        for mw in (mws[0], mws[1], mws[0], mws[1]):
+            assert await mw.process_request(request) is None
+            times.append(time.monotonic() - started)
+        return times
+
+    times = asyncio.run(run())
+    # One budget for both: four requests take three intervals, whoever sends them.
+    assert times[0] < 0.3
+    assert times[-1] >= 0.85, times
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(times)), times
+    assert (first.stat("holocron/budget/reserved"), other.stat("holocron/budget/reserved")) == (
+        2,
+        2,
+    )
+    assert first.stat("holocron/budget/waited") + other.stat("holocron/budget/waited") >= 3
+
+
+def test_the_budget_follows_download_delay_and_is_off_without_a_delay(
+    make_crawl: Callable[..., Crawl],
+) -> None:
+    polite = make_crawl({"DOWNLOAD_DELAY": 1.5})
+    assert build_from_crawler(SharedBudgetMiddleware, polite.crawler).interval == 1.5
+    for settings in (
+        {"DOWNLOAD_DELAY": 0},
+        {"DOWNLOAD_DELAY": 1, "HOLOCRON_BUDGET_ENABLED": False},
+    ):
+        crawl = make_crawl(settings)
+        with pytest.raises(NotConfigured):
+            build_from_crawler(SharedBudgetMiddleware, crawl.crawler)
+
+
+def test_an_unreachable_budget_lets_requests_go_on_and_says_so_once(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
+) -> None:
+    crawl = make_crawl({"HOLOCRON_BUDGET_DELAY": 5})
+    mw = build_from_crawler(SharedBudgetMiddleware, crawl.crawler)
+    database = crawl.tmp_path / "state" / "state.db"
+    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
+    crawl.stores.append(read_only)
+
+    async def run() -> None:
+        await crawl.frontier.spider_opened(crawl.spider)
+        writable, crawl.frontier.store.engine = crawl.frontier.store.engine, read_only.engine
+        try:
+            for _ in range(2):
+                assert await asyncio.wait_for(mw.process_request(Request(API)), 2) is None
+        finally:
+            crawl.frontier.store.engine = writable
+
+    asyncio.run(run())
+    assert crawl.stat("holocron/budget/errors") == 2
+    warnings = [m for n, _, m in caplog.record_tuples if n == "holocron_scrapy.middlewares.budget"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Could not reserve a request slot in the shared budget (")

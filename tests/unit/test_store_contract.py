@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -609,6 +610,44 @@ def test_outlook_counts_scheduled_retries_and_other_workers_live_leases(
     assert mine.id not in {w.id for w in theirs}
     other = store.outlook(source_system=SYSTEM, source_name="elsewhere", owner="me")
     assert (other.scheduled, other.in_flight_elsewhere) == (0, 0)
+
+
+# -- the shared request budget ----------------------------------------------------------------
+
+
+def test_reserve_request_hands_out_slots_an_interval_apart(store: StateStore) -> None:
+    def reserve(name: str = NAME) -> float:
+        return store.reserve_request(source_system=SYSTEM, source_name=name, interval_seconds=10)
+
+    first, second, third = reserve(), reserve(), reserve()
+    assert first == 0.0
+    assert 9.0 <= second <= 10.0
+    assert 19.0 <= third <= 20.0
+    assert reserve("elsewhere") == 0.0  # a budget per source
+    budget = store.tables.source_budget
+    with store.engine.connect() as conn:
+        rows = {r.source_name: r for r in conn.execute(sa.select(budget))}
+    assert (rows[NAME].requests, rows["elsewhere"].requests) == (3, 1)
+    assert rows[NAME].next_request_at > utcnow() + timedelta(seconds=29)
+
+
+def test_concurrent_reservations_never_share_a_slot(store: StateStore) -> None:
+    """Threads racing for the slots (and, on a server, to create the row) each get their own."""
+    barrier = threading.Barrier(6)
+
+    def reserve_five(_: int) -> list[float]:
+        barrier.wait()
+        return [
+            store.reserve_request(source_system=SYSTEM, source_name=NAME, interval_seconds=10)
+            for _ in range(5)
+        ]
+
+    with ThreadPoolExecutor(6) as pool:
+        waits = sorted(w for ws in pool.map(reserve_five, range(6)) for w in ws)
+    assert len(waits) == 30
+    assert waits[0] == 0.0
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
+    assert all(8.0 <= gap <= 12.0 for gap in gaps), gaps  # 10 s apart, give or take the test
 
 
 # -- release, requeue, counts -----------------------------------------------------------------

@@ -110,6 +110,8 @@ def _exercise(store: StateStore) -> None:
     assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.PENDING]) == 5
     assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 5
     assert store.work_item(first.id) is not None
+    assert store.reserve_request(source_system=SYSTEM, source_name=NAME, interval_seconds=1) == 0
+    assert store.reserve_request(source_system=SYSTEM, source_name=NAME, interval_seconds=1) > 0
     store.finish_run(run_id, status="finished", reason="done", counts={"items_completed": 1})
 
 
@@ -185,6 +187,11 @@ def test_outcomes_lock_the_leased_rows_first(captured: list[Captured]) -> None:
     selects = [s for s in captured if "lease_owner" in _compile(s, _mssql())]
     locking = [s for s in selects if "UPDLOCK, ROWLOCK)" in _compile(s, _mssql())]
     assert len(locking) == 2  # commit_records and finish_items
+    budget = [
+        s for s in captured if "source_budget WITH (UPDLOCK, ROWLOCK)" in _compile(s, _mssql())
+    ]
+    assert len(budget) == 2  # one per reservation
+    assert "FOR UPDATE" in _compile(budget[0], _postgresql())
     for statement in locking:
         sql = _compile(statement, _mssql())
         assert sql.startswith("SELECT work_items.id, work_items.attempt, work_items.depth")

@@ -1,0 +1,76 @@
+"""Downloader middleware: one request budget per source, shared by every process crawling it.
+
+``DOWNLOAD_DELAY`` spaces the requests of one process; N processes on one source would make N
+times as many. This middleware asks the state database for the source's next request slot
+(:meth:`StateStore.reserve_request`: ``HOLOCRON_BUDGET_DELAY`` seconds apart, by default the
+``DOWNLOAD_DELAY``) and waits for it before the request goes on to its download slot, so the
+processes together keep the one rate. The reservation runs in a thread and the wait does not
+block the reactor. Off (``NotConfigured``) when the delay is 0 or ``HOLOCRON_BUDGET_ENABLED`` is
+False. A reservation that fails (the database is unreachable) lets the request go on under the
+process's own ``DOWNLOAD_DELAY`` and is counted (``holocron/budget/errors``) and logged once.
+Stats: ``holocron/budget/reserved``, ``holocron/budget/waited`` (requests that waited) and
+``holocron/budget/wait_ms``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Self
+
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.asyncio import run_in_thread, sleep
+
+from holocron_scrapy.frontier import Frontier, frontier_of, short_error
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+
+class SharedBudgetMiddleware:
+    def __init__(self, frontier: Frontier, interval: float) -> None:
+        self.frontier = frontier
+        self.interval = interval
+        self._error_logged = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("HOLOCRON_BUDGET_ENABLED", True):
+            raise NotConfigured("HOLOCRON_BUDGET_ENABLED is off")
+        interval = settings.getfloat(
+            "HOLOCRON_BUDGET_DELAY", settings.getfloat("DOWNLOAD_DELAY", 0.0)
+        )
+        if interval <= 0:
+            raise NotConfigured("no shared request budget without a delay")
+        return cls(frontier_of(crawler), interval)
+
+    async def process_request(self, request: Request) -> None:
+        spider = self.frontier.spider
+        if spider is None:
+            return
+        stats = self.frontier.stats
+        try:
+            wait: float = await run_in_thread(
+                self.frontier.store.reserve_request,
+                source_system=spider.source_system,
+                source_name=spider.source_name,
+                interval_seconds=self.interval,
+            )
+        except Exception as exc:
+            stats.inc_value("holocron/budget/errors")
+            if not self._error_logged:
+                self._error_logged = True
+                logger.warning(
+                    "Could not reserve a request slot in the shared budget (%(error)s): "
+                    "requests go on under this process's DOWNLOAD_DELAY (logged once)",
+                    {"error": short_error(exc)},
+                )
+            return
+        stats.inc_value("holocron/budget/reserved")
+        if wait > 0:
+            stats.inc_value("holocron/budget/waited")
+            stats.inc_value("holocron/budget/wait_ms", round(wait * 1000))
+            await sleep(wait)
