@@ -856,6 +856,75 @@ def test_leases_in_flight_are_renewed_every_third_of_the_lease(
     asyncio.run(run())
 
 
+def test_claims_whose_answer_was_lost_go_back_to_the_queue_after_the_outage(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> list[WorkItem]:
+        await frontier.spider_opened(spider)
+        [known] = await asyncio.to_thread(
+            crawl.store.claim,
+            source_system="mediawiki",
+            source_name=SOURCE_NAME,
+            owner=frontier.owner,
+            run_id=frontier.run_id,
+            limit=1,
+            lease_seconds=600,
+        )
+        frontier.in_flight.add(known.id)
+        # A claim committed, but the connection died before its answer came back.
+        lost = await asyncio.to_thread(
+            crawl.store.claim,
+            source_system="mediawiki",
+            source_name=SOURCE_NAME,
+            owner=frontier.owner,
+            run_id=frontier.run_id,
+            limit=2,
+            lease_seconds=600,
+        )
+        frontier._claim_uncertain = True
+        again = await frontier.claim_batch()  # releases the two first, then claims them
+        assert sorted(i.id for i in again) == sorted(i.id for i in lost)
+        assert [i.attempt for i in again] == [1, 1]  # the lost claim did not count
+        await frontier.spider_closed(spider, "shutdown")
+        return lost
+
+    asyncio.run(run())
+    assert crawl.stat("holocron/frontier/released_orphans") == 2
+    assert "Released 2 claims whose answer was lost with the database connection" in (
+        frontier_logs(caplog, logging.INFO)
+    )
+
+
+def test_a_database_gone_longer_than_the_outage_limit_stops_the_crawl(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
+) -> None:
+    crawl = make_crawl({"HOLOCRON_OUTAGE_MAX": 0})
+    frontier, spider = crawl.frontier, crawl.spider
+    engine = RecordingEngine()
+    crawl.crawler.engine = engine  # type: ignore[assignment]
+    database = crawl.tmp_path / "state" / "state.db"
+    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
+    crawl.stores.append(read_only)
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        [item, *_] = await frontier.claim_batch()
+        crawl.store.engine, writable = read_only.engine, crawl.store.engine
+        try:
+            with pytest.raises(sa.exc.OperationalError):
+                await frontier.commit_records([], [Outcome.completed(item, "ab" * 32)])
+        finally:
+            crawl.store.engine = writable
+        await wait_for(lambda: engine.close_reasons == ["state_database_unreachable"])
+
+    asyncio.run(run())
+    [line] = frontier_logs(caplog, logging.ERROR)
+    assert line.startswith("State database unreachable for more than 0 s (OperationalError: ")
+    assert line.endswith("): stopping")
+
+
 def test_recrawl_all_requeues_finished_items(make_crawl: Callable[..., Crawl]) -> None:
     hashes = {title: f"{i:064x}" for i, title in enumerate(SEEDS, start=1)}
 
