@@ -563,7 +563,7 @@ class Frontier:
             try:
                 result = await run_in_thread(fn, *args, **kwargs)
             except Exception as exc:
-                if not database_unreachable(exc) or self._closing:
+                if not database_unreachable(exc) or self.stopping():
                     raise
                 delay = self.db_outage.failed(exc)
                 if self.db_outage.exceeded():
@@ -577,9 +577,22 @@ class Frontier:
     async def _flush_or_wait(self, what: str) -> None:
         """Flush the buffers; while the database is unreachable, wait and flush again."""
         while not await self.flush():
-            if not self.db_outage.active or self.db_outage.exceeded() or self._closing:
+            if not self.db_outage.active or self.db_outage.exceeded() or self.stopping():
                 raise CrawlStateError(f"the crawl state could not be written ({what})")
             await sleep(self.db_outage.delay())
+
+    def stopping(self) -> bool:
+        """The crawl is being stopped (Ctrl-C, or it is closing): waiting out an outage ends
+        (what is unwritten is fetched again by the next run)."""
+        engine = self._engine()
+        return self._closing or (engine is not None and not getattr(engine, "running", True))
+
+    def _engine(self) -> Any:
+        """The crawl's engine, or None before the crawl starts."""
+        try:
+            return self.crawler.engine
+        except RuntimeError:  # Scrapy: "Crawler.engine is not set yet"
+            return None
 
     def _give_up(self, exc: BaseException) -> None:
         """The database stayed out of reach longer than HOLOCRON_OUTAGE_MAX: stop the crawl
@@ -591,7 +604,7 @@ class Frontier:
             {"limit": self.db_outage.max_seconds, "error": short_error(exc)},
         )
         self._closing = True
-        engine = self.crawler.engine
+        engine = self._engine()
         if engine is not None:
             deferred_from_coro(engine.close_spider_async(reason="state_database_unreachable"))
 

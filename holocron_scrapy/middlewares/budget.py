@@ -6,8 +6,9 @@ times as many. This middleware asks the state database for the source's next req
 ``DOWNLOAD_DELAY``) and waits for it before the request goes on to its download slot, so the
 processes together keep the one rate. The reservation runs in a thread and the wait does not
 block the reactor. Off (``NotConfigured``) when the delay is 0 or ``HOLOCRON_BUDGET_ENABLED`` is
-False. A reservation that fails (the database is unreachable) lets the request go on under the
-process's own ``DOWNLOAD_DELAY`` and is counted (``holocron/budget/errors``) and logged once.
+False. While the state database is unreachable (the frontier's outage, which a failed
+reservation also reports) requests go on under the process's own ``DOWNLOAD_DELAY``, counted in
+``holocron/budget/errors``; any other failure is counted and logged once.
 Stats: ``holocron/budget/reserved``, ``holocron/budget/waited`` (requests that waited) and
 ``holocron/budget/wait_ms``.
 """
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Self
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
 
-from holocron_scrapy.frontier import Frontier, frontier_of, short_error
+from holocron_scrapy.frontier import Frontier, database_unreachable, frontier_of, short_error
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -52,6 +53,10 @@ class SharedBudgetMiddleware:
         if spider is None:
             return
         stats = self.frontier.stats
+        outage = self.frontier.db_outage
+        if outage.waiting():
+            stats.inc_value("holocron/budget/errors")
+            return
         try:
             wait: float = await run_in_thread(
                 self.frontier.store.reserve_request,
@@ -61,6 +66,9 @@ class SharedBudgetMiddleware:
             )
         except Exception as exc:
             stats.inc_value("holocron/budget/errors")
+            if database_unreachable(exc):
+                outage.failed(exc)  # logged once per outage
+                return
             if not self._error_logged:
                 self._error_logged = True
                 logger.warning(
@@ -69,6 +77,7 @@ class SharedBudgetMiddleware:
                     {"error": short_error(exc)},
                 )
             return
+        outage.recovered()
         stats.inc_value("holocron/budget/reserved")
         if wait > 0:
             stats.inc_value("holocron/budget/waited")

@@ -109,7 +109,7 @@ class LakePipeline:
                 if not lake_unwritable(exc):
                     raise
                 delay = self.outage.failed(exc)
-                if self.outage.exceeded():
+                if self.outage.exceeded() or self.frontier.stopping():
                     raise
                 await sleep(delay)
                 continue
