@@ -39,6 +39,9 @@ class ResourceRecord:
     # The resource's version at the source (a page's lastrevid): stored with the completed work
     # item, for a later recrawl to compare with the current one. Not part of the payload hash.
     version: str | None = None
+    # How the payload holds the body: "json" (the body's JSON itself), "text"
+    # ({content_type, encoding, text}) or "base64" ({content_type, encoding, base64}).
+    payload_format: str = "json"
 
     @cached_property
     def payload_json(self) -> str:
@@ -87,6 +90,7 @@ class ResourceRecord:
             "request_method": row.request_method,
             "status_code": row.status_code,
             "fetched_at_utc": row.fetched_at_utc.isoformat() + "Z",
+            "payload_format": self.payload_format,
             "hash_sha256": row.hash_sha256,
             "run_id": row.run_id,
             "work_item_id": row.work_item_id,

@@ -315,6 +315,7 @@ class HttpSpider(scrapy.Spider):
             version=http_api.version_of(
                 _header(response, "ETag"), _header(response, "Last-Modified")
             ),
+            payload_format=form,
         )
 
     def _redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:

@@ -257,6 +257,12 @@ def test_html_site_links_redirects_robots_and_post_seeds(
         }
     assert recorded[search] == {"id": "search", "query": {"q": "lightsaber", "page": 1}, "hits": 2}
     assert recorded[form] == {"id": "form", "form": {"q": "jedi"}}
+    # Each lake record says how its payload holds the body.
+    formats = {
+        f.document["resource_id"]: f.document["payload_format"]
+        for f in read_lake(tmp_path / "lake")
+    }
+    assert formats == {**{base + p: "text" for p in pages}, search: "json", form: "json"}
 
     state = items(crawl_db)
     ended = {key: (row["status"], row["depth"], row["error_message"]) for key, row in state.items()}

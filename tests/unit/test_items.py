@@ -91,6 +91,7 @@ def test_the_lake_document_is_json_holding_the_payload_as_hashed(payload: object
         "request_method": "GET",
         "status_code": 200,
         "fetched_at_utc": "2026-01-02T03:04:05Z",
+        "payload_format": "json",
         "hash_sha256": rec.hash_sha256,
         "run_id": "0123456789abcdef0123456789abcdef",
         "work_item_id": 17,
