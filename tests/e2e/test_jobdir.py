@@ -37,8 +37,15 @@ if TYPE_CHECKING:
 
 SEEDS = ("Darth Vader", "Old name of Anakin")
 MAX_DEPTH = 2
-# Small requests one at a time, so that the SIGINT finds most of the crawl still to do.
-STEADY = ("-s", "MEDIAWIKI_TITLES_PER_REQUEST=5", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1")
+# Small requests one at a time, so that the SIGINT finds most of the crawl still to do, and
+# few taken into the downloader: the others wait in the scheduler, whose queue JOBDIR keeps.
+STEADY = (
+    *("-s", "MEDIAWIKI_TITLES_PER_REQUEST=5", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1"),
+    *("-s", "CONCURRENT_REQUESTS=2"),
+)
+# SIGINT once records exist and this many items are claimed (>= 4 requests: 2 can be in the
+# downloader, the rest are in the scheduler).
+CLAIMED_AT_SIGINT = 20
 SIGINT_EXIT_TIMEOUT = 60.0
 
 
@@ -53,11 +60,15 @@ def outcome(db: Database, lake: Path) -> dict[str, Any]:
     return {"records": records, "work_items": items, "lake_files": files}
 
 
-def records_so_far(db: Database) -> int:
+def ready_for_sigint(db: Database) -> bool:
+    """Records written, and requests waiting in the scheduler (claimed items not yet done)."""
+    wi = db.tables.work_items
     try:
-        return db.count(db.tables.ingest_records)
+        records = db.count(db.tables.ingest_records)
+        [row] = db.select(sa.select(sa.func.count().label("n")).where(wi.c.status == "in_progress"))
     except sa.exc.SQLAlchemyError:  # no database or tables yet
-        return 0
+        return False
+    return records > 0 and row["n"] >= CLAIMED_AT_SIGINT
 
 
 def audit(db: Database, lake: Path) -> list[str]:
@@ -101,9 +112,9 @@ def test_jobdir_ctrl_c_once_then_resume_equals_an_uninterrupted_run(
         )
         try:
             deadline = time.monotonic() + CRAWL_TIMEOUT
-            while records_so_far(crawl_db) == 0:
+            while not ready_for_sigint(crawl_db):
                 assert proc.poll() is None, "the crawl ended before it was interrupted"
-                assert time.monotonic() < deadline, "no record within the timeout"
+                assert time.monotonic() < deadline, "no records and claims within the timeout"
                 time.sleep(0.05)
             proc.send_signal(signal.SIGINT)
             returncode = proc.wait(timeout=SIGINT_EXIT_TIMEOUT)
