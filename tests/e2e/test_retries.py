@@ -13,6 +13,7 @@ import itertools
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -75,14 +76,21 @@ class FailingProxy:
     def times(self, title: str) -> list[float]:
         return [t for t, titles in self.seen if titles == title]
 
+    @contextmanager
+    def serving(self) -> Iterator[FailingProxy]:
+        """Serve in a thread until the block ends."""
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
 
 @pytest.fixture
 def proxy(mediawiki: MediaWiki) -> Iterator[FailingProxy]:
-    server = FailingProxy(mediawiki, BROKEN)
-    threading.Thread(target=server.server.serve_forever, daemon=True).start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with FailingProxy(mediawiki, BROKEN).serving() as server:
+        yield server
 
 
 def _source(tmp_path: Path, proxy: FailingProxy) -> Path:

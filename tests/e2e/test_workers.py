@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import subprocess
-import threading
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -122,11 +121,8 @@ WINDOW = 2.0  # s
 
 @pytest.fixture
 def recording_proxy(mediawiki: MediaWiki) -> Iterator[FailingProxy]:
-    proxy = FailingProxy(mediawiki, None)
-    threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
-    yield proxy
-    proxy.server.shutdown()
-    proxy.server.server_close()
+    with FailingProxy(mediawiki, None).serving() as proxy:
+        yield proxy
 
 
 def run_workers(

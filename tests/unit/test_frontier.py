@@ -47,6 +47,15 @@ def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="holocron_scrapy")
 
 
+def read_only_store(crawl: Crawl) -> StateStore:
+    """A second store on the crawl's SQLite file, opened read-only: its writes fail as those of
+    an unreachable database do (``OperationalError``); disposed with the crawl."""
+    database = crawl.tmp_path / "state" / "state.db"
+    store = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
+    crawl.stores.append(store)
+    return store
+
+
 def frontier_logs(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [
         msg for name, lvl, msg in caplog.record_tuples if name == FRONTIER_LOGGER and lvl == level
@@ -341,9 +350,7 @@ def test_an_unreachable_database_keeps_the_buffers_and_is_logged_once_per_outage
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:
     frontier, spider = crawl.frontier, crawl.spider
-    database = crawl.tmp_path / "state" / "state.db"
-    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
-    crawl.stores.append(read_only)
+    read_only = read_only_store(crawl)
     items: list[WorkItem] = []
 
     async def run() -> None:
@@ -388,9 +395,7 @@ def test_commit_records_waits_for_the_database_then_writes_once(
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:
     frontier, spider = crawl.frontier, crawl.spider
-    database = crawl.tmp_path / "state" / "state.db"
-    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
-    crawl.stores.append(read_only)
+    read_only = read_only_store(crawl)
 
     async def run() -> None:
         await frontier.spider_opened(spider)
@@ -904,9 +909,7 @@ def test_a_database_gone_longer_than_the_outage_limit_stops_the_crawl(
     frontier, spider = crawl.frontier, crawl.spider
     engine = RecordingEngine()
     crawl.crawler.engine = engine  # type: ignore[assignment]
-    database = crawl.tmp_path / "state" / "state.db"
-    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
-    crawl.stores.append(read_only)
+    read_only = read_only_store(crawl)
 
     async def run() -> None:
         await frontier.spider_opened(spider)

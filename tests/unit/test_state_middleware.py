@@ -19,8 +19,8 @@ from holocron_scrapy.middlewares.budget import SharedBudgetMiddleware
 from holocron_scrapy.middlewares.claims import ClaimCheckMiddleware, StaleClaim
 from holocron_scrapy.middlewares.state import StateMiddleware
 from holocron_scrapy.model import Outcome, Status, WorkItem
-from holocron_scrapy.store import StateStore
 from tests.unit.conftest import SOURCE_NAME
+from tests.unit.test_frontier import read_only_store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -233,9 +233,7 @@ def test_an_unreachable_budget_lets_requests_go_on_as_a_database_outage(
 ) -> None:
     crawl = make_crawl({"HOLOCRON_BUDGET_DELAY": 5})
     mw = build_from_crawler(SharedBudgetMiddleware, crawl.crawler)
-    database = crawl.tmp_path / "state" / "state.db"
-    read_only = StateStore.from_url(f"sqlite:///file:{database}?mode=ro&uri=true")
-    crawl.stores.append(read_only)
+    read_only = read_only_store(crawl)
 
     async def run() -> None:
         await crawl.frontier.spider_opened(crawl.spider)
