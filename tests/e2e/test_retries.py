@@ -103,6 +103,7 @@ def _source(tmp_path: Path, proxy: FailingProxy) -> Path:
     )
 
 
+@pytest.mark.parametrize("crawl_db", ["sqlite", "postgresql"], indirect=True)
 def test_a_permanent_failure_is_tried_max_attempts_times_with_growing_gaps_then_failed(
     mediawiki: MediaWiki, proxy: FailingProxy, tmp_path: Path, crawl_db: Database
 ) -> None:
