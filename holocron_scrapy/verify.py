@@ -12,8 +12,9 @@ examples; :class:`Report` prints one line per class and a summary.
 * ``row_hash_mismatch`` — a row whose ``payload`` column does not hash to its ``hash_sha256``;
 * ``file_without_row`` — a file in the lake that no row accounts for;
 * ``duplicate_rows`` — one resource with several rows of the same content hash;
-* ``stuck_in_progress`` — an ``in_progress`` work item without a live lease (no owner, or its
-  lease expired: a crash nobody has resumed);
+* ``stuck_in_progress`` — an ``in_progress`` work item without a live lease: no owner, its
+  lease expired (a crash nobody has resumed), or the run that claimed it has ended (``runs``)
+  without releasing it;
 * ``completed_without_record`` — a completed work item (other than a listing, which completes
   without a record) whose ``content_hash`` is not the hash of the resource's latest row;
 * with a ground truth (expected resource ids): ``ground_truth_missing`` (expected, not
@@ -68,6 +69,7 @@ DEFAULT_EXAMPLES = 5
 _PAYLOAD_MARK = b',\n "payload": '
 _DOCUMENT_END = b"\n}\n"
 _STREAM_ROWS = 1000
+_RUNNING = "running"  # runs.status of a run under way
 
 
 @dataclass
@@ -321,6 +323,15 @@ def _check_work_items(
     totals: dict[str, int],
 ) -> None:
     wi = tables.work_items
+    runs = tables.runs
+    ended = {
+        run.run_id: run.status
+        for run in conn.execute(
+            sa.select(runs.c.run_id, runs.c.status).where(
+                runs.c.source_name == source_name, runs.c.status != _RUNNING
+            )
+        )
+    }
     stmt = (
         sa.select(
             wi.c.id,
@@ -328,6 +339,7 @@ def _check_work_items(
             wi.c.resource_type,
             wi.c.resource_id,
             wi.c.status,
+            wi.c.run_id,
             wi.c.lease_owner,
             wi.c.lease_expires_at,
             wi.c.content_hash,
@@ -341,10 +353,11 @@ def _check_work_items(
         statuses[item.status] += 1
         label = f"work item {item.id} {item.resource_type} {item.resource_id!r}"
         if item.status == Status.IN_PROGRESS.value:
-            if item.lease_owner is None or item.lease_expires_at is None:
-                add("stuck_in_progress", f"{label}: no lease")
-            elif item.lease_expires_at < now:
-                add("stuck_in_progress", f"{label}: lease of {item.lease_owner} expired")
+            problem = _lease_problem(
+                item.lease_owner, item.lease_expires_at, item.run_id, now=now, ended=ended
+            )
+            if problem:
+                add("stuck_in_progress", f"{label}: {problem}")
         elif item.status == Status.COMPLETED.value and item.resource_type != RESOURCE_LISTING:
             key = (item.source_system, item.resource_type, item.resource_id)
             last = latest.get(key)
@@ -359,6 +372,24 @@ def _check_work_items(
     totals["work_items"] = sum(statuses.values())
     for status in Status:
         totals[status.value] = statuses[status.value]
+
+
+def _lease_problem(
+    owner: str | None,
+    expires: datetime | None,
+    run_id: str | None,
+    *,
+    now: datetime,
+    ended: dict[str, str],
+) -> str | None:
+    """Why an ``in_progress`` item's lease is not live, or None."""
+    if owner is None or expires is None:
+        return "no lease"
+    if expires < now:
+        return f"lease of {owner} expired"
+    if run_id in ended:
+        return f"its run {run_id} ended ({ended[run_id]}) without releasing it"
+    return None
 
 
 def _completed_ids(

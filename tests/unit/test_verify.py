@@ -240,6 +240,27 @@ def test_a_stuck_item(state: State) -> None:
     assert claimed.resource_id == "Pending page"
 
 
+def test_an_item_left_in_progress_by_a_run_that_ended(state: State) -> None:
+    """A finished crawl that did not release a claim: the lease has not expired, but no
+    process is working on it any more."""
+    store = state.store
+    run_id = store.start_run(
+        source_system=SYSTEM, source_name=SOURCE, worker_id="w", hostname="h", pid=1
+    )
+    store.claim(
+        source_system=SYSTEM,
+        source_name=SOURCE,
+        owner=f"w:1:{run_id}",
+        run_id=run_id,
+        limit=1,
+        lease_seconds=600,
+    )
+    assert state.audit().ok  # the run is under way: a live lease
+    store.finish_run(run_id, status="finished", reason="finished", counts={})
+    [example] = only(state.audit(), "stuck_in_progress")
+    assert f"its run {run_id} ended (finished)" in example
+
+
 def test_an_in_progress_item_without_an_owner(state: State) -> None:
     wi = state.store.tables.work_items
     state.execute(
