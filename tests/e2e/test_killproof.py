@@ -27,7 +27,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from holocron_scrapy.lake import TEMP_PREFIX
 from holocron_scrapy.verify import read_only_engine, verify
+from tests.e2e.audit import ingest_verify
 from tests.e2e.bigwiki import MIN_RECORDED_PAGES, all_pages
 from tests.e2e.crawl_helpers import (
     FAST_SETTINGS,
@@ -278,21 +278,10 @@ def test_kill9_at_random_moments_then_resume(
     finally:
         h.dispose()
 
-    audit = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scrapy",
-            "ingest_verify",
-            *crawl_db.settings_args(),
-            *("-s", f"HOLOCRON_LAKE_DIR={lake}", "--source", SOURCE_NAME),
-            *("--ground-truth", str(write_truth(tmp_path, truth)), "--resource-type", "page"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    audit = ingest_verify(
+        *crawl_db.settings_args(),
+        *("-s", f"HOLOCRON_LAKE_DIR={lake}", "--source", SOURCE_NAME),
+        *("--ground-truth", str(write_truth(tmp_path, truth)), "--resource-type", "page"),
     )
     assert audit.returncode == 0, f"[{replay}]\n{audit.stdout}{audit.stderr}"
     assert f"records={len(truth)}, " in audit.stdout.splitlines()[-1]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.e2e.audit import ingest_verify
 from tests.e2e.crawl_helpers import (
-    REPO_ROOT,
     SOURCE_NAME,
     Database,
     expect_crawl,
@@ -19,6 +17,7 @@ from tests.e2e.crawl_helpers import (
 )
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
     from tests.e2e.wiki import MediaWiki
@@ -26,24 +25,9 @@ if TYPE_CHECKING:
 SEEDS = ("Darth Vader",)
 
 
-def ingest_verify(db: Database, lake: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def audit(db: Database, lake: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``scrapy ingest_verify`` with the crawl's database and lake settings."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scrapy",
-            "ingest_verify",
-            *db.settings_args(),
-            *("-s", f"HOLOCRON_LAKE_DIR={lake}"),
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return ingest_verify(*db.settings_args(), "-s", f"HOLOCRON_LAKE_DIR={lake}", *args)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +45,7 @@ def test_ingest_verify_after_a_real_crawl(
     truth = tmp_path / "truth.txt"
     truth.write_text("\n".join(sorted(expected.titles.values())) + "\n", "utf-8")
 
-    clean = ingest_verify(crawl_db, lake, "-a", f"source={source}", "--ground-truth", str(truth))
+    clean = audit(crawl_db, lake, "-a", f"source={source}", "--ground-truth", str(truth))
     assert clean.returncode == 0, clean.stdout + clean.stderr
     summary = clean.stdout.splitlines()[-1]
     pages = len(expected.truth.pages)
@@ -70,7 +54,7 @@ def test_ingest_verify_after_a_real_crawl(
 
     victim = read_lake(lake)[0]
     victim.path.write_bytes(victim.raw.replace('"pageid":', '"pageid": ').encode("utf-8"))
-    damaged = ingest_verify(crawl_db, lake, "--source", SOURCE_NAME, "--ground-truth", str(truth))
+    damaged = audit(crawl_db, lake, "--source", SOURCE_NAME, "--ground-truth", str(truth))
     assert damaged.returncode == 1, damaged.stdout + damaged.stderr
     assert "file_hash_mismatch: 1 PROBLEMS" in damaged.stdout
     assert victim.path.name in damaged.stdout

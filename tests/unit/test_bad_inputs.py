@@ -10,9 +10,6 @@ titles; ``resolve_schema`` and ``StateStore.from_url`` for schema names, and the
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import unicodedata
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +27,7 @@ from holocron_scrapy.sources import SourceConfigError, load_source
 from holocron_scrapy.store import StateStore
 from holocron_scrapy.verify import verify
 from tests.conftest import open_test_store
+from tests.e2e.audit import ingest_verify
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOOD: dict[str, Any] = {
@@ -269,15 +267,7 @@ def test_schema_name_injection_is_refused(schema: str) -> None:
 
 
 def test_schema_name_injection_through_the_environment_stops_the_command(tmp_path: Path) -> None:
-    env = {**os.environ, "HOLOCRON_DB_URL": PG_URL, "HOLOCRON_DB_SCHEMA": "x; DROP TABLE y"}
-    result = subprocess.run(
-        [sys.executable, "-m", "scrapy", "ingest_verify", "--source", "badinputs"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"HOLOCRON_DB_URL": PG_URL, "HOLOCRON_DB_SCHEMA": "x; DROP TABLE y"}
+    result = ingest_verify("--source", "badinputs", env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Invalid database schema name 'x; DROP TABLE y'" in result.stderr

@@ -10,8 +10,6 @@ a lease left to expire...) and the audit must report exactly that.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +23,10 @@ from holocron_scrapy.lake import record_path, write_json_atomic
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
 from holocron_scrapy.verify import PROBLEMS, Report, load_ground_truth, read_only_engine, verify
 from tests.conftest import open_test_store
+from tests.e2e.audit import ingest_verify
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
 
     from holocron_scrapy.model import WorkItem
@@ -304,20 +304,8 @@ def test_load_ground_truth(tmp_path: Path) -> None:
 
 
 def run_command(state_db: str, lake: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scrapy",
-            "ingest_verify",
-            *("-s", f"HOLOCRON_DB_URL={state_db}", "-s", f"HOLOCRON_LAKE_DIR={lake}"),
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return ingest_verify(
+        *("-s", f"HOLOCRON_DB_URL={state_db}", "-s", f"HOLOCRON_LAKE_DIR={lake}"), *args
     )
 
 
