@@ -291,6 +291,7 @@ class Frontier:
         self._renewed_at = time.monotonic()
         self._stale_logged = False
         self._wait_logged = False
+        self._committing: set[int] = set()  # work items whose records are being committed
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -547,9 +548,14 @@ class Frontier:
         their rows (see :meth:`StateStore.commit_records`).
         """
         await self._flush_or_wait("links not queued")
-        applied: Applied = await self._db_call(
-            self.store.commit_records, rows, outcomes, owner=self.owner, retry=self.retry
-        )
+        ids = {outcome.work_item_id for outcome in outcomes}
+        self._committing |= ids
+        try:
+            applied: Applied = await self._db_call(
+                self.store.commit_records, rows, outcomes, owner=self.owner, retry=self.retry
+            )
+        finally:
+            self._committing -= ids
         self._dirty = True  # an outcome can reopen its item (found closer while in flight)
         for outcome in outcomes:
             self.in_flight.discard(outcome.work_item_id)
@@ -672,7 +678,25 @@ class Frontier:
             return 0
         self.db_outage.recovered()
         self.stats.inc_value("holocron/frontier/leases_renewed", n)
+        if n < len(self.in_flight):
+            await self._drop_lost_claims()
         return n
+
+    async def _drop_lost_claims(self) -> None:
+        """Claims in flight whose lease this run no longer holds (it expired while the process
+        was stalled, and another worker took the items) are given up: their requests still
+        queued are dropped (ClaimCheckMiddleware) and their records are not written."""
+        leased = set(await run_in_thread(self.store.leased_ids, owner=self.owner))
+        lost = self.in_flight - leased - self._committing
+        if not lost:
+            return
+        self.in_flight -= lost
+        self.stats.inc_value("holocron/frontier/claims_lost", len(lost))
+        logger.warning(
+            "Lost the claims of %(n)d work items (their lease expired and another worker took "
+            "them): their requests are dropped",
+            {"n": len(lost)},
+        )
 
     async def flush(self) -> bool:
         """Write buffered discoveries and outcomes; False when a write failed (what could not be

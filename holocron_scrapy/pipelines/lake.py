@@ -88,6 +88,10 @@ class LakePipeline:
         if not isinstance(item, ResourceRecord):
             return item
         item.run_id = item.run_id or self.frontier.run_id
+        if not self.frontier.is_claimed(item.work_item):
+            # The claim was lost (another worker holds the item now): its file is theirs.
+            self.stats.inc_value("holocron/lake/claim_lost")
+            raise DropItem(f"claim lost: {item.resource_id}")
         try:
             written = await self._write_waiting(item)
         except Exception as exc:

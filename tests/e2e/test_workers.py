@@ -14,6 +14,7 @@ fetched some, all must exit 0, and none may exit while another still had work in
 from __future__ import annotations
 
 import bisect
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from tests.e2e.crawl_helpers import (
     FAST_SETTINGS,
@@ -182,6 +184,86 @@ def test_three_workers_keep_one_request_rate_between_them(
     assert sum(per_worker) == n  # every request took a slot of the one budget
     assert span >= (n - 1) * BUDGET_DELAY - 1.0, (n, span)
     assert busiest <= WINDOW / BUDGET_DELAY + 3, busiest
+    expected = expect_crawl(mediawiki, [SEED], MAX_DEPTH)
+    assert_work_items_match(expected, crawl_db)
+    assert_records_match(expected, crawl_db, lake)
+
+
+# -- a worker stalled past its leases ----------------------------------------------------------
+
+
+def _rows(db: Database) -> int:
+    try:
+        return db.count(db.tables.ingest_records)
+    except sa.exc.ProgrammingError:  # no tables yet
+        return 0
+
+
+def _wait_for_rows(db: Database, n: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while _rows(db) < n:
+        assert proc.poll() is None, f"the crawl ended before {n} records"
+        assert time.monotonic() < deadline, f"timed out waiting for {n} records"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("crawl_db", ["postgresql"], indirect=True)
+def test_a_stalled_worker_loses_its_expired_claims_and_writes_nothing_for_them(
+    mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
+) -> None:
+    """Worker 1 is frozen (SIGSTOP) past its 3 s leases; worker 2 takes its items over; worker 1,
+    thawed, gives up the claims it lost (and drops the outcomes of what it had fetched): the
+    result is still exactly the ground truth, each page once."""
+    source = write_source(
+        tmp_path / f"{SOURCE_NAME}.yaml",
+        mediawiki.api_url,
+        [SEED],
+        max_depth=MAX_DEPTH,
+        settings={**FAST_SETTINGS, "MEDIAWIKI_TITLES_PER_REQUEST": 3, "DOWNLOAD_DELAY": 0.1},
+    )
+    lake = tmp_path / "lake"
+    args = [*ARGS, "-s", "HOLOCRON_LEASE_SECONDS=3"]
+    logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        cmd = crawl_command(
+            source, lake, crawl_db, args=[*args, "-s", f"HOLOCRON_WORKER_ID=worker{n}"]
+        )
+        with logs[n - 1].open("wb") as out:
+            return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+    first = start(1)
+    procs = [first]
+    try:
+        _wait_for_rows(crawl_db, 10, first)
+        first.send_signal(signal.SIGSTOP)
+        stopped_rows = _rows(crawl_db)
+        second = start(2)
+        procs.append(second)
+        time.sleep(5)  # the frozen worker's 3 s leases expire
+        _wait_for_rows(crawl_db, stopped_rows + 10, second)
+        first.send_signal(signal.SIGCONT)
+        for proc in procs:
+            proc.wait(timeout=TIMEOUT)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+    results = [CrawlResult(p.returncode, log).check(0) for p, log in zip(procs, logs, strict=True)]
+    frozen = results[0]
+    given_up = frozen.stat("holocron/frontier/claims_lost") + frozen.stat(
+        "holocron/outcomes/stale_lease"
+    )
+    print(
+        f"frozen worker: claims lost {frozen.stat('holocron/frontier/claims_lost')}, stale "
+        f"outcomes {frozen.stat('holocron/outcomes/stale_lease')}, stale requests "
+        f"{frozen.stat('holocron/frontier/stale_requests')}, records not written "
+        f"{frozen.stat('holocron/lake/claim_lost')}; completed "
+        f"{[r.stat('holocron/work_items/completed') for r in results]}"
+    )
+    assert given_up > 0, "the frozen worker held no claim: the test proved nothing"
     expected = expect_crawl(mediawiki, [SEED], MAX_DEPTH)
     assert_work_items_match(expected, crawl_db)
     assert_records_match(expected, crawl_db, lake)

@@ -861,6 +861,34 @@ def test_leases_in_flight_are_renewed_every_third_of_the_lease(
     asyncio.run(run())
 
 
+def test_claims_taken_over_while_the_process_stalled_are_given_up_at_renewal(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+
+    async def run() -> list[WorkItem]:
+        await frontier.spider_opened(spider)
+        items = await frontier.claim_batch()
+        wi = crawl.store.tables.work_items
+        with crawl.store.engine.begin() as conn:  # expired during a stall; another worker's now
+            conn.execute(
+                sa.update(wi)
+                .where(wi.c.id.in_([i.id for i in items[:2]]))
+                .values(lease_owner="elsewhere:1:run")
+            )
+        assert await frontier.renew_leases() == 1
+        await frontier.spider_closed(spider, "shutdown")
+        return items
+
+    items = asyncio.run(run())
+    assert crawl.stat("holocron/frontier/claims_lost") == 2
+    assert frontier.in_flight == set()  # the third was released at close
+    [line] = [m for m in frontier_logs(caplog, logging.WARNING) if m.startswith("Lost the claims")]
+    assert line.startswith("Lost the claims of 2 work items")
+    rows = crawl.item_rows()
+    assert [rows[i.resource_id]["lease_owner"] for i in items[:2]] == ["elsewhere:1:run"] * 2
+
+
 def test_claims_whose_answer_was_lost_go_back_to_the_queue_after_the_outage(
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -129,6 +129,7 @@ def test_lake_writes_one_file_with_the_metadata_and_the_payload(
         "work_item_id": items[0].id,
         "attempt": 1,
         "duration_ms": 42,
+        "payload_format": "json",
         "payload": record.payload,
     }
     assert record.run_id == crawl.frontier.run_id
@@ -180,6 +181,19 @@ def test_a_lake_write_failure_fails_the_work_item_and_drops_the_record(
     row = crawl.store.work_item(items[0].id)
     assert row is not None
     assert (row["status"], row["error_message"]) == ("failed", message)
+
+
+def test_lake_writes_nothing_for_a_claim_lost_to_another_worker(
+    crawl: Crawl, lake_pipeline: Callable[[Crawl], LakePipeline]
+) -> None:
+    pipeline = lake_pipeline(crawl)
+    items = claim(crawl)
+    crawl.frontier.in_flight.discard(items[0].id)  # given up: its lease is another worker's
+
+    with pytest.raises(DropItem, match="claim lost: "):
+        asyncio.run(pipeline.process_item(record_for(items[0])))
+    assert lake_files(crawl.tmp_path / "lake") == []
+    assert crawl.stat("holocron/lake/claim_lost") == 1
 
 
 def test_lake_passes_other_items_untouched(
