@@ -45,6 +45,13 @@ FEED_EXPORT_ENCODING = "utf-8"
 
 # holocron (see README.md, "Settings"): where the lake and the state database live.
 HOLOCRON_LAKE_DIR = "local/data_lake"
+# A failed work item is tried HOLOCRON_MAX_ATTEMPTS times, HOLOCRON_RETRY_BACKOFF s (doubled per
+# attempt, jittered) apart; a crawl waits for retries due within HOLOCRON_RETRY_WAIT_MAX.
+HOLOCRON_MAX_ATTEMPTS = 3
+HOLOCRON_RETRY_BACKOFF = 30.0
+HOLOCRON_RETRY_WAIT_MAX = 600.0
+# Processes crawling one source share one request budget: one request per HOLOCRON_BUDGET_DELAY
+# (unset: the source's DOWNLOAD_DELAY; 0: off).
 # HOLOCRON_DB_URL: unset means the environment variable of that name, then the SQL Server
 # variables (DB_BACKEND=sqlserver, SQLSERVER_*), then sqlite:///local/state.db.
 
