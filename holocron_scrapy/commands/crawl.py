@@ -19,8 +19,9 @@ from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
 from holocron_scrapy.dburl import DatabaseConfigError
-from holocron_scrapy.frontier import short_error, state_store_from_settings
+from holocron_scrapy.frontier import state_store_from_settings
 from holocron_scrapy.http_source import load_http_source
+from holocron_scrapy.outage import short_error
 from holocron_scrapy.sources import SourceConfigError, load_source
 
 if TYPE_CHECKING:

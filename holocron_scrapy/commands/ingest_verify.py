@@ -26,8 +26,8 @@ from scrapy.utils.conf import arglist_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 
 from holocron_scrapy.dburl import DatabaseConfigError, masked, resolve_db_url, resolve_schema
-from holocron_scrapy.frontier import short_error
 from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
+from holocron_scrapy.outage import short_error
 from holocron_scrapy.schema import build_tables
 from holocron_scrapy.sources import SourceConfigError, load_source
 from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, read_only_engine, verify

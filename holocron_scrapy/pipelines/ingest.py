@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
 
-from holocron_scrapy.frontier import Frontier, frontier_of, short_error
+from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.model import IngestRow, Outcome
+from holocron_scrapy.outage import short_error
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

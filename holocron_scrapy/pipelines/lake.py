@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Self
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.asyncio import sleep
 
-from holocron_scrapy.frontier import Frontier, Outage, frontier_of, lake_unwritable, short_error
+from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake import record_path, write_json_atomic
+from holocron_scrapy.outage import Outage, lake_unwritable, short_error
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

@@ -22,11 +22,11 @@ from scrapy.utils.test import get_crawler
 from holocron_scrapy.frontier import (
     CrawlStateError,
     Frontier,
-    short_error,
     state_store_from_settings,
     work_items_of,
 )
 from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.outage import short_error
 from holocron_scrapy.store import StateStore, utcnow
 from tests.unit.conftest import SEEDS, SOURCE_NAME, WORKER_ID, RecordingEngine, wait_for
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from tests.unit.conftest import Crawl
 
 FRONTIER_LOGGER = "holocron_scrapy.frontier"
+#: The frontier's outages are logged by the module that tracks them.
+OUTAGE_LOGGER = "holocron_scrapy.outage"
 EMPTY_COUNTS = {status.value: 0 for status in Status}
 
 
@@ -58,7 +60,9 @@ def read_only_store(crawl: Crawl) -> StateStore:
 
 def frontier_logs(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [
-        msg for name, lvl, msg in caplog.record_tuples if name == FRONTIER_LOGGER and lvl == level
+        msg
+        for name, lvl, msg in caplog.record_tuples
+        if name in (FRONTIER_LOGGER, OUTAGE_LOGGER) and lvl == level
     ]
 
 
