@@ -547,11 +547,13 @@ class Frontier:
         a long wait (Retry-After, a slow listing, a database outage shorter than the lease) does
         not hand live work to another worker."""
         self._renewed_at = time.monotonic()
+        # Claims made while this runs are not part of it (they were not renewed, nor checked).
+        renewing = set(self.in_flight)
         try:
             n: int = await run_in_thread(
                 self.store.renew_leases,
                 owner=self.owner,
-                work_item_ids=sorted(self.in_flight),
+                work_item_ids=sorted(renewing),
                 lease_seconds=self.lease_seconds,
             )
         except Exception as exc:
@@ -562,16 +564,19 @@ class Frontier:
             return 0
         self.db_outage.recovered()
         self.stats.inc_value("holocron/frontier/leases_renewed", n)
-        if n < len(self.in_flight):
-            await self._drop_lost_claims()
+        if n < len(renewing):
+            await self._drop_lost_claims(renewing)
         return n
 
-    async def _drop_lost_claims(self) -> None:
+    async def _drop_lost_claims(self, candidates: set[int]) -> None:
         """Claims in flight whose lease this run no longer holds (it expired while the process
         was stalled, and another worker took the items) are given up: their requests still
-        queued are dropped (ClaimCheckMiddleware) and their records are not written."""
+        queued are dropped (ClaimCheckMiddleware) and their records are not written.
+
+        Only ``candidates`` (the claims in flight before the lease query) can be lost: a claim
+        that commits while the query runs is missing from its answer, yet it is this run's."""
         leased = set(await run_in_thread(self.store.leased_ids, owner=self.owner))
-        lost = self.in_flight - leased - self._committing
+        lost = (candidates & self.in_flight) - leased - self._committing
         if not lost:
             return
         self.in_flight -= lost

@@ -893,6 +893,50 @@ def test_claims_taken_over_while_the_process_stalled_are_given_up_at_renewal(
     assert [rows[i.resource_id]["lease_owner"] for i in items[:2]] == ["elsewhere:1:run"] * 2
 
 
+def test_a_claim_made_while_renewal_checks_the_leases_is_kept(crawl: Crawl) -> None:
+    """Renewal finds a lost lease and asks which items this run still holds; a claim that
+    commits just after that query (another thread) must not count as lost: its item would stay
+    in_progress under this run's lease, its request dropped, until the lease expired."""
+    frontier, spider = crawl.frontier, crawl.spider
+    frontier.claim_size = 2
+    late: list[int] = []
+    leased_ids = crawl.store.leased_ids
+
+    def leased_then_claimed(*, owner: str) -> list[int]:
+        answer = leased_ids(owner=owner)
+        claimed = crawl.store.claim(
+            source_system="mediawiki",
+            source_name=SOURCE_NAME,
+            owner=owner,
+            run_id=frontier.run_id,
+            limit=1,
+            lease_seconds=frontier.lease_seconds,
+        )
+        late.extend(item.id for item in claimed)
+        frontier.in_flight.update(late)  # as claim_batch does when its claim returns
+        return answer
+
+    async def run() -> set[int]:
+        await frontier.spider_opened(spider)
+        items = await frontier.claim_batch()
+        wi = crawl.store.tables.work_items
+        with crawl.store.engine.begin() as conn:  # one lease taken over by another worker
+            conn.execute(
+                sa.update(wi).where(wi.c.id == items[0].id).values(lease_owner="elsewhere:1:run")
+            )
+        crawl.store.leased_ids = leased_then_claimed  # type: ignore[method-assign]
+        assert await frontier.renew_leases() == 1
+        kept = set(frontier.in_flight)
+        await frontier.spider_closed(spider, "shutdown")
+        return kept
+
+    kept = asyncio.run(run())
+    assert len(late) == 1
+    assert late[0] in kept
+    assert crawl.stat("holocron/frontier/claims_lost") == 1
+    assert crawl.counts()["in_progress"] == 1  # only the other worker's; ours were released
+
+
 def test_claims_whose_answer_was_lost_go_back_to_the_queue_after_the_outage(
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:
