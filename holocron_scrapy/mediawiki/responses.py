@@ -110,7 +110,17 @@ def failure_message(failure: Failure, request: scrapy.Request, default_maxsize: 
             f"DownloadCancelledError: Received a body larger than download max size "
             f"({maxsize} bytes, DOWNLOAD_MAXSIZE) in request <GET {request.url}>"
         )
-    return f"{type(error).__name__}: {failure.getErrorMessage()}"
+    detail = failure.getErrorMessage().strip() or _SILENT_ERRORS.get(
+        type(error).__name__, "no message"
+    )
+    return f"{type(error).__name__}: {detail} ({request.method} {request.url})"
+
+
+#: What the download errors that carry no text of their own mean.
+_SILENT_ERRORS = {
+    "ResponseDataLossError": "the connection closed before the whole body arrived",
+    "ResponseFailed": "the connection failed while the response was read",
+}
 
 
 def note_response(state: dict[str, Any], request: scrapy.Request, response: Response) -> None:

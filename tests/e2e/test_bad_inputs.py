@@ -266,15 +266,10 @@ def test_bad_response_ends_its_work_item(
     assert len(records) == (status == "completed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a connection dropped mid-body fails its item with 'ResponseDataLossError: ' "
-    "and nothing else (no URL, no detail): failure_message() in mediawiki/responses.py keeps "
-    "only the exception's empty text",
-)
 def test_a_dropped_connection_says_which_request(bad_crawl: BadCrawl) -> None:
     message = bad_crawl.items["Bad dropped connection"]["error_message"] or ""
     assert "titles=Bad%20dropped%20connection" in message, message
+    assert "the connection closed before the whole body arrived" in message, message
 
 
 def test_the_crawl_goes_on(bad_crawl: BadCrawl) -> None:
