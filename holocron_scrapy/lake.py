@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from typing import TYPE_CHECKING
 
@@ -191,3 +192,23 @@ def _fsync_directory(directory: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def remove_stale_temp_files(root: Path, older_than: float) -> int:
+    """Remove the ``.tmp-*`` files under ``root`` older than ``older_than`` seconds: what
+    writers killed between the write and the rename left (a live write keeps its temporary
+    file for milliseconds). The records themselves are never touched. Returns the count."""
+    cutoff = time.time() - older_than
+    removed = 0
+    for directory, _subdirectories, names in os.walk(root):
+        for name in names:
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # renamed or removed by its writer meanwhile
+    return removed

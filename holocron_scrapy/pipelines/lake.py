@@ -6,14 +6,15 @@ nothing. A failed write fails the work item with the error and drops the item: i
 completed without its file. A lake that is unwritable for a while (permission denied, a
 read-only or full file system, an I/O error) is waited for: the write is tried again with
 back-off, logged once when it starts and once when it ends (``HOLOCRON_OUTAGE_MAX``, default
-3600 s, then the items fail).
+3600 s, then the items fail). At start, temporary files that a killed writer left in the lake
+(older than ``HOLOCRON_LAKE_TEMP_MAX_AGE``, default 60 s) are removed in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -22,7 +23,7 @@ from scrapy.utils.asyncio import sleep
 
 from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake import record_path, write_json_atomic
+from holocron_scrapy.lake import record_path, remove_stale_temp_files, write_json_atomic
 from holocron_scrapy.outage import Outage, lake_unwritable, short_error
 
 if TYPE_CHECKING:
@@ -42,12 +43,14 @@ class LakePipeline:
         threads: int = 4,
         fsync: bool = True,
         outage_max_seconds: float = 3600.0,
+        temp_max_age: float = 60.0,
     ) -> None:
         self.root = root
         self.frontier = frontier
         self.stats = stats
         self.threads = threads
         self.fsync = fsync
+        self.temp_max_age = temp_max_age
         self._executor: ThreadPoolExecutor | None = None
         self.outage = Outage("lake", f"Lake {root}", stats, max_seconds=outage_max_seconds)
 
@@ -66,6 +69,7 @@ class LakePipeline:
             threads=settings.getint("HOLOCRON_LAKE_THREADS", 4),
             fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
             outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
+            temp_max_age=settings.getfloat("HOLOCRON_LAKE_TEMP_MAX_AGE", 60.0),
         )
 
     def path_for(self, record: ResourceRecord) -> Path:
@@ -125,6 +129,19 @@ class LakePipeline:
         # Lake writes (two fsyncs each) get threads of their own, so that they never hold up
         # the crawl-state SQL, which runs in the default pool.
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lake")
+        sweep = self._executor.submit(remove_stale_temp_files, self.root, self.temp_max_age)
+        sweep.add_done_callback(self._swept)
+
+    def _swept(self, sweep: Future[int]) -> None:
+        if sweep.exception() is not None:
+            logger.warning("Could not sweep the lake's temporary files", exc_info=sweep.exception())
+            return
+        if removed := sweep.result():
+            self.stats.inc_value("holocron/lake/stale_temp_removed", removed)
+            logger.info(
+                "Removed %(n)d temporary files that stopped writers left in %(root)s",
+                {"n": removed, "root": self.root},
+            )
 
     def close_spider(self) -> None:
         if self._executor is not None:

@@ -7,6 +7,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +137,27 @@ def test_lake_writes_one_file_with_the_metadata_and_the_payload(
     assert record.run_id == crawl.frontier.run_id
     assert crawl.stat("holocron/lake/written") == 1
     assert crawl.frontier.is_claimed(items[0])  # the IngestRecords pipeline completes it
+
+
+def test_lake_removes_the_temporary_files_a_killed_writer_left(
+    crawl: Crawl, lake_pipeline: Callable[[Crawl], LakePipeline]
+) -> None:
+    root = crawl.tmp_path / "lake"
+    directory = root / "mediawiki" / SOURCE_NAME / "page"
+    directory.mkdir(parents=True)
+    stale, fresh, kept = directory / ".tmp-killed", directory / ".tmp-writing", directory / "x.json"
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"{")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    os.utime(kept, (an_hour_ago, an_hour_ago))
+
+    pipeline = lake_pipeline(crawl)
+    pipeline.open_spider()
+    pipeline.close_spider()  # waits for the sweep
+
+    assert sorted(p.name for p in directory.iterdir()) == [".tmp-writing", "x.json"]
+    assert crawl.stat("holocron/lake/stale_temp_removed") == 1
 
 
 def test_lake_writes_nothing_for_an_unchanged_record(
