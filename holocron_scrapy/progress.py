@@ -21,6 +21,7 @@ from twisted.internet.task import LoopingCall
 
 from holocron_scrapy.frontier import Frontier
 from holocron_scrapy.model import Status
+from holocron_scrapy.outage import short_error
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -85,14 +86,16 @@ class CrawlProgress:
                 source_system=spider.source_system,
                 source_name=spider.source_name,
             )
-        except Exception:
-            logger.warning("Could not read the queue counts", exc_info=True)
-            counts = {}
+        except Exception as exc:
+            # During a database outage the frontier logs it (once); the line says so, rather
+            # than showing an empty queue.
+            queue = f"not readable now ({short_error(exc)})"
+        else:
+            queue = ", ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status)
         now, pages = time.monotonic(), int(self.stats.get_value(PAGES_STAT, 0))
         since, before = (self._started, 0) if final else self._last
         rate = (pages - before) * 60.0 / max(now - since, 1e-9)
         self._last = (now, pages)
-        queue = ", ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status)
         logger.info(
             "Progress: %(pages)d pages (%(rate).0f/min); queue: %(queue)s",
             {"pages": pages, "rate": rate, "queue": queue},

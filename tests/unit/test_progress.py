@@ -15,6 +15,7 @@ from scrapy.utils.test import get_crawler
 
 from holocron_scrapy.model import Outcome, Status
 from holocron_scrapy.progress import CrawlProgress
+from holocron_scrapy.store import StateStore
 from tests.unit.conftest import wait_for
 
 if TYPE_CHECKING:
@@ -70,6 +71,31 @@ def test_log_progress_logs_pages_per_minute_and_the_queue_from_the_database(
     first, second = progress_lines(caplog)
     assert re.fullmatch(rf"Progress: 1 pages \(\d+/min\); {QUEUE}", first), first
     assert second == f"Progress: 1 pages (0/min); {QUEUE}"
+
+
+def test_the_progress_line_says_when_the_queue_cannot_be_read(
+    make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    crawl = make_crawl({"HOLOCRON_MAX_ATTEMPTS": 1}, seeds=SIX_SEEDS)
+    progress = build_from_crawler(CrawlProgress, crawl.crawler)
+    gone = StateStore.from_url(f"sqlite:///file:{tmp_path / 'gone' / 'state.db'}?mode=ro&uri=true")
+
+    async def run() -> None:
+        await crawl.frontier.spider_opened(crawl.spider)
+        progress.spider_opened(crawl.spider)
+        crawl.frontier.store, store = gone, crawl.frontier.store  # the database is out of reach
+        try:
+            await progress.log_progress()
+        finally:
+            crawl.frontier.store = store
+
+    asyncio.run(run())
+    gone.dispose()
+    [line] = progress_lines(caplog)
+    assert line == (
+        "Progress: 0 pages (0/min); queue: not readable now "
+        "(OperationalError: unable to open database file)"
+    )
 
 
 def test_a_progress_line_every_interval_and_a_last_one_at_close(
