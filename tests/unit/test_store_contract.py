@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from holocron_scrapy import store_leases
 from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status, WorkItem
 from holocron_scrapy.store import StateStore, canonical_json, dedupe_hash, utcnow
 
@@ -1009,8 +1010,9 @@ def test_claim_skips_rows_locked_by_an_open_transaction(store: StateStore) -> No
     conn = store.engine.connect()
     tx = conn.begin()
     try:
-        held = store._claim(
+        held = store_leases.claim(
             conn,
+            store.tables.work_items,
             source_system=SYSTEM,
             source_name=NAME,
             owner="A",
