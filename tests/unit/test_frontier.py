@@ -62,7 +62,7 @@ def frontier_logs(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [
         msg
         for name, lvl, msg in caplog.record_tuples
-        if name in (FRONTIER_LOGGER, OUTAGE_LOGGER) and lvl == level
+        if (name == OUTAGE_LOGGER or name.startswith(FRONTIER_LOGGER)) and lvl == level
     ]
 
 
@@ -719,7 +719,7 @@ def test_a_retry_due_within_the_wait_limit_keeps_the_crawl_open_until_claimed(
         frontier.fail([item], "HTTP 404")
         assert not frontier.done()  # the failure may be retried
         assert await frontier.claim_batch() == []  # written; the retry is not due yet
-        assert frontier._waiting
+        assert frontier.waits.waiting
         assert not frontier.done()
         with pytest.raises(DontCloseSpider):
             frontier.spider_idle(spider)
@@ -782,7 +782,7 @@ def test_a_worker_with_nothing_to_claim_waits_while_others_hold_live_leases(
         )
         assert len(theirs) == 3
         assert await frontier.claim_batch() == []
-        assert frontier._waiting  # they may discover more, or die and leave their items
+        assert frontier.waits.waiting  # they may discover more, or die and leave their items
         # The other worker discovers a page and ends its items.
         await asyncio.to_thread(
             other.add_work_items, [spider.new_work_item("Chopper", 1, theirs[0])]

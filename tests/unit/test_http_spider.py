@@ -240,7 +240,7 @@ def test_errors_end_the_item(make_spider: Callable[..., HttpSpider]) -> None:
         failure = Failure(error)
         failure.request = request  # type: ignore[attr-defined]
         spider.request_failed(failure)
-        return frontier._outcomes.pop(page.id)
+        return frontier.writes.outcomes.pop(page.id)
 
     robots = fail(IgnoreRequest("Forbidden by robots.txt"))
     assert (robots.status, robots.error_message) == (
@@ -352,5 +352,5 @@ def test_secrets_are_not_stored_nor_logged(
     failure = Failure(HttpError(Response(request.url, status=500, request=request)))
     failure.request = request  # type: ignore[attr-defined]
     spider.request_failed(failure)
-    outcome = spider._frontier()._outcomes[work.id]
+    outcome = spider._frontier().writes.outcomes[work.id]
     assert outcome.error_message == f"HTTP 500 from {BASE}api/works/W1"

@@ -1,0 +1,157 @@
+"""The frontier's buffered writes: discoveries and outcomes, flushed in batches in a thread.
+
+What the crawl learns (discovered links, skipped or failed work items) is kept in memory and
+written in one batch per flush (every ``HOLOCRON_FLUSH_INTERVAL``, or as soon as
+``HOLOCRON_FLUSH_SIZE`` entries wait), never on the reactor. What could not be written stays
+buffered for the next try; during a database outage the next try waits for the back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+from scrapy.utils.asyncio import run_in_thread
+from scrapy.utils.defer import deferred_from_coro
+
+from holocron_scrapy.outage import database_unreachable, short_error
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from holocron_scrapy.frontier import Frontier
+    from holocron_scrapy.model import Applied, NewWorkItem, Outcome
+
+logger = logging.getLogger(__name__)
+
+_NEVER = 1 << 62  # a depth no item has
+
+
+class WriteBuffer:
+    """Discoveries and outcomes waiting to be written for ``frontier``, and their flush."""
+
+    def __init__(self, frontier: Frontier, *, flush_size: int, discovery_cache_size: int) -> None:
+        self.frontier = frontier
+        self.flush_size = flush_size
+        self.discovery_cache_size = discovery_cache_size
+        self.discovered: dict[str, NewWorkItem] = {}
+        self.outcomes: dict[int, Outcome] = {}
+        self.lock = asyncio.Lock()
+        self._queued: dict[str, int] = {}  # dedupe key -> smallest depth queued by this run
+        self._flush_scheduled = False
+        self._stale_logged = False
+
+    def pending(self) -> bool:
+        """Something is buffered (a discovery adds work, a failure may be retried)."""
+        return bool(self.discovered or self.outcomes)
+
+    def discover(self, item: NewWorkItem) -> None:
+        """Buffer a discovered resource; it is inserted if new at the next flush.
+
+        Popular pages are linked from thousands of others: a bounded cache of the keys this run
+        already queued, with their depth, answers most of them without a database round trip
+        (a shorter path still gets through). The database stays the authority.
+        """
+        key = item.dedupe_key
+        if self._queued.get(key, _NEVER) <= item.depth:
+            self.frontier.stats.inc_value("holocron/frontier/discovered_known")
+            return
+        if len(self._queued) >= self.discovery_cache_size:
+            self._queued.clear()
+        self._queued[key] = item.depth
+        if item.run_id is None:
+            item = dataclasses.replace(item, run_id=self.frontier.run_id)
+        self.discovered[key] = item
+        self._flush_if_full()
+
+    def finish(self, outcome: Outcome) -> None:
+        """Buffer the end of a work item."""
+        self.outcomes[outcome.work_item_id] = outcome
+        self._flush_if_full()
+
+    async def flush(self) -> bool:
+        """Write buffered discoveries and outcomes; False when a write failed (what could not be
+        written stays buffered for the next try)."""
+        frontier = self.frontier
+        async with self.lock:
+            discovered = list(self.discovered.values())
+            outcomes = list(self.outcomes.values())
+            self.discovered.clear()
+            self.outcomes.clear()
+            if not discovered and not outcomes:
+                return True
+            if frontier.db_outage.waiting() and not frontier.closing:
+                self._keep(discovered, outcomes)  # the next try is due after the back-off
+                return False
+            try:
+                if discovered:
+                    added = await run_in_thread(frontier.store.add_work_items, discovered)
+                    frontier.stats.inc_value("holocron/frontier/discovered_new", added)
+                    frontier.dirty = True
+                    discovered = []
+                if outcomes:
+                    applied = await run_in_thread(
+                        frontier.store.finish_items,
+                        outcomes,
+                        owner=frontier.owner,
+                        retry=frontier.retry,
+                    )
+                    self.count(applied)
+                    frontier.dirty = True  # an outcome can reopen its item
+            except Exception as exc:
+                frontier.stats.inc_value("holocron/frontier/write_errors")
+                self._keep(discovered, outcomes)
+                if database_unreachable(exc):
+                    frontier.db_outage.failed(exc)
+                    if frontier.db_outage.exceeded():
+                        frontier.give_up(exc)
+                else:
+                    logger.warning(
+                        "Could not write crawl state (%(error)s); will retry",
+                        {"error": short_error(exc)},
+                        exc_info=True,
+                    )
+                return False
+            frontier.db_outage.recovered()
+            return True
+
+    def _keep(self, discovered: Sequence[NewWorkItem], outcomes: Sequence[Outcome]) -> None:
+        """Put what could not be written back into the buffers (newer entries win)."""
+        for item in discovered:
+            self.discovered.setdefault(item.dedupe_key, item)
+        for outcome in outcomes:
+            self.outcomes.setdefault(outcome.work_item_id, outcome)
+
+    def count(self, applied: Applied) -> None:
+        """Stats of written outcomes: final statuses, retries, stale leases (logged once)."""
+        stats = self.frontier.stats
+        for status, n in applied.statuses.items():
+            stats.inc_value(f"holocron/work_items/{status}", n)
+        if applied.retried:
+            stats.inc_value("holocron/work_items/retry_scheduled", applied.retried)
+        if applied.stale:
+            stats.inc_value("holocron/outcomes/stale_lease", len(applied.stale))
+            if not self._stale_logged:
+                self._stale_logged = True
+                logger.warning(
+                    "Dropped the outcomes of %(n)d work items whose lease this run no longer "
+                    "holds (it expired and another worker took them, or they had ended): the "
+                    "holder's outcome counts (logged once; stat holocron/outcomes/stale_lease)",
+                    {"n": len(applied.stale)},
+                )
+
+    def _flush_if_full(self) -> None:
+        """Start one flush when the buffers reach ``flush_size`` (never a second one while the
+        first is pending: a 50-page response can bring thousands of discoveries)."""
+        if self._flush_scheduled or len(self.discovered) + len(self.outcomes) < self.flush_size:
+            return
+        self._flush_scheduled = True
+        deferred_from_coro(self._scheduled_flush())
+
+    async def _scheduled_flush(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._flush_scheduled = False
