@@ -10,11 +10,9 @@ claimable, nothing is buffered and nothing is in flight.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import socket
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
@@ -23,13 +21,14 @@ from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
 from holocron_scrapy.frontier_leases import Leases
+from holocron_scrapy.frontier_runs import close_run, open_run
 from holocron_scrapy.frontier_settings import (
     SQLSERVER_HINT,
     retry_policy_from_settings,
     state_store_from_settings,
 )
 from holocron_scrapy.frontier_wait import WaitPlanner
-from holocron_scrapy.frontier_writes import WriteBuffer
+from holocron_scrapy.frontier_writes import CrawlStateError, WriteBuffer
 from holocron_scrapy.model import (
     NewWorkItem,
     Outcome,
@@ -41,7 +40,7 @@ from holocron_scrapy.model import (
 from holocron_scrapy.outage import Outage, database_unreachable, short_error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
@@ -63,7 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_R = TypeVar("_R")
 
 
 @runtime_checkable
@@ -85,10 +83,6 @@ def frontier_of(crawler: Crawler) -> Frontier:
     if frontier is None:
         raise NotConfigured("the holocron Frontier extension is not enabled")
     return frontier
-
-
-class CrawlStateError(Exception):
-    """The crawl state (queue, outcomes) could not be written."""
 
 
 def work_items_of(request: Request) -> list[WorkItem]:
@@ -176,7 +170,7 @@ class Frontier:
             logger.info("Spider %s does not use the SQL frontier", spider.name)
             return
         try:
-            await self._open(spider)
+            await open_run(self, spider)
         except Exception as exc:
             logger.error(
                 "Cannot use the state database %(url)s: %(error)s",
@@ -191,51 +185,6 @@ class Frontier:
         self._flusher = LoopingCall(self._periodic_flush)
         self._flusher.start(self.flush_interval, now=False)
 
-    async def _open(self, spider: FrontierSpider) -> None:
-        logger.info("State database: %s", self.store.url_for_log)
-        if self.store.dialect_name == "sqlite":
-            logger.info("SQLite is the embedded default: %s", SQLSERVER_HINT)
-        await run_in_thread(self.store.create_tables)
-        self.run_id = await run_in_thread(
-            self.store.start_run,
-            source_system=spider.source_system,
-            source_name=spider.source_name,
-            worker_id=self.worker_id,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-        )
-        self.owner = f"{self.worker_id}:{os.getpid()}:{self.run_id}"
-        await self.leases.release_dead_owners(spider)
-        if spider.recrawl == "all":
-            n = await run_in_thread(
-                self.store.requeue,
-                source_system=spider.source_system,
-                source_name=spider.source_name,
-                statuses=[Status.COMPLETED, Status.FAILED, Status.SKIPPED],
-            )
-            logger.info("recrawl=all: %(n)d known items back in the queue", {"n": n})
-        if spider.recrawl:
-            # A recrawl refreshes what is known; it never adds the seeds again.
-            self.stats.inc_value("holocron/frontier/seeded", 0)
-            logger.info(
-                "Run %(run)s of %(source)s: recrawl=%(mode)s, no seeding",
-                {"run": self.run_id, "source": spider.source_name, "mode": spider.recrawl},
-            )
-        else:
-            seeds = [dataclasses.replace(s, run_id=self.run_id) for s in spider.seed_work_items()]
-            added = await run_in_thread(self.store.add_work_items, seeds)
-            self.stats.inc_value("holocron/frontier/seeded", added)
-            logger.info(
-                "Run %(run)s of %(source)s: %(added)d of %(seeds)d seeds are new",
-                {
-                    "run": self.run_id,
-                    "source": spider.source_name,
-                    "added": added,
-                    "seeds": len(seeds),
-                },
-            )
-        self.spider = spider
-
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         if self.spider is None:
             self.store.dispose()
@@ -248,7 +197,7 @@ class Frontier:
             await maybe_deferred_to_future(self._claim_task)  # its items are released below
         await self.flush()
         try:
-            await self._close_run(reason)
+            await close_run(self, reason)
         except Exception as exc:
             logger.error(
                 "Could not record the end of run %(run)s (%(error)s): its unfinished claims go "
@@ -258,30 +207,6 @@ class Frontier:
             )
         finally:
             await run_in_thread(self.store.dispose)
-
-    async def _close_run(self, reason: str) -> None:
-        if self.writes.pending():
-            raise RuntimeError(
-                f"{len(self.writes.discovered)} discoveries and {len(self.writes.outcomes)} "
-                "outcomes could not be written"
-            )
-        if self.in_flight:
-            await self.leases.release_in_flight(reason)
-        counts = {
-            "items_discovered": self._stat("holocron/frontier/discovered_new"),
-            "items_completed": self._stat("holocron/work_items/completed"),
-            "items_failed": self._stat("holocron/work_items/failed"),
-            "items_skipped": self._stat("holocron/work_items/skipped"),
-            "records_written": self._stat("holocron/records/written"),
-            "requests_made": self._stat("downloader/request_count"),
-        }
-        status = "finished" if reason == "finished" else "cancelled"
-        await run_in_thread(
-            self.store.finish_run, self.run_id, status=status, reason=reason, counts=counts
-        )
-
-    def _stat(self, key: str) -> int:
-        return int(self.stats.get_value(key, 0))
 
     # -- what the crawl reports -------------------------------------------------------------
 
@@ -322,8 +247,8 @@ class Frontier:
         written first, so a crash never skips members. False when the claim was lost (the item
         is then no longer this run's).
         """
-        await self._flush_or_wait("members not queued")
-        saved: bool = await self._db_call(
+        await self.writes.flush_or_wait("members not queued")
+        saved: bool = await self.writes.call(
             self.store.save_cursor,
             item.id,
             None if cont is None else canonical_json(cont),
@@ -353,11 +278,11 @@ class Frontier:
         inserts nothing twice. Only the items still leased to this run are completed and get
         their rows (see :meth:`StateStore.commit_records`).
         """
-        await self._flush_or_wait("links not queued")
+        await self.writes.flush_or_wait("links not queued")
         ids = {outcome.work_item_id for outcome in outcomes}
         self.leases.committing |= ids
         try:
-            applied: Applied = await self._db_call(
+            applied: Applied = await self.writes.call(
                 self.store.commit_records, rows, outcomes, owner=self.owner, retry=self.retry
             )
         finally:
@@ -367,31 +292,6 @@ class Frontier:
             self.in_flight.discard(outcome.work_item_id)
         self.writes.count(applied)
         self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
-
-    async def _db_call(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-        """``fn`` in a thread; while the database is unreachable, wait and call it again (until
-        :attr:`db_outage` gives up: then the error is raised, as any other error is)."""
-        while True:
-            try:
-                result = await run_in_thread(fn, *args, **kwargs)
-            except Exception as exc:
-                if not database_unreachable(exc) or self.stopping():
-                    raise
-                delay = self.db_outage.failed(exc)
-                if self.db_outage.exceeded():
-                    self.give_up(exc)
-                    raise
-                await sleep(delay)
-                continue
-            self.db_outage.recovered()
-            return result
-
-    async def _flush_or_wait(self, what: str) -> None:
-        """Flush the buffers; while the database is unreachable, wait and flush again."""
-        while not await self.flush():
-            if not self.db_outage.active or self.db_outage.exceeded() or self.stopping():
-                raise CrawlStateError(f"the crawl state could not be written ({what})")
-            await sleep(self.db_outage.delay())
 
     def stopping(self) -> bool:
         """The crawl is being stopped (Ctrl-C, or it is closing): waiting out an outage ends

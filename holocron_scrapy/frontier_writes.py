@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from scrapy.utils.asyncio import run_in_thread
+from scrapy.utils.asyncio import run_in_thread, sleep
 from scrapy.utils.defer import deferred_from_coro
 
 from holocron_scrapy.outage import database_unreachable, short_error
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from holocron_scrapy.frontier import Frontier
     from holocron_scrapy.model import Applied, NewWorkItem, Outcome
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _NEVER = 1 << 62  # a depth no item has
+_R = TypeVar("_R")
+
+
+class CrawlStateError(Exception):
+    """The crawl state (queue, outcomes) could not be written."""
 
 
 class WriteBuffer:
@@ -116,6 +121,33 @@ class WriteBuffer:
                 return False
             frontier.db_outage.recovered()
             return True
+
+    async def call(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+        """``fn`` in a thread; while the database is unreachable, wait and call it again (until
+        :attr:`Frontier.db_outage` gives up: then the error is raised, as any other error is)."""
+        outage = self.frontier.db_outage
+        while True:
+            try:
+                result = await run_in_thread(fn, *args, **kwargs)
+            except Exception as exc:
+                if not database_unreachable(exc) or self.frontier.stopping():
+                    raise
+                delay = outage.failed(exc)
+                if outage.exceeded():
+                    self.frontier.give_up(exc)
+                    raise
+                await sleep(delay)
+                continue
+            outage.recovered()
+            return result
+
+    async def flush_or_wait(self, what: str) -> None:
+        """Flush the buffers; while the database is unreachable, wait and flush again."""
+        outage = self.frontier.db_outage
+        while not await self.flush():
+            if not outage.active or outage.exceeded() or self.frontier.stopping():
+                raise CrawlStateError(f"the crawl state could not be written ({what})")
+            await sleep(outage.delay())
 
     def _keep(self, discovered: Sequence[NewWorkItem], outcomes: Sequence[Outcome]) -> None:
         """Put what could not be written back into the buffers (newer entries win)."""
