@@ -35,7 +35,6 @@ from holocron_scrapy.model import (
     RetryPolicy,
     Status,
     WorkItem,
-    canonical_json,
 )
 from holocron_scrapy.outage import Outage, database_unreachable, short_error
 
@@ -91,6 +90,13 @@ def work_items_of(request: Request) -> list[WorkItem]:
 
 
 class Frontier:
+    """The extension: claims work for Scrapy and ends the crawl when none is left.
+
+    It owns its collaborators: :class:`WriteBuffer` (buffered discoveries and outcomes),
+    :class:`Leases` (renewal, lost claims, releases) and :class:`WaitPlanner` (waits for
+    retries and other workers); ``frontier_runs`` starts and ends its run.
+    """
+
     def __init__(
         self,
         crawler: Crawler,
@@ -241,30 +247,9 @@ class Frontier:
         return n
 
     async def save_cursor(self, item: WorkItem, cont: Mapping[str, str] | None) -> bool:
-        """Save where a listing stands (its next ``continue``) and renew its lease, in a thread.
-
-        The discoveries buffered so far (the members of the pages before the cursor) are
-        written first, so a crash never skips members. False when the claim was lost (the item
-        is then no longer this run's).
-        """
-        await self.writes.flush_or_wait("members not queued")
-        saved: bool = await self.writes.call(
-            self.store.save_cursor,
-            item.id,
-            None if cont is None else canonical_json(cont),
-            owner=self.owner,
-            lease_seconds=self.lease_seconds,
-        )
-        if saved:
-            self.stats.inc_value("holocron/frontier/cursors_saved")
-        else:
-            self.stats.inc_value("holocron/frontier/claims_lost")
-            self.in_flight.discard(item.id)
-            logger.warning(
-                "Lost the claim of work item %(id)d (%(resource)s); another run has it",
-                {"id": item.id, "resource": item.resource_id},
-            )
-        return saved
+        """Save where a listing stands (its next ``continue``) and renew its lease, in a thread
+        (see :meth:`Leases.save_cursor`). False when the claim was lost."""
+        return await self.leases.save_cursor(item, cont)
 
     def is_claimed(self, item: WorkItem) -> bool:
         return item.id in self.in_flight

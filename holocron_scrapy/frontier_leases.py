@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING
 
 from scrapy.utils.asyncio import run_in_thread
 
+from holocron_scrapy.model import canonical_json
 from holocron_scrapy.outage import database_unreachable, short_error
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from holocron_scrapy.frontier import Frontier, FrontierSpider
+    from holocron_scrapy.model import WorkItem
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,33 @@ class Leases:
             "them): their requests are dropped",
             {"n": len(lost)},
         )
+
+    async def save_cursor(self, item: WorkItem, cont: Mapping[str, str] | None) -> bool:
+        """Save where a listing stands (its next ``continue``) and renew its lease, in a thread.
+
+        The discoveries buffered so far (the members of the pages before the cursor) are
+        written first, so a crash never skips members. False when the claim was lost (the item
+        is then no longer this run's).
+        """
+        frontier = self.frontier
+        await frontier.writes.flush_or_wait("members not queued")
+        saved: bool = await frontier.writes.call(
+            frontier.store.save_cursor,
+            item.id,
+            None if cont is None else canonical_json(cont),
+            owner=frontier.owner,
+            lease_seconds=frontier.lease_seconds,
+        )
+        if saved:
+            frontier.stats.inc_value("holocron/frontier/cursors_saved")
+        else:
+            frontier.stats.inc_value("holocron/frontier/claims_lost")
+            frontier.in_flight.discard(item.id)
+            logger.warning(
+                "Lost the claim of work item %(id)d (%(resource)s); another run has it",
+                {"id": item.id, "resource": item.resource_id},
+            )
+        return saved
 
     async def release_orphans(self) -> None:
         """Items leased to this run that it does not know of (a claim committed but its answer
