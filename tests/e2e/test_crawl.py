@@ -192,7 +192,8 @@ def test_item_reopened_at_the_end_of_the_crawl_is_crawled(
     is still fetched again and expanded before the crawl finishes.
 
     Seeds: "Talk:Battle of Driya" (S, links "Tatooine") and "Tatooine (alias)" (R, a redirect to
-    it), max_depth 1. One title per request, one request at a time 0.2 s apart, FIFO scheduling:
+    it), max_depth 1. One title per request, one request at a time 0.5 s apart (time enough for the
+    claim of "Tatooine" to commit before R is answered, even on a loaded machine), FIFO scheduling:
     S is fetched first and "Tatooine" is claimed at depth 1 from its links; R comes next and puts
     "Tatooine" at depth 0 while its request waits; the next claim finds nothing left. When
     "Tatooine" ends (at depth 1) it goes back to pending for depth 0: the crawl must claim it
@@ -205,7 +206,7 @@ def test_item_reopened_at_the_end_of_the_crawl_is_crawled(
     settings = {
         "AUTOTHROTTLE_ENABLED": False,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
-        "DOWNLOAD_DELAY": 0.2,
+        "DOWNLOAD_DELAY": 0.5,
         "RANDOMIZE_DOWNLOAD_DELAY": False,
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
     }
