@@ -212,9 +212,16 @@ def test_item_reopened_at_the_end_of_the_crawl_is_crawled(
     }
     source = source_file(tmp_path, mediawiki, seeds, max_depth=1, settings=settings)
     lake = tmp_path / "lake"
-    args = ("-s", "MEDIAWIKI_TITLES_PER_REQUEST=1", "-s", "HOLOCRON_FLUSH_INTERVAL=0.1")
+    # The shared politeness budget (on by default when DOWNLOAD_DELAY is set) would hold every
+    # request in a downloader middleware for its slot: claims and responses would no longer come
+    # in the order this scenario needs. One process: DOWNLOAD_DELAY alone spaces the requests.
+    args = (
+        *("-s", "MEDIAWIKI_TITLES_PER_REQUEST=1", "-s", "HOLOCRON_FLUSH_INTERVAL=0.1"),
+        *("-s", "HOLOCRON_BUDGET_DELAY=0"),
+    )
     result = run_crawl(source, lake, crawl_db, tmp_path / "crawl.log", args=args).check()
     assert_crawl_matches(expected, crawl_db, lake)
+    assert result.stat("holocron/budget/reserved") == 0
     assert result.stat("holocron/records/unchanged") == 1  # "Tatooine", fetched twice
 
 
