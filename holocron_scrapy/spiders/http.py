@@ -25,36 +25,33 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import scrapy
-from scrapy.exceptions import CloseSpider, IgnoreRequest, UsageError
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import FormRequest, JsonRequest, TextResponse
 from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import http_api
-from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
-from holocron_scrapy.sources import SourceConfigError
+from holocron_scrapy.spiders.base import SourceSpider, apply_source
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
 logger = logging.getLogger(__name__)
 
-RECRAWL_MODES = ("all", "changed")
 #: Completed work items read per state-database query by ``recrawl=changed``.
 RECRAWL_READ_SIZE = 1000
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -68,7 +65,7 @@ def _header(response: Response, name: str) -> str | None:
     return value.decode("latin-1") if value else None
 
 
-class HttpSpider(scrapy.Spider):
+class HttpSpider(SourceSpider):
     name = "http"
     source_system = "http"
     # Web pages and most APIs publish robots.txt for crawlers like this one.
@@ -78,27 +75,10 @@ class HttpSpider(scrapy.Spider):
     _seeds: dict[str, HttpSeed]
     _link_extractor: LinkExtractor | None
 
-    def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        if not source:
-            raise UsageError("missing -a source=NAME (a file in sources/ or a path to a YAML file)")
-        if recrawl is not None and recrawl not in RECRAWL_MODES:
-            raise UsageError(f"-a recrawl={recrawl!r}: expected one of {', '.join(RECRAWL_MODES)}")
-        self.source = source
-        self.recrawl = recrawl
-
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        sources_dir = crawler.settings.get("HOLOCRON_SOURCES_DIR")
-        try:
-            spider.config = load_http_source(
-                spider.source, Path(sources_dir) if sources_dir else None
-            )
-        except SourceConfigError as exc:
-            raise UsageError(str(exc)) from exc
-        crawler.settings.setdict(dict(spider.config.settings), priority="spider")
-        crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
+        spider.config = apply_source(crawler, spider.source, load_http_source)
         spider._seeds = {seed.resource_id: seed for seed in spider.config.seeds}
         links = spider.config.discovery.html_links
         # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
@@ -111,17 +91,6 @@ class HttpSpider(scrapy.Spider):
     @property
     def source_name(self) -> str:
         return self.config.name
-
-    @property
-    def _stats(self) -> StatsCollector:
-        assert self.crawler.stats is not None
-        return self.crawler.stats
-
-    def _frontier(self) -> Frontier:
-        frontier = self.crawler.get_extension(Frontier)
-        if frontier is None:
-            raise CloseSpider("the holocron Frontier extension is not enabled")
-        return frontier
 
     async def start(self) -> AsyncIterator[Any]:
         # The SQL frontier schedules all the work (see holocron_scrapy.frontier); recrawl=changed
@@ -136,7 +105,7 @@ class HttpSpider(scrapy.Spider):
         """``recrawl=changed``: every completed resource goes back to the queue, to be asked for
         with its validators (``If-None-Match`` / ``If-Modified-Since``): a 304 completes it as it
         was, anything else is recorded if its payload changed. Listings are not run again."""
-        frontier = self._frontier()
+        frontier = self.frontier()
         if frontier.spider is None:
             return  # the state database could not be opened: the crawl is closing
         # All ids first: what this run completes meanwhile (new ids) is not asked for twice.
@@ -155,7 +124,7 @@ class HttpSpider(scrapy.Spider):
             ids += [row[0] for row in rows]
         for start in range(0, len(ids), RECRAWL_READ_SIZE):
             n = await frontier.requeue(ids[start : start + RECRAWL_READ_SIZE])
-            self._stats.inc_value("holocron/http/recrawl_requeued", n)
+            self.stats.inc_value("holocron/http/recrawl_requeued", n)
         logger.info("recrawl=changed: %(n)d resources asked for again if changed", {"n": len(ids)})
 
     # -- the frontier's side -------------------------------------------------------------------
@@ -195,7 +164,7 @@ class HttpSpider(scrapy.Spider):
         """The seed a POST work item (or a listing) stands for; a GET needs none."""
         seed = self._seeds.get(item.resource_id)
         if seed is None and item.resource_id.startswith("POST "):
-            self._frontier().fail([item], "this POST seed is no longer in the source file")
+            self.frontier().fail([item], "this POST seed is no longer in the source file")
         return seed
 
     def _request(
@@ -242,11 +211,11 @@ class HttpSpider(scrapy.Spider):
         seed = self._seed_of(item)
         if seed is None:
             if not item.resource_id.startswith("POST "):
-                self._frontier().fail([item], "this paginated seed is no longer in the source")
+                self.frontier().fail([item], "this paginated seed is no longer in the source")
             return None
         if url is None and item.cursor:
             url = json.loads(item.cursor)["next"]
-            self._stats.inc_value("holocron/http/listings_resumed")
+            self.stats.inc_value("holocron/http/listings_resumed")
             logger.info(
                 "Listing %(listing)s resumes from its cursor %(url)s",
                 {"listing": item.resource_id, "url": url},
@@ -273,7 +242,7 @@ class HttpSpider(scrapy.Spider):
             yield from self._redirect(item, response)
             return
         if response.status == NOT_MODIFIED:
-            self._stats.inc_value("holocron/http/not_modified")
+            self.stats.inc_value("holocron/http/not_modified")
             yield Outcome(
                 item.id,
                 Status.COMPLETED,
@@ -297,7 +266,7 @@ class HttpSpider(scrapy.Spider):
         if item.depth < self.config.discovery.max_depth:
             for url in self._discovered_urls(response, payload if form == "json" else None):
                 yield self.new_work_item(http_api.resource_key(url), item.depth + 1, item)
-        self._stats.inc_value(f"holocron/http/payload/{form}")
+        self.stats.inc_value(f"holocron/http/payload/{form}")
         yield ResourceRecord(
             work_item=item,
             resource_type=item.resource_type,
@@ -324,7 +293,7 @@ class HttpSpider(scrapy.Spider):
             yield Outcome(item.id, Status.FAILED, f"HTTP {response.status} without a Location")
             return
         target = http_api.resource_key(http_api.absolute_url(response.url, location))
-        self._stats.inc_value("holocron/http/redirects")
+        self.stats.inc_value("holocron/http/redirects")
         if not http_api.host_allowed(target, self.config.allowed_domains):
             yield Outcome.skipped(item, f"redirect to {target!r}, outside allowed_domains")
             return
@@ -343,7 +312,7 @@ class HttpSpider(scrapy.Spider):
         except http_api.PayloadError as exc:
             url = response.meta.get("holocron_url", response.url)
             logger.warning("%(error)s for %(url)s", {"error": exc, "url": url})
-            self._stats.inc_value("holocron/http/bad_payload")
+            self.stats.inc_value("holocron/http/bad_payload")
             return Outcome(item.id, Status.FAILED, str(exc))
 
     def _discovered_urls(self, response: Response, data: Any) -> Iterator[str]:
@@ -381,14 +350,14 @@ class HttpSpider(scrapy.Spider):
             return
         payload, form = decoded
         data = payload if form == "json" else None
-        frontier = self._frontier()
+        frontier = self.frontier()
         found = 0
         for url in self._discovered_urls(response, data):
             # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
             frontier.discover(self.new_work_item(url, item.depth, item))
             found += 1
-        self._stats.inc_value("holocron/http/listing_pages")
-        self._stats.inc_value("holocron/http/listed", found)
+        self.stats.inc_value("holocron/http/listing_pages")
+        self.stats.inc_value("holocron/http/listed", found)
         links = [v.decode("latin-1") for v in response.headers.getlist("Link")]
         step = http_api.next_step(
             pagination, request.meta["holocron_url"], data, links, response.url
@@ -422,7 +391,7 @@ class HttpSpider(scrapy.Spider):
             default_maxsize = self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
             message = failure_message(failure, shown, default_maxsize)
         logger.warning("Request failed: %(msg)s", {"msg": message})
-        frontier = self._frontier()
+        frontier = self.frontier()
         for item in work_items_of(request):
             if frontier.is_claimed(item):
                 frontier.finish(Outcome(item.id, status, message, depth=item.depth))

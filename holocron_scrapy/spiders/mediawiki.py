@@ -14,14 +14,12 @@ API's code and info; the crawl goes on.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-import scrapy
-from scrapy.exceptions import CloseSpider, UsageError
+from scrapy.exceptions import UsageError
 
 from holocron_scrapy import listings, mwapi, resources
-from holocron_scrapy.frontier import Frontier, work_items_of
+from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
 from holocron_scrapy.mediawiki.page_query import PageQuery
@@ -29,14 +27,15 @@ from holocron_scrapy.mediawiki.resource_fetch import ResourceFetch
 from holocron_scrapy.mediawiki.responses import ApiResponses, failure_message
 from holocron_scrapy.mediawiki.revision_check import RevisionCheck
 from holocron_scrapy.middlewares.claims import StaleClaim
-from holocron_scrapy.sources import SourceConfig, SourceConfigError, load_source
+from holocron_scrapy.sources import SourceConfig, load_source
+from holocron_scrapy.spiders.base import SourceSpider, apply_source
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
+    import scrapy
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
     from holocron_scrapy.model import NewWorkItem, WorkItem
@@ -44,10 +43,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RECRAWL_MODES = ("all", "changed")
 
-
-class MediaWikiSpider(scrapy.Spider):
+class MediaWikiSpider(SourceSpider):
     name = "mediawiki"
     source_system = "mediawiki"
     # The Action API is not governed by robots.txt the way pages are (Wikipedia's robots.txt
@@ -62,14 +59,7 @@ class MediaWikiSpider(scrapy.Spider):
     revisions_content: bool = False
 
     def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        if not source:
-            raise UsageError("missing -a source=NAME (a file in sources/ or a path to a YAML file)")
-        if recrawl is not None and recrawl not in RECRAWL_MODES:
-            raise UsageError(f"-a recrawl={recrawl!r}: expected one of {', '.join(RECRAWL_MODES)}")
-        self.source = source
-        self.recrawl = recrawl
-        self._frontier: Frontier | None = None
+        super().__init__(source, recrawl, **kwargs)
         self.api = ApiResponses(self, lambda: self.stats)
         self.discoverer = Discoverer(self)
         self.page_query = PageQuery(self)
@@ -80,19 +70,12 @@ class MediaWikiSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        sources_dir = crawler.settings.get("HOLOCRON_SOURCES_DIR")
-        try:
-            spider.config = load_source(spider.source, Path(sources_dir) if sources_dir else None)
-        except SourceConfigError as exc:
-            raise UsageError(str(exc)) from exc
+        spider.config = apply_source(crawler, spider.source, load_source)
         if spider.config.type != "mediawiki":
             raise UsageError(
                 f"{spider.config.path}: type: run this source with the spider "
                 f"named {spider.config.type!r}, not 'mediawiki'"
             )
-        # The source's own Scrapy settings, for this crawl only (settings are not frozen yet).
-        crawler.settings.setdict(dict(spider.config.settings), priority="spider")
-        crawler.settings.set("USER_AGENT", spider.config.user_agent, priority="spider")
         spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
         spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
         spider.revisions_content = crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
@@ -105,19 +88,6 @@ class MediaWikiSpider(scrapy.Spider):
     @property
     def source_name(self) -> str:
         return self.config.name
-
-    @property
-    def stats(self) -> StatsCollector:
-        assert self.crawler.stats is not None
-        return self.crawler.stats
-
-    def frontier(self) -> Frontier:
-        if self._frontier is None:
-            frontier = self.crawler.get_extension(Frontier)
-            if frontier is None:
-                raise CloseSpider("the holocron Frontier extension is not enabled")
-            self._frontier = frontier
-        return self._frontier
 
     # -- the frontier's side -------------------------------------------------------------------
 

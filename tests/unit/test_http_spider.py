@@ -230,7 +230,7 @@ def test_post_seeds_send_their_body(make_spider: Callable[..., HttpSpider]) -> N
 
 def test_errors_end_the_item(make_spider: Callable[..., HttpSpider]) -> None:
     spider = make_spider(SITE_SOURCE)
-    frontier = spider._frontier()
+    frontier = spider.frontier()
     page = item(f"{BASE}site/private/x", resource_type="page")
     frontier.in_flight.add(page.id)
     (request,) = spider.requests_for([page])
@@ -257,7 +257,7 @@ def test_a_listing_pages_saves_its_cursor_resumes_and_ends(
     make_spider: Callable[..., HttpSpider],
 ) -> None:
     spider = make_spider()
-    frontier = spider._frontier()
+    frontier = spider.frontier()
     page1 = {
         "meta": {"next_cursor": "c2"},
         "results": [{"id": "https://w.test/W1"}, {"id": "https://w.test/W2"}],
@@ -340,7 +340,7 @@ def test_secrets_are_not_stored_nor_logged(
     ).replace("params: {mailto:", 'params: {key: "${HOLOCRON_TEST_KEY}", mailto:')
     spider = make_spider(source)
     work = item(f"{BASE}api/works/W1")
-    spider._frontier().in_flight.add(work.id)
+    spider.frontier().in_flight.add(work.id)
     (request,) = spider.requests_for([work])
     assert "key=k3y" in request.url
     assert request.headers["X-Key"] == b"k3y"
@@ -352,5 +352,5 @@ def test_secrets_are_not_stored_nor_logged(
     failure = Failure(HttpError(Response(request.url, status=500, request=request)))
     failure.request = request  # type: ignore[attr-defined]
     spider.request_failed(failure)
-    outcome = spider._frontier().writes.outcomes[work.id]
+    outcome = spider.frontier().writes.outcomes[work.id]
     assert outcome.error_message == f"HTTP 500 from {BASE}api/works/W1"
