@@ -10,6 +10,7 @@ claimable, nothing is buffered and nothing is in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -125,6 +126,9 @@ class Frontier:
         self.owner = ""
         self.spider: FrontierSpider | None = None
         self.in_flight: set[int] = set()
+        # The claim (attempt) of each work item in flight: outcomes and renewals are fenced by
+        # it, so nothing of an earlier claim applies to a later one of the same item.
+        self.claim_attempts: dict[int, int] = {}
         self.retry = retry or RetryPolicy()
         self.db_outage = Outage(
             "database", "State database", self.stats, max_seconds=outage_max_seconds
@@ -222,13 +226,32 @@ class Frontier:
         self.writes.discover(item)
 
     def finish(self, outcome: Outcome) -> None:
-        """Buffer the end of a work item (skipped or failed; completion comes with its record)."""
-        self.in_flight.discard(outcome.work_item_id)
+        """Buffer the end of a work item (skipped or failed; completion comes with its record).
+
+        An outcome that names no claim ends the claim this run holds on the item."""
+        held = self.claim_attempts.get(outcome.work_item_id)
+        if outcome.attempt is None and held is not None:
+            outcome = dataclasses.replace(outcome, attempt=held)
+        self._ended(outcome)
         self.writes.finish(outcome)
 
     def fail(self, items: Iterable[WorkItem], message: str) -> None:
         for item in items:
-            self.finish(Outcome(item.id, Status.FAILED, message))
+            self.finish(Outcome.failed(item, message))
+
+    def _ended(self, outcome: Outcome) -> None:
+        """The claim the outcome ends is no longer in flight (a later claim of the item is)."""
+        held = self.claim_attempts.get(outcome.work_item_id)
+        if outcome.attempt is None or held is None or held == outcome.attempt:
+            self.in_flight.discard(outcome.work_item_id)
+
+    def hold(self, items: Sequence[WorkItem]) -> None:
+        """The claimed ``items`` are in flight, under their claims (their attempts)."""
+        self.claim_attempts = {
+            i: attempt for i, attempt in self.claim_attempts.items() if i in self.in_flight
+        }
+        self.in_flight.update(item.id for item in items)
+        self.claim_attempts.update((item.id, item.attempt) for item in items)
 
     async def requeue(self, work_item_ids: Sequence[int], dedupe_keys: Sequence[str] = ()) -> int:
         """Put completed items back into the queue (in a thread) and claim them soon: the
@@ -252,7 +275,9 @@ class Frontier:
         return await self.leases.save_cursor(item, cont)
 
     def is_claimed(self, item: WorkItem) -> bool:
-        return item.id in self.in_flight
+        """``item`` is in flight under this very claim (not an earlier claim of the item)."""
+        held = self.claim_attempts.get(item.id, item.attempt)
+        return item.id in self.in_flight and held == item.attempt
 
     async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
         """Write records and complete their work items in one transaction (in a thread).
@@ -274,7 +299,7 @@ class Frontier:
             self.leases.committing -= ids
         self.dirty = True  # an outcome can reopen its item (found closer while in flight)
         for outcome in outcomes:
-            self.in_flight.discard(outcome.work_item_id)
+            self._ended(outcome)
         self.writes.count(applied)
         self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
 
@@ -407,7 +432,7 @@ class Frontier:
         if items:
             self.waits.claimed()
         self._exhausted = not items
-        self.in_flight.update(item.id for item in items)
+        self.hold(items)
         self.stats.inc_value("holocron/frontier/claimed", len(items))
         if not items and not self.in_flight and not self.writes.pending():
             await self.waits.plan()

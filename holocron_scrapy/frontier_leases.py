@@ -78,11 +78,12 @@ class Leases:
         self.renewed_at = time.monotonic()
         # Claims made while this runs are not part of it (they were not renewed, nor checked).
         renewing = set(frontier.in_flight)
+        claims = {i: frontier.claim_attempts[i] for i in renewing if i in frontier.claim_attempts}
         try:
             n: int = await run_in_thread(
                 frontier.store.renew_leases,
                 owner=frontier.owner,
-                work_item_ids=sorted(renewing),
+                claims=claims,
                 lease_seconds=frontier.lease_seconds,
             )
         except Exception as exc:
@@ -132,6 +133,7 @@ class Leases:
             None if cont is None else canonical_json(cont),
             owner=frontier.owner,
             lease_seconds=frontier.lease_seconds,
+            attempt=item.attempt,
         )
         if saved:
             frontier.stats.inc_value("holocron/frontier/cursors_saved")

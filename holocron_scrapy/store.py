@@ -229,8 +229,10 @@ class StateStore:
         retry: RetryPolicy = NO_RETRIES,
     ) -> Applied:
         """Apply outcomes to items still ``in_progress`` (and, given an ``owner``, still leased
-        to it); a failure below ``retry.max_attempts`` goes back to ``pending`` until its
-        ``next_retry_at``. The others are dropped and listed in :attr:`Applied.stale`."""
+        to it) under the claim an outcome names (its ``attempt``: never a later claim of the
+        item, even by the same owner); a failure below ``retry.max_attempts`` goes back to
+        ``pending`` until its ``next_retry_at``. The others are dropped and listed in
+        :attr:`Applied.stale`."""
         if not outcomes:
             return Applied()
         with self.engine.begin() as conn:
@@ -267,21 +269,19 @@ class StateStore:
                 )
         return applied
 
-    def renew_leases(
-        self, *, owner: str, work_item_ids: Sequence[int], lease_seconds: float
-    ) -> int:
-        """Extend ``owner``'s leases on these items (still ``in_progress``) by ``lease_seconds``
-        from now: a live crawl keeps its long-running claims. Returns how many were renewed."""
+    def renew_leases(self, *, owner: str, claims: Mapping[int, int], lease_seconds: float) -> int:
+        """Extend ``owner``'s leases on these claims (work item id -> the claim's attempt;
+        items still ``in_progress`` under that very claim) by ``lease_seconds`` from now: a live
+        crawl keeps its long-running claims. Returns how many were renewed."""
         now = utcnow()
-        ids = sorted(set(work_item_ids))
-        if not ids:
+        if not claims:
             return 0
         with self.engine.begin() as conn:
             return store_leases.renew(
                 conn,
                 self.tables.work_items,
                 owner=owner,
-                ids=ids,
+                claims=claims,
                 now=now,
                 lease_seconds=lease_seconds,
             )
@@ -304,12 +304,19 @@ class StateStore:
             )
 
     def save_cursor(
-        self, work_item_id: int, cursor: str | None, *, owner: str, lease_seconds: float
+        self,
+        work_item_id: int,
+        cursor: str | None,
+        *,
+        owner: str,
+        lease_seconds: float,
+        attempt: int | None = None,
     ) -> bool:
         """Store a listing's continuation (``work_items.cursor``) and renew its lease.
 
-        Only while the item is ``in_progress`` and leased to ``owner``; returns whether it was
-        (False: the claim was lost, e.g. its lease expired and another worker took it).
+        Only while the item is ``in_progress`` and leased to ``owner`` (under the claim
+        ``attempt``, when given); returns whether it was (False: the claim was lost, e.g. its
+        lease expired and another worker took it).
         """
         with self.engine.begin() as conn:
             return store_leases.save_cursor(
@@ -319,6 +326,7 @@ class StateStore:
                 cursor,
                 owner=owner,
                 lease_seconds=lease_seconds,
+                attempt=attempt,
             )
 
     def release(self, *, owner: str, work_item_ids: Sequence[int] | None = None) -> int:

@@ -575,7 +575,9 @@ def test_renew_leases_extends_the_owners_in_progress_items_only(store: StateStor
     [theirs] = claim(store, limit=1, owner="them", lease_seconds=10)
     before = utcnow()
     renewed = store.renew_leases(
-        owner="me", work_item_ids=[w.id for w in mine] + [theirs.id], lease_seconds=600
+        owner="me",
+        claims={w.id: w.attempt for w in [*mine, theirs]},
+        lease_seconds=600,
     )
     assert renewed == 2
     for w in mine:
@@ -583,7 +585,67 @@ def test_renew_leases_extends_the_owners_in_progress_items_only(store: StateStor
         assert expires >= before + timedelta(seconds=599)
     assert row_of(store, theirs.resource_id)["lease_expires_at"] < before + timedelta(seconds=11)
     assert store.leased_ids(owner="me") == sorted(w.id for w in mine)
-    assert store.renew_leases(owner="me", work_item_ids=[], lease_seconds=600) == 0
+    assert store.renew_leases(owner="me", claims={}, lease_seconds=600) == 0
+
+
+@pytest.mark.parametrize("how", ["finish_items", "commit_records"])
+def test_an_outcome_of_an_earlier_claim_by_the_same_owner_is_refused(
+    store: StateStore, how: str
+) -> None:
+    """Attempt 1's lease expired (say, a database outage longer than the lease); the same
+    owner claimed the item again (attempt 2): attempt 1's outcome must not end attempt 2."""
+    store.add_work_items([item("A"), item("B")])
+    first, b = claim(store, owner="me", lease_seconds=60)
+    set_columns(store, first.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    [second] = claim(store, owner="me")
+    assert (second.id, first.attempt, second.attempt) == (first.id, 1, 2)
+    outcomes = [Outcome.completed(first, "1" * 64), Outcome.failed(b, "HTTP 500")]
+    if how == "finish_items":
+        applied = store.finish_items(outcomes, owner="me")
+    else:
+        applied = store.commit_records([ingest_row(first), ingest_row(b)], outcomes, owner="me")
+        with store.engine.connect() as conn:
+            ir = store.tables.ingest_records
+            assert list(conn.execute(sa.select(ir.c.work_item_id)).scalars()) == [b.id]
+    assert (applied.stale, dict(applied.statuses)) == ([first.id], {"failed": 1})
+    row = row_of(store, "A")
+    assert (row["status"], row["lease_owner"], row["attempt"], row["content_hash"]) == (
+        "in_progress",
+        "me",
+        2,
+        None,
+    )
+    # Without an owner the claim still fences it.
+    assert store.finish_items([Outcome.completed(first, "1" * 64)]).stale == [first.id]
+    # The claim held now ends it.
+    assert store.finish_items([Outcome.completed(second, "2" * 64)], owner="me").applied == 1
+    assert (row_of(store, "A")["status"], row_of(store, "A")["content_hash"]) == (
+        "completed",
+        "2" * 64,
+    )
+
+
+def test_renewals_and_cursors_of_an_earlier_claim_by_the_same_owner_are_refused(
+    store: StateStore,
+) -> None:
+    store.add_work_items([item("L", resource_type="allpages")])
+    [first] = claim(store, owner="me", lease_seconds=60)
+    set_columns(store, first.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    [second] = claim(store, owner="me", lease_seconds=60)
+    expires = row_of(store, "L")["lease_expires_at"]
+    assert store.renew_leases(owner="me", claims={first.id: first.attempt}, lease_seconds=600) == 0
+    assert not store.save_cursor(
+        first.id, '{"c":"1"}', owner="me", lease_seconds=600, attempt=first.attempt
+    )
+    row = row_of(store, "L")
+    assert (row["lease_expires_at"], row["cursor"]) == (expires, None)
+    assert store.renew_leases(owner="me", claims={second.id: second.attempt}, lease_seconds=600)
+    assert store.save_cursor(
+        second.id, '{"c":"2"}', owner="me", lease_seconds=600, attempt=second.attempt
+    )
+    row = row_of(store, "L")
+    assert row["lease_expires_at"] > expires + timedelta(seconds=500)
+    assert row["cursor"] == '{"c":"2"}'
 
 
 def test_outlook_counts_scheduled_retries_and_other_workers_live_leases(

@@ -95,7 +95,7 @@ def _exercise(store: StateStore) -> None:
         first.id,
         first.attempt,
     )
-    assert store.renew_leases(owner="o", work_item_ids=[first.id, second.id], lease_seconds=60) == 2
+    assert store.renew_leases(owner="o", claims={first.id: 1, second.id: 1}, lease_seconds=60) == 2
     assert len(store.leased_ids(owner="o")) == 5
     committed = store.commit_records([row], [Outcome(first.id, Status.COMPLETED)], owner="o")
     assert len(committed.ingest_ids) == 1
