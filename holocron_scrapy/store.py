@@ -33,6 +33,7 @@ from holocron_scrapy.model import (
 )
 from holocron_scrapy.schema import ADDED_COLUMNS, RUN_COUNT_COLUMNS, Tables, build_tables
 from holocron_scrapy.store_leases import Outlook
+from holocron_scrapy.store_retry import retry_conflicts
 from holocron_scrapy.store_sql import (
     InsertStyle,
     dedupe_hash,
@@ -56,6 +57,9 @@ _RUNNING = "running"
 
 class StateStore:
     """Crawl state in SQL: the ``work_items`` queue, ``IngestRecords`` and ``runs``.
+
+    Each method is one transaction; one that lost a conflict with another (a deadlock victim,
+    a serialization failure) is run again, a few times (:func:`store_retry.retry_conflicts`).
 
     ``insert_style`` picks how :meth:`add_work_items` inserts if new; by default
     ``"on_conflict"`` (``INSERT ... ON CONFLICT DO NOTHING``) on SQLite and PostgreSQL, else
@@ -130,6 +134,7 @@ class StateStore:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    @retry_conflicts
     def start_run(
         self, *, source_system: str, source_name: str, worker_id: str, hostname: str, pid: int
     ) -> str:
@@ -150,6 +155,7 @@ class StateStore:
             )
         return run_id
 
+    @retry_conflicts
     def finish_run(
         self, run_id: str, *, status: str, reason: str | None, counts: Mapping[str, int]
     ) -> None:
@@ -169,6 +175,7 @@ class StateStore:
 
     # -- the queue ----------------------------------------------------------------------------
 
+    @retry_conflicts
     def add_work_items(self, items: Sequence[NewWorkItem]) -> int:
         """Insert the items whose dedupe key is new; return how many were inserted.
 
@@ -192,6 +199,7 @@ class StateStore:
         )
         return len(inserted)
 
+    @retry_conflicts
     def claim(
         self,
         *,
@@ -221,6 +229,7 @@ class StateStore:
                 lease_seconds=lease_seconds,
             )
 
+    @retry_conflicts
     def finish_items(
         self,
         outcomes: Sequence[Outcome],
@@ -240,6 +249,7 @@ class StateStore:
                 conn, self.tables.work_items, outcomes, owner, retry
             )
 
+    @retry_conflicts
     def commit_records(
         self,
         rows: Sequence[IngestRow],
@@ -269,6 +279,7 @@ class StateStore:
                 )
         return applied
 
+    @retry_conflicts
     def renew_leases(self, *, owner: str, claims: Mapping[int, int], lease_seconds: float) -> int:
         """Extend ``owner``'s leases on these claims (work item id -> the claim's attempt;
         items still ``in_progress`` under that very claim) by ``lease_seconds`` from now: a live
@@ -286,11 +297,13 @@ class StateStore:
                 lease_seconds=lease_seconds,
             )
 
+    @retry_conflicts
     def leased_ids(self, *, owner: str) -> list[int]:
         """The ids of the items ``in_progress`` under ``owner``'s lease."""
         with self.engine.connect() as conn:
             return store_leases.leased_ids(conn, self.tables.work_items, owner=owner)
 
+    @retry_conflicts
     def outlook(self, *, source_system: str, source_name: str, owner: str) -> Outlook:
         """What may still come of a source when nothing is claimable now: failures scheduled
         for a later attempt, and items in flight under other owners' live leases."""
@@ -303,6 +316,7 @@ class StateStore:
                 owner=owner,
             )
 
+    @retry_conflicts
     def save_cursor(
         self,
         work_item_id: int,
@@ -329,6 +343,7 @@ class StateStore:
                 attempt=attempt,
             )
 
+    @retry_conflicts
     def release(self, *, owner: str, work_item_ids: Sequence[int] | None = None) -> int:
         """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``.
 
@@ -339,6 +354,7 @@ class StateStore:
                 conn, self.tables.work_items, owner=owner, work_item_ids=work_item_ids
             )
 
+    @retry_conflicts
     def completed_versions(
         self,
         *,
@@ -361,6 +377,7 @@ class StateStore:
                 limit=limit,
             )
 
+    @retry_conflicts
     def requeue_ids(self, work_item_ids: Sequence[int]) -> int:
         """Put the given ``completed`` items back to ``pending`` (attempt 0), keeping their
         ``content_hash`` and ``version``; return how many were requeued."""
@@ -370,6 +387,7 @@ class StateStore:
         with self.engine.begin() as conn:
             return store_queue.requeue_ids(conn, self.tables.work_items, ids)
 
+    @retry_conflicts
     def requeue_keys(self, dedupe_keys: Sequence[str]) -> int:
         """Put the items with these dedupe keys back to ``pending`` (attempt 0) if they ended
         ``completed`` or ``skipped``, keeping their ``content_hash`` and ``version``; unknown keys
@@ -385,6 +403,7 @@ class StateStore:
         with self.engine.begin() as conn:
             return store_queue.requeue_hashes(conn, self.tables.work_items, hashes)
 
+    @retry_conflicts
     def lease_owners(self, *, source_system: str, source_name: str) -> list[str]:
         """The owners holding leases on the source's ``in_progress`` items."""
         with self.engine.connect() as conn:
@@ -392,6 +411,7 @@ class StateStore:
                 conn, self.tables.work_items, source_system=source_system, source_name=source_name
             )
 
+    @retry_conflicts
     def requeue(self, *, source_system: str, source_name: str, statuses: Sequence[Status]) -> int:
         """Put the source's items in ``statuses`` back to ``pending`` with attempt 0."""
         if not statuses:
@@ -405,6 +425,7 @@ class StateStore:
                 statuses=sorted({str(status) for status in statuses}),
             )
 
+    @retry_conflicts
     def reserve_request(
         self, *, source_system: str, source_name: str, interval_seconds: float
     ) -> float:
@@ -424,6 +445,7 @@ class StateStore:
             interval_seconds=interval_seconds,
         )
 
+    @retry_conflicts
     def counts(self, *, source_system: str, source_name: str) -> dict[str, int]:
         """Items of the source per status, every :class:`Status` value present."""
         wi = self.tables.work_items
