@@ -113,6 +113,7 @@ class Frontier:
         retry_wait_max: float = 600.0,
         idle_poll: float = 2.0,
         outage_max_seconds: float = 3600.0,
+        dead_after_leases: float = 2.0,
     ) -> None:
         self.crawler = crawler
         self.store = store
@@ -120,6 +121,8 @@ class Frontier:
         self.stats: StatsCollector = crawler.stats
         self.claim_size = claim_size
         self.lease_seconds = lease_seconds
+        # A running run without a heartbeat for this long is dead (heartbeats: every lease / 3).
+        self.dead_after_seconds = dead_after_leases * lease_seconds
         self.flush_interval = flush_interval
         self.worker_id = worker_id
         self.run_id = ""
@@ -152,6 +155,12 @@ class Frontier:
         settings = crawler.settings
         if not settings.getbool("HOLOCRON_ENABLED", True):
             raise NotConfigured("HOLOCRON_ENABLED is off")
+        dead_after_leases = settings.getfloat("HOLOCRON_DEAD_AFTER_LEASES", 2.0)
+        if dead_after_leases < 1:
+            raise NotConfigured(
+                f"HOLOCRON_DEAD_AFTER_LEASES must be 1 or more, not {dead_after_leases}: "
+                "live runs write their heartbeat every third of a lease"
+            )
         store = state_store_from_settings(settings)
         frontier = cls(
             crawler,
@@ -166,6 +175,7 @@ class Frontier:
             retry_wait_max=settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", 600.0),
             idle_poll=settings.getfloat("HOLOCRON_IDLE_POLL", 2.0),
             outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
+            dead_after_leases=dead_after_leases,
         )
         crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(frontier.spider_closed, signal=signals.spider_closed)
@@ -333,14 +343,14 @@ class Frontier:
     # -- writes ------------------------------------------------------------------------------
 
     def _periodic_flush(self) -> Any:
-        renew = self.leases.renewal_due()
-        if self.writes.pending() or (renew and self.in_flight):
+        renew = self.leases.renewal_due()  # the heartbeat too: claims in flight or none
+        if self.writes.pending() or renew:
             return deferred_from_coro(self._periodic(renew=renew))
         return None
 
     async def _periodic(self, *, renew: bool) -> None:
         await self.flush()
-        if renew and self.in_flight and not self.db_outage.waiting():
+        if renew and not self.db_outage.waiting():
             await self.renew_leases()
 
     async def flush(self) -> bool:

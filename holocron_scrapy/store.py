@@ -32,7 +32,7 @@ from holocron_scrapy.model import (
     canonical_json,
 )
 from holocron_scrapy.schema import ADDED_COLUMNS, RUN_COUNT_COLUMNS, Tables, build_tables
-from holocron_scrapy.store_leases import Outlook
+from holocron_scrapy.store_leases import Outlook, RunState
 from holocron_scrapy.store_retry import retry_conflicts
 from holocron_scrapy.store_sql import (
     InsertStyle,
@@ -48,7 +48,15 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["InsertStyle", "Outlook", "StateStore", "canonical_json", "dedupe_hash", "utcnow"]
+__all__ = [
+    "InsertStyle",
+    "Outlook",
+    "RunState",
+    "StateStore",
+    "canonical_json",
+    "dedupe_hash",
+    "utcnow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +144,19 @@ class StateStore:
 
     @retry_conflicts
     def start_run(
-        self, *, source_system: str, source_name: str, worker_id: str, hostname: str, pid: int
+        self,
+        *,
+        source_system: str,
+        source_name: str,
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        pid_namespace: str | None = None,
     ) -> str:
-        """Record a new run as ``running`` and return its id (``uuid4().hex``)."""
+        """Record a new run as ``running`` (its first heartbeat) and return its id
+        (``uuid4().hex``); ``pid_namespace`` tells whose ``pid`` it is (see ``runs``)."""
         run_id = uuid.uuid4().hex
+        now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.insert(self.tables.runs).values(
@@ -149,8 +166,10 @@ class StateStore:
                     worker_id=worker_id,
                     hostname=hostname,
                     pid=pid,
+                    pid_namespace=pid_namespace,
                     status=_RUNNING,
-                    started_at=utcnow(),
+                    started_at=now,
+                    heartbeat_at=now,
                 )
             )
         return run_id
@@ -280,14 +299,25 @@ class StateStore:
         return applied
 
     @retry_conflicts
-    def renew_leases(self, *, owner: str, claims: Mapping[int, int], lease_seconds: float) -> int:
+    def renew_leases(
+        self,
+        *,
+        owner: str,
+        claims: Mapping[int, int],
+        lease_seconds: float,
+        run_id: str | None = None,
+    ) -> int:
         """Extend ``owner``'s leases on these claims (work item id -> the claim's attempt;
         items still ``in_progress`` under that very claim) by ``lease_seconds`` from now: a live
-        crawl keeps its long-running claims. Returns how many were renewed."""
+        crawl keeps its long-running claims. Given a ``run_id``, the run's heartbeat
+        (``runs.heartbeat_at``) is written in the same transaction, claims or none. Returns how
+        many leases were renewed."""
         now = utcnow()
-        if not claims:
+        if not claims and run_id is None:
             return 0
         with self.engine.begin() as conn:
+            if run_id is not None:
+                store_leases.heartbeat(conn, self.tables.runs, run_id, now)
             return store_leases.renew(
                 conn,
                 self.tables.work_items,
@@ -296,6 +326,15 @@ class StateStore:
                 now=now,
                 lease_seconds=lease_seconds,
             )
+
+    @retry_conflicts
+    def run_states(self, run_ids: Sequence[str]) -> list[RunState]:
+        """What tells whether these runs are alive: status, process, last heartbeat."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return store_leases.run_states(conn, self.tables.runs, ids)
 
     @retry_conflicts
     def leased_ids(self, *, owner: str) -> list[int]:

@@ -905,6 +905,23 @@ def test_create_tables_adds_the_cursor_column_to_an_older_table(store: StateStor
     assert row_of(store, "A")["cursor"] == '{"apcontinue":"B"}'
 
 
+def test_create_tables_adds_the_heartbeat_columns_to_an_older_runs_table(
+    store: StateStore,
+) -> None:
+    table = store.engine.dialect.identifier_preparer.format_table(store.tables.runs)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN heartbeat_at"))
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN pid_namespace"))
+    store.create_tables()
+    store.create_tables()
+    run_id = store.start_run(
+        source_system=SYSTEM, source_name=NAME, worker_id="w", hostname="h", pid=1
+    )
+    assert store.renew_leases(owner="o", claims={}, lease_seconds=60, run_id=run_id) == 0
+    [state] = store.run_states([run_id])
+    assert (state.status, state.pid_namespace) == ("running", None)
+
+
 def test_save_cursor_renews_the_lease_of_the_owner_only(store: StateStore) -> None:
     store.add_work_items([item("L", resource_type="listing"), item("P")])
     by_id = {w.resource_id: w for w in claim(store, lease_seconds=5)}
@@ -996,6 +1013,49 @@ def test_runs_start_and_finish(store: StateStore) -> None:
     )
     assert row.finished_at >= row.started_at
     store.finish_run("0" * 32, status="failed", reason=None, counts={})  # unknown run: no error
+
+
+def test_renewals_write_the_runs_heartbeat_which_run_states_read(store: StateStore) -> None:
+    namespace = "b03b2d13-094b-4519-b67d-3a5a1c25e7b1/pid:[4026531836]"
+    run_id = store.start_run(
+        source_system=SYSTEM,
+        source_name=NAME,
+        worker_id="host",
+        hostname="host",
+        pid=123,
+        pid_namespace=namespace,
+    )
+    other = store.start_run(
+        source_system=SYSTEM, source_name=NAME, worker_id="host", hostname="host", pid=9
+    )
+    [started] = store.run_states([run_id])
+    assert (started.status, started.pid, started.pid_namespace) == ("running", 123, namespace)
+    runs = store.tables.runs
+    long_ago = datetime(2026, 1, 1, 12, 0, 0)
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(runs).values(heartbeat_at=long_ago))
+    store.add_work_items([item("A")])
+    [a] = claim(store, owner="me")
+    before = utcnow()
+    renewed = store.renew_leases(
+        owner="me", claims={a.id: a.attempt}, lease_seconds=600, run_id=run_id
+    )
+    assert renewed == 1
+    assert store.renew_leases(owner="me", claims={}, lease_seconds=600, run_id=run_id) == 0
+    states = {state.run_id: state for state in store.run_states([other, run_id, "unknown"])}
+    assert sorted(states) == sorted([run_id, other])
+    assert states[run_id].last_seen >= before
+    assert (states[other].last_seen, states[other].pid_namespace) == (long_ago, None)
+    # A run from before the heartbeat column: its start stands for its last sign of life.
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(runs).where(runs.c.run_id == other).values(heartbeat_at=None))
+    [old] = store.run_states([other])
+    with store.engine.connect() as conn:
+        started_at = conn.execute(
+            sa.select(runs.c.started_at).where(runs.c.run_id == other)
+        ).scalar_one()
+    assert old.last_seen == started_at
+    assert store.run_states([]) == []
 
 
 def test_create_tables_is_idempotent(store: StateStore) -> None:
