@@ -63,7 +63,7 @@ def claim(
         .order_by(wi.c.priority.desc(), wi.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .with_hint(wi, "WITH (UPDLOCK, READPAST, ROWLOCK)", dialect_name="mssql")
+        .with_hint(wi, "WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)", dialect_name="mssql")
     )
     stmt = (
         sa.update(wi)
