@@ -242,6 +242,16 @@ class Frontier:
         held = self.claim_attempts.get(outcome.work_item_id)
         if outcome.attempt is None and held is not None:
             outcome = dataclasses.replace(outcome, attempt=held)
+        elif outcome.attempt is not None and held is not None and outcome.attempt < held:
+            # An earlier claim's (the store would refuse it): it must not take the place of
+            # the held claim's outcome in the buffer.
+            self.stats.inc_value("holocron/outcomes/stale_lease")
+            logger.debug(
+                "Dropped the outcome of attempt %(old)d of work item %(id)d (attempt %(new)d "
+                "holds it)",
+                {"old": outcome.attempt, "id": outcome.work_item_id, "new": held},
+            )
+            return
         self._ended(outcome)
         self.writes.finish(outcome)
 

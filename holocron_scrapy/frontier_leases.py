@@ -120,7 +120,11 @@ class Leases:
             if why is None:
                 continue
             owner = by_run[run.run_id]
-            n = await run_in_thread(frontier.store.release, owner=owner)
+            n = await run_in_thread(
+                frontier.store.release,
+                owner=owner,
+                source=(spider.source_system, spider.source_name),
+            )
             frontier.stats.inc_value("holocron/frontier/released_dead", n)
             logger.info(
                 "Released %(n)d claims of the dead run %(run)s (%(owner)s): %(why)s",

@@ -383,14 +383,25 @@ class StateStore:
             )
 
     @retry_conflicts
-    def release(self, *, owner: str, work_item_ids: Sequence[int] | None = None) -> int:
-        """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``.
+    def release(
+        self,
+        *,
+        owner: str,
+        work_item_ids: Sequence[int] | None = None,
+        source: tuple[str, str] | None = None,
+    ) -> int:
+        """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``; given a
+        ``source`` (system, name), only that source's (found by the claim index, not a scan).
 
         A released claim does not count as an attempt. Returns how many items were released.
         """
         with self.engine.begin() as conn:
             return store_leases.release(
-                conn, self.tables.work_items, owner=owner, work_item_ids=work_item_ids
+                conn,
+                self.tables.work_items,
+                owner=owner,
+                work_item_ids=work_item_ids,
+                source=source,
             )
 
     @retry_conflicts

@@ -262,12 +262,21 @@ def save_cursor(
 
 
 def release(
-    conn: Connection, wi: sa.Table, *, owner: str, work_item_ids: Sequence[int] | None
+    conn: Connection,
+    wi: sa.Table,
+    *,
+    owner: str,
+    work_item_ids: Sequence[int] | None,
+    source: tuple[str, str] | None = None,
 ) -> int:
-    """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``."""
+    """Return ``owner``'s leased items (or only ``work_item_ids``; of ``source`` only, when
+    given) to ``pending``."""
+    where = [wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner]
+    if source is not None:
+        where += [wi.c.source_system == source[0], wi.c.source_name == source[1]]
     stmt = (
         sa.update(wi)
-        .where(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner)
+        .where(*where)
         .values(
             status=Status.PENDING.value,
             attempt=sa.case((wi.c.attempt > 0, wi.c.attempt - 1), else_=0),

@@ -134,6 +134,31 @@ def test_the_response_of_an_earlier_claim_neither_ends_nor_fetches_the_later_one
     assert check.process_request(request_for([second])) is None
 
 
+def test_an_earlier_claims_outcome_never_takes_the_place_of_the_held_claims(
+    crawl: Crawl,
+) -> None:
+    """Attempt 2's outcome is buffered first, attempt 1's late one after it (both of this run):
+    the buffer keeps attempt 2's, which ends the item."""
+    items = claim(crawl)
+    first = items[0]
+    wi = crawl.store.tables.work_items
+    with crawl.store.engine.begin() as conn:
+        conn.execute(sa.update(wi).where(wi.c.id == first.id).values(lease_expires_at=utcnow()))
+
+    async def run() -> None:
+        [second] = await crawl.frontier.claim_batch()
+        assert second.attempt == 2
+        crawl.frontier.finish(Outcome.skipped(second, "redirect to 'Chopper'"))
+        crawl.frontier.finish(Outcome.failed(first, "HTTP 500 from the first try"))
+        await crawl.frontier.flush()
+
+    asyncio.run(run())
+    row = crawl.item_rows()[first.resource_id]
+    assert (row["status"], row["error_message"]) == ("skipped", "redirect to 'Chopper'")
+    assert crawl.stat("holocron/outcomes/stale_lease") == 1
+    assert crawl.stat("holocron/work_items/skipped") == 1
+
+
 def test_a_callback_exception_fails_the_claimed_items_of_the_response(
     make_crawl: Callable[..., Crawl], caplog: pytest.LogCaptureFixture
 ) -> None:

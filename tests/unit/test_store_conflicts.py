@@ -147,11 +147,6 @@ LOCK_TIMEOUT = (
     "[HY000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Lock request time out "
     "period exceeded. (1222) (SQLExecDirectW)",
 )
-SNAPSHOT_CONFLICT = (
-    "40001",
-    "[40001] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Snapshot isolation "
-    "transaction aborted due to update conflict. (3960) (SQLExecDirectW)",
-)
 LINK_FAILURE = (
     "08S01",
     "[08S01] [Microsoft][ODBC Driver 18 for SQL Server]Communication link failure (0) "
@@ -178,7 +173,6 @@ def pyodbc_error(cls: type[Exception], args: tuple[str, str]) -> sa.exc.DBAPIErr
     [
         pytest.param(pyodbc.Error, DEADLOCK_VICTIM, True, False, id="1205-deadlock-victim"),
         pytest.param(pyodbc.Error, LOCK_TIMEOUT, True, False, id="1222-lock-timeout"),
-        pytest.param(pyodbc.Error, SNAPSHOT_CONFLICT, True, False, id="3960-snapshot-conflict"),
         pytest.param(pyodbc.OperationalError, LINK_FAILURE, False, True, id="08S01-link"),
         pytest.param(pyodbc.ProgrammingError, NO_SUCH_TABLE, False, False, id="208-mistake"),
     ],

@@ -736,6 +736,16 @@ def test_release(store: StateStore) -> None:
     assert row_of(store, theirs[0].resource_id)["lease_owner"] == "them"
 
 
+def test_release_of_one_source_only(store: StateStore) -> None:
+    store.add_work_items([item("A"), item("B", source_name="other")])
+    [a] = claim(store, owner="dead")
+    [b] = claim(store, owner="dead", source_name="other")
+    assert store.release(owner="dead", source=(SYSTEM, "other")) == 1
+    assert (row_of(store, "A")["lease_owner"], row_of(store, "B")["status"]) == ("dead", "pending")
+    assert store.release(owner="dead", source=(SYSTEM, NAME)) == 1
+    assert {a.id, b.id} == {row_of(store, r)["id"] for r in "AB"}
+
+
 def test_requeue(store: StateStore) -> None:
     store.add_work_items([item(f"P{i}") for i in range(4)])
     store.add_work_items([item("X", source_name="elsewhere")])
