@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from holocron_scrapy.frontier import Frontier, FrontierSpider
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.store_leases import RunState
+    from holocron_scrapy.store_runs import RunState
 
 logger = logging.getLogger(__name__)
 

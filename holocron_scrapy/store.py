@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateSchema
 
-from holocron_scrapy import store_budget, store_leases, store_queue, store_records
+from holocron_scrapy import store_budget, store_leases, store_queue, store_records, store_runs
 from holocron_scrapy.dburl import masked, validate_schema_name
 from holocron_scrapy.model import (
     NO_RETRIES,
@@ -32,8 +32,9 @@ from holocron_scrapy.model import (
     canonical_json,
 )
 from holocron_scrapy.schema import ADDED_COLUMNS, RUN_COUNT_COLUMNS, Tables, build_tables
-from holocron_scrapy.store_leases import Outlook, RunState
+from holocron_scrapy.store_leases import Outlook
 from holocron_scrapy.store_retry import retry_conflicts
+from holocron_scrapy.store_runs import RunState
 from holocron_scrapy.store_sql import (
     InsertStyle,
     dedupe_hash,
@@ -317,7 +318,7 @@ class StateStore:
             return 0
         with self.engine.begin() as conn:
             if run_id is not None:
-                store_leases.heartbeat(conn, self.tables.runs, run_id, now)
+                store_runs.heartbeat(conn, self.tables.runs, run_id, now)
             return store_leases.renew(
                 conn,
                 self.tables.work_items,
@@ -334,7 +335,7 @@ class StateStore:
         if not ids:
             return []
         with self.engine.connect() as conn:
-            return store_leases.run_states(conn, self.tables.runs, ids)
+            return store_runs.run_states(conn, self.tables.runs, ids)
 
     @retry_conflicts
     def leased_ids(self, *, owner: str) -> list[int]:
