@@ -226,9 +226,10 @@ class Frontier:
         self.in_flight.discard(outcome.work_item_id)
         self.writes.finish(outcome)
 
-    def fail(self, items: Iterable[WorkItem], message: str) -> None:
+    def fail(self, items: Iterable[WorkItem], message: str, *, final: bool = False) -> None:
+        """Fail ``items`` with ``message``; ``final``: not retried, whatever the retry policy."""
         for item in items:
-            self.finish(Outcome(item.id, Status.FAILED, message))
+            self.finish(Outcome(item.id, Status.FAILED, message, final=final))
 
     async def requeue(self, work_item_ids: Sequence[int], dedupe_keys: Sequence[str] = ()) -> int:
         """Put completed items back into the queue (in a thread) and claim them soon: the

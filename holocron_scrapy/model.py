@@ -97,6 +97,8 @@ class Outcome:
     # For completed items: the resource's version at the source (a MediaWiki page's
     # ``lastrevid``, or DELETED_VERSION), which a recrawl compares with the current one.
     version: str | None = None
+    # A failure another attempt cannot cure (a value the database refuses): not retried.
+    final: bool = False
 
     @classmethod
     def completed(cls, item: WorkItem, content_hash: str, version: str | None = None) -> Outcome:
