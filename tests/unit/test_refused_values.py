@@ -5,6 +5,9 @@ IngestRecords pipeline, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -243,3 +246,57 @@ def test_a_record_the_database_refuses_fails_alone_and_the_batch_is_written(
         if logger == "holocron_scrapy.pipelines.ingest"
     ]
     assert ingest_logs == [(logging.ERROR, f"{message} (1 items)")]
+
+
+# -- values fitted where they enter ---------------------------------------------------------
+
+
+def test_values_too_long_or_unencodable_are_stored_fitted_and_still_deduplicated(
+    make_db_crawl: Callable[..., Crawl],
+) -> None:
+    crawl = make_db_crawl({"HOLOCRON_INGEST_BATCH_SIZE": 3}, seeds=FIVE_SEEDS)
+    pipeline = build_from_crawler(IngestRecordsPipeline, crawl.crawler)
+    items = sorted(claim(crawl), key=lambda i: i.id)
+    frontier = crawl.frontier
+    long_title = "Long " + "x" * 4995
+    titles = [long_title, "Nul\x00title", "Lone \ud800 surrogate"]
+    for title in [*titles, long_title]:  # found twice: one work item
+        frontier.discover(NewWorkItem("mediawiki", SOURCE_NAME, "page", title, depth=1))
+    records = [record_for(item) for item in items[:3]]
+    records[0] = dataclasses.replace(records[0], resource_id="Name " + "n" * 1996)  # 2,001
+    records[1].version = "etag:" + "e" * 195  # a 200-character ETag
+    records[2].request_uri += "&bad=\x00\ud800"
+    records[2].payload = {"title": "Lone \udc00 in the payload"}
+    frontier.finish(Outcome(items[3].id, Status.FAILED, "server said \x00 and \ud800"))
+
+    async def run() -> list[Any]:
+        results = await asyncio.gather(*(pipeline.process_item(r) for r in records))
+        assert await frontier.flush()
+        return list(results)
+
+    assert asyncio.run(run()) == records
+
+    assert crawl.stat("holocron/frontier/discovered_new") == 3
+    assert crawl.stat("holocron/ingest/errors") is None
+    assert crawl.stat("holocron/frontier/write_errors") is None
+    fitted_long = long_title[:1928] + "…sha256:" + hashlib.sha256(long_title.encode()).hexdigest()
+    known = crawl.item_rows()
+    assert {fitted_long, "Nul\\x00title", "Lone \\ud800 surrogate"} <= set(known)
+    assert len(known[fitted_long]["dedupe_key"]) == len("mediawiki:testwiki:page:") + 2000
+    rows = {row["work_item_id"]: row for row in crawl.rows("IngestRecords", "ingest_id")}
+    assert len(rows) == 3
+    name = rows[items[0].id]["resource_id"]
+    assert len(name) == 2000
+    assert name.startswith("Name nnn")
+    assert name.endswith(hashlib.sha256(("Name " + "n" * 1996).encode()).hexdigest())
+    assert rows[items[2].id]["request_uri"].endswith("&bad=\\x00\\ud800")
+    payload = rows[items[2].id]["payload"]
+    assert payload == '{"title":"Lone \\udc00 in the payload"}'
+    assert json.loads(payload) == records[2].payload  # the same value read back
+    versions = [(crawl.store.work_item(i.id) or {}).get("version") for i in items[:2]]
+    assert versions[0] is None
+    etag = "etag:" + "e" * 195
+    assert versions[1] == f"sha256:{hashlib.sha256(etag.encode()).hexdigest()}"[:64]
+    failed = crawl.store.work_item(items[3].id)
+    assert failed is not None
+    assert failed["error_message"] == "server said \\x00 and \\ud800"
