@@ -8,6 +8,7 @@ import json
 import pytest
 
 from holocron_scrapy import limits
+from holocron_scrapy.http_api import discovered_url, resource_key
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, canonical_json
 from holocron_scrapy.schema import build_tables
 
@@ -79,3 +80,11 @@ def test_canonical_json_keeps_lone_surrogates_as_json_escapes() -> None:
     assert json.loads(text) == payload
     text.encode("utf-8")  # what the lake and the hash need
     assert canonical_json({"t": "😀 ü"}) == '{"t":"😀 ü"}'
+
+
+def test_a_discovered_url_with_a_lone_surrogate_becomes_a_request_key() -> None:
+    # JSON can carry "\ud800"; as it is, no URL encoding (nor the queue) takes it.
+    url = discovered_url("/api/a\ud800b?q=\x00", None, "https://api.example.org/")
+    assert url == "https://api.example.org/api/a\\ud800b?q=\\x00"
+    # (a backslash in a path reads as "/", as browsers read it)
+    assert resource_key(url) == "https://api.example.org/api/a/ud800b?q=%5Cx00"
