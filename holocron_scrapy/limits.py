@@ -67,7 +67,7 @@ def utf16_units(value: str) -> int:
 
 def clean_text(value: str) -> str:
     """``value`` with NUL and lone surrogates written as backslash escapes."""
-    if not _UNSTORABLE.search(value):
+    if "\x00" not in value and (value.isascii() or not _UNSTORABLE.search(value)):
         return value
     return _UNSTORABLE.sub(lambda m: repr(m.group())[1:-1], value)
 

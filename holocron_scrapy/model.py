@@ -36,7 +36,8 @@ def canonical_json(obj: Any) -> str:
     that pairs with nothing): it stays a JSON escape, which no encoder refuses and which reads
     back as the same value."""
     text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    if _LONE_SURROGATE.search(text):  # only in strings: elsewhere JSON is ASCII
+    # isascii() is O(1); the search costs about a sixth of the dumps, on text that is not.
+    if not text.isascii() and _LONE_SURROGATE.search(text):  # only in strings
         text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 
