@@ -39,7 +39,7 @@ def refused_by_database(exc: BaseException) -> bool:
 def refusal_reason(exc: BaseException) -> str:
     """The database's message for a refused row, fit to store and log: its first line only (no
     SQL, no parameters, so no secret of a URL), control characters escaped, truncated."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", short_error(exc))
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], short_error(exc))
     if len(text) > REASON_MAX_CHARS:
         text = text[: REASON_MAX_CHARS - 1] + "…"
     return text

@@ -6,11 +6,13 @@ import hashlib
 import json
 
 import pytest
+import sqlalchemy as sa
 
 from holocron_scrapy import limits
 from holocron_scrapy.http_api import discovered_url, resource_key
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, canonical_json
 from holocron_scrapy.schema import build_tables
+from holocron_scrapy.split_writes import refusal_reason, refused_by_database
 
 
 def test_lengths_are_read_from_the_schema() -> None:
@@ -88,3 +90,18 @@ def test_a_discovered_url_with_a_lone_surrogate_becomes_a_request_key() -> None:
     assert url == "https://api.example.org/api/a\\ud800b?q=\\x00"
     # (a backslash in a path reads as "/", as browsers read it)
     assert resource_key(url) == "https://api.example.org/api/a/ud800b?q=%5Cx00"
+
+
+def test_what_counts_as_a_refusal_and_how_it_is_told() -> None:
+    def wrapped(kind: type[sa.exc.DBAPIError], message: str) -> sa.exc.DBAPIError:
+        return kind("INSERT INTO t VALUES (%(p)s)", {"p": "s3cret"}, ValueError(message))
+
+    refused = wrapped(sa.exc.DataError, "bad \x1b[31mvalue\t\ud800\nDETAIL: Key (p)=(s3cret)")
+    assert refused_by_database(refused)
+    assert refused_by_database(wrapped(sa.exc.IntegrityError, "duplicate key"))
+    assert refused_by_database(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates"))
+    assert not refused_by_database(wrapped(sa.exc.OperationalError, "server closed"))
+    assert not refused_by_database(wrapped(sa.exc.ProgrammingError, "no such table"))
+    # One line, no SQL, no parameters, control characters escaped, at most 500 characters.
+    assert refusal_reason(refused) == "ValueError: bad \\x1b[31mvalue\\t\\ud800"
+    assert len(refusal_reason(ValueError("x" * 600))) == 500
