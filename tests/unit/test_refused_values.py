@@ -300,3 +300,18 @@ def test_values_too_long_or_unencodable_are_stored_fitted_and_still_deduplicated
     failed = crawl.store.work_item(items[3].id)
     assert failed is not None
     assert failed["error_message"] == "server said \\x00 and \\ud800"
+
+
+def test_a_cursor_with_a_lone_surrogate_or_nul_is_saved_and_read_back(
+    make_db_crawl: Callable[..., Crawl],
+) -> None:
+    crawl = make_db_crawl()
+    [item, *_] = claim(crawl)
+    cursor = {"apcontinue": "Lone \ud800 and \x00"}
+
+    assert asyncio.run(crawl.frontier.save_cursor(item, cursor)) is True
+
+    row = crawl.store.work_item(item.id)
+    assert row is not None
+    assert row["cursor"] == '{"apcontinue":"Lone \\ud800 and \\u0000"}'
+    assert json.loads(row["cursor"]) == cursor
