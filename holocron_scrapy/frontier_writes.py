@@ -52,6 +52,7 @@ class WriteBuffer:
         self._queued: dict[str, int] = {}  # dedupe key -> smallest depth queued by this run
         self._flush_scheduled = False
         self._stale_logged = False
+        self._failing = 0  # failed writes in a row that were neither outages nor refusals
 
     def pending(self) -> bool:
         """Something is buffered (a discovery adds work, a failure may be retried)."""
@@ -113,13 +114,21 @@ class WriteBuffer:
                     if frontier.db_outage.exceeded():
                         frontier.give_up(exc)
                 else:
-                    logger.warning(
+                    # A mistake (a missing table, a permission): logged once, not every second.
+                    self._failing += 1
+                    logger.log(
+                        logging.WARNING if self._failing == 1 else logging.DEBUG,
                         "Could not write crawl state (%(error)s); will retry",
                         {"error": short_error(exc)},
                         exc_info=True,
                     )
                 return False
             frontier.db_outage.recovered()
+            if self._failing:
+                logger.info(
+                    "Crawl state written again after %(n)d failed tries", {"n": self._failing}
+                )
+                self._failing = 0
             return True
 
     def _write_outcomes(self, outcomes: list[Outcome]) -> Applied:

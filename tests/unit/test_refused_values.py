@@ -315,3 +315,31 @@ def test_a_cursor_with_a_lone_surrogate_or_nul_is_saved_and_read_back(
     assert row is not None
     assert row["cursor"] == '{"apcontinue":"Lone \\ud800 and \\u0000"}'
     assert json.loads(row["cursor"]) == cursor
+
+
+def test_a_write_that_keeps_failing_otherwise_is_logged_once_and_kept(
+    crawl: Crawl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="holocron_scrapy.frontier_writes")
+    items = claim(crawl)
+    crawl.frontier.writes.finish(Outcome.skipped(items[0], "missing"))
+
+    def rename(old: str, new: str) -> None:
+        with crawl.store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+    rename("work_items", "work_items_away")  # a mistake, not an outage nor a refused value
+    assert asyncio.run(crawl.frontier.flush()) is False
+    assert asyncio.run(crawl.frontier.flush()) is False
+    rename("work_items_away", "work_items")
+    assert asyncio.run(crawl.frontier.flush()) is True
+
+    assert (crawl.store.work_item(items[0].id) or {}).get("status") == "skipped"
+    assert crawl.stat("holocron/frontier/write_errors") == 2
+    assert [(level, msg) for level, msg in writes_logs(caplog) if level > logging.DEBUG] == [
+        (
+            logging.WARNING,
+            "Could not write crawl state (OperationalError: no such table: work_items); will retry",
+        ),
+        (logging.INFO, "Crawl state written again after 2 failed tries"),
+    ]
