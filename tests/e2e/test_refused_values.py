@@ -1,5 +1,6 @@
-"""End to end on PostgreSQL: one real ``scrapy crawl http`` meets values its columns cannot
-hold as they are (issue 9 finding 2, issue 10 section 2): a discovered URL of 5,000
+"""End to end on PostgreSQL (and SQLite, which enforces no length but cannot encode a lone
+surrogate either): one real ``scrapy crawl http`` meets values its columns cannot hold as they
+are (issue 9 finding 2, issue 10 section 2): a discovered URL of 5,000
 characters, a resource with a 200-character ``ETag``, one whose ``name`` (its ``resource_id``)
 is 2,001 characters, names with a NUL and with a lone surrogate; and good resources between
 them. Before ``holocron_scrapy.limits`` and the split batches, the first such value failed its
@@ -99,9 +100,12 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("crawl_db", ["postgresql"], indirect=True)
-def test_values_too_long_or_unencodable_end_in_one_crawl_on_postgresql(
+@pytest.mark.parametrize(
+    "crawl_db",
+    [pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"],
+    indirect=True,
+)
+def test_values_too_long_or_unencodable_end_in_one_crawl(
     site: HostileValues, tmp_path: Path, crawl_db: Database
 ) -> None:
     source = tmp_path / "hostile.yaml"
