@@ -21,6 +21,7 @@ from scrapy.utils.asyncio import run_in_thread, sleep
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
+from holocron_scrapy import limits
 from holocron_scrapy.frontier_leases import Leases
 from holocron_scrapy.frontier_runs import close_run, open_run
 from holocron_scrapy.frontier_settings import (
@@ -233,7 +234,10 @@ class Frontier:
     def discover(self, item: NewWorkItem) -> None:
         """Buffer a discovered resource; it is inserted if new at the next flush (see
         :meth:`WriteBuffer.discover`)."""
-        self.writes.discover(item)
+        fitted = limits.fit_work_item(item)
+        if fitted is not item:
+            self.stats.inc_value("holocron/limits/work_item_fitted")
+        self.writes.discover(fitted)
 
     def finish(self, outcome: Outcome) -> None:
         """Buffer the end of a work item (skipped or failed; completion comes with its record).
@@ -253,11 +257,19 @@ class Frontier:
             )
             return
         self._ended(outcome)
-        self.writes.finish(outcome)
+        self.writes.finish(self._fit(outcome))
 
-    def fail(self, items: Iterable[WorkItem], message: str) -> None:
+    def _fit(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with values its columns can store (see :mod:`holocron_scrapy.limits`)."""
+        fitted = limits.fit_outcome(outcome)
+        if fitted is not outcome:
+            self.stats.inc_value("holocron/limits/outcome_fitted")
+        return fitted
+
+    def fail(self, items: Iterable[WorkItem], message: str, *, final: bool = False) -> None:
+        """Fail ``items`` with ``message``; ``final``: not retried, whatever the retry policy."""
         for item in items:
-            self.finish(Outcome.failed(item, message))
+            self.finish(Outcome.failed(item, message, final=final))
 
     def _ended(self, outcome: Outcome) -> None:
         """The claim the outcome ends is no longer in flight (a later claim of the item is)."""
@@ -309,6 +321,7 @@ class Frontier:
         their rows (see :meth:`StateStore.commit_records`).
         """
         await self.writes.flush_or_wait("links not queued")
+        outcomes = [self._fit(outcome) for outcome in outcomes]
         ids = {outcome.work_item_id for outcome in outcomes}
         self.leases.committing |= ids
         try:

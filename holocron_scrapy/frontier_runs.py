@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from scrapy.utils.asyncio import run_in_thread
 
+from holocron_scrapy import limits
 from holocron_scrapy.frontier_settings import SQLSERVER_HINT
 from holocron_scrapy.model import Status
 
@@ -59,7 +60,10 @@ async def open_run(frontier: Frontier, spider: FrontierSpider) -> None:
             {"run": frontier.run_id, "source": spider.source_name, "mode": spider.recrawl},
         )
     else:
-        seeds = [dataclasses.replace(s, run_id=frontier.run_id) for s in spider.seed_work_items()]
+        seeds = [
+            dataclasses.replace(limits.fit_work_item(s), run_id=frontier.run_id)
+            for s in spider.seed_work_items()
+        ]
         added = await run_in_thread(frontier.store.add_work_items, seeds)
         frontier.stats.inc_value("holocron/frontier/seeded", added)
         logger.info(
