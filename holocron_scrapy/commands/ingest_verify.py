@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.commands.source_command import SourceCommand
 from holocron_scrapy.dburl import masked
 from holocron_scrapy.outage import short_error
+from holocron_scrapy.source_command import SourceCommand
 from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, verify
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.commands.source_command import SourceCommand
 from holocron_scrapy.dburl import masked
 from holocron_scrapy.lake_export import ParquetExport
 from holocron_scrapy.outage import short_error
+from holocron_scrapy.source_command import SourceCommand
 
 if TYPE_CHECKING:
     import argparse

@@ -1,5 +1,6 @@
 """The shared shell of the commands that read one source's state (``ingest_verify``,
-``lake_export``): ``-a source=NAME`` / ``--source NAME`` and the crawl's database."""
+``lake_export``: ``-a source=NAME`` / ``--source NAME`` and the crawl's database. Outside
+the commands package, which Scrapy scans for commands)."""
 
 from __future__ import annotations
 
