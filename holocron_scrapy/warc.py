@@ -15,12 +15,11 @@ import logging
 import os
 import re
 import socket
+import zlib
 from datetime import UTC, datetime
 from io import BytesIO
 from typing import TYPE_CHECKING, BinaryIO
 
-from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -143,15 +142,23 @@ def _alive(pid: int) -> bool:
 
 
 def _complete_length(path: Path) -> int:
-    """The length of ``path``'s leading complete records."""
-    end = 0
+    """The length of ``path``'s leading complete gzip members (warcio writes one record per
+    member, so a complete member is a complete record)."""
+    end = offset = 0
+    member = zlib.decompressobj(wbits=31)
     with path.open("rb") as f:
-        iterator = ArchiveIterator(f)
-        try:
-            for record in iterator:
-                record.content_stream().read()
-                iterator.read_to_end(record)
-                end = iterator.get_record_offset() + iterator.get_record_length()
-        except (ArchiveLoadFailed, EOFError, OSError, ValueError):
-            pass
+        while chunk := f.read(1 << 20):
+            data = chunk
+            while data:
+                try:
+                    member.decompress(data)
+                except zlib.error:
+                    return end
+                if not member.eof:
+                    offset += len(data)
+                    break
+                offset += len(data) - len(member.unused_data)
+                end = offset
+                data = member.unused_data
+                member = zlib.decompressobj(wbits=31)
     return end
