@@ -7,8 +7,9 @@
 One row per record: the record's metadata columns and its raw payload as JSON text (the
 partition columns ``source_name``, ``resource_type`` and ``fetch_date`` live in the path, as Hive
 partitioning has them). Files roll at ``target_file_bytes`` (256 MB by default); each row group
-holds up to ``row_group_rows`` rows, so memory is bounded by the buffered row groups of the
-partitions being written, whatever the size of the table.
+holds up to ``row_group_rows`` rows, and the rows buffered across all partitions are bounded by
+``buffer_bytes`` (64 MB; the largest buffer is written first), so memory does not depend on the
+size of the table.
 
 Incremental: ``OUTPUT/source_name={name}/_export_state.json`` holds the watermark (the highest
 ``ingest_id`` exported) and the *gaps* below it: identity values that were missing when they
@@ -93,6 +94,7 @@ class _Part:
     sink: pa.NativeFile
     writer: pq.ParquetWriter
     buffer: list[dict[str, Any]] = field(default_factory=list)
+    buffered: int = 0  # bytes of text in the buffer, about
 
 
 class ParquetExport:
@@ -105,6 +107,7 @@ class ParquetExport:
         *,
         target_file_bytes: int = 256 * 1024 * 1024,
         row_group_rows: int = 20_000,
+        buffer_bytes: int = 64 * 1024 * 1024,
         gap_window: int = 1_000_000,
         progress_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -116,6 +119,8 @@ class ParquetExport:
         self.root = output / f"source_name={self.source_name}"
         self.target_file_bytes = target_file_bytes
         self.row_group_rows = row_group_rows
+        self.buffer_bytes = buffer_bytes
+        self._buffered = 0
         self.gap_window = gap_window
         self.progress_seconds = progress_seconds
         self.clock = clock
@@ -206,10 +211,18 @@ class ParquetExport:
         key = (safe_component(row.pop("resource_type")), fetched.date().isoformat())
         part = self._parts.get(key) or self._open(key)
         part.buffer.append(row)
+        size = sum(len(v) for v in row.values() if isinstance(v, str)) + 100
+        part.buffered += size
+        self._buffered += size
         if len(part.buffer) >= self.row_group_rows:
-            self._flush(part)
-            if part.sink.tell() >= self.target_file_bytes:
-                self._close(part)
+            self._flush_or_roll(part)
+        while self._buffered > self.buffer_bytes:  # many partitions at once: the biggest first
+            self._flush_or_roll(max(self._parts.values(), key=lambda p: p.buffered))
+
+    def _flush_or_roll(self, part: _Part) -> None:
+        self._flush(part)
+        if part.sink.tell() >= self.target_file_bytes:
+            self._close(part)
 
     def _open(self, key: tuple[str, str]) -> _Part:
         resource_type, fetch_date = key
@@ -228,6 +241,8 @@ class ParquetExport:
         if part.buffer:
             part.writer.write_table(pa.Table.from_pylist(part.buffer, schema=SCHEMA))
             part.buffer.clear()
+            self._buffered -= part.buffered
+            part.buffered = 0
 
     def _close(self, part: _Part) -> None:
         self._flush(part)

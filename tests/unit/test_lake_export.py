@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -207,3 +208,14 @@ def test_files_roll_at_the_target_size(sqlite_store: StateStore, tmp_path: Path)
     result = _export(sqlite_store, out, row_group_rows=20, target_file_bytes=1)
     assert len(result.files) == 10
     assert len(_read(out)) == 200
+
+
+def test_buffered_rows_are_bounded_across_partitions(sqlite_store: StateStore, tmp_path: Path):
+    run_id = _run(sqlite_store)
+    _insert(sqlite_store, [_row(run_id, n, day=1 + n % 5) for n in range(1, 51)])
+    out = tmp_path / "parquet"
+    # A budget below one row: every row is written as soon as it is read.
+    _export(sqlite_store, out, row_group_rows=1000, buffer_bytes=1)
+    groups = sum(pq.ParquetFile(p).num_row_groups for p in out.rglob("*.parquet"))
+    assert groups == 50
+    assert len(_read(out)) == 50
