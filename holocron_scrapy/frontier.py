@@ -39,6 +39,7 @@ from holocron_scrapy.model import (
     WorkItem,
 )
 from holocron_scrapy.outage import Outage, database_unreachable, short_error
+from holocron_scrapy.signals import run_closed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -225,6 +226,15 @@ class Frontier:
                 "back to the queue when their lease expires, or at once when this worker "
                 "starts again",
                 {"run": self.run_id, "error": short_error(exc)},
+            )
+        else:
+            await self.crawler.signals.send_catch_log_async(
+                run_closed,
+                run_id=self.run_id,
+                source_system=self.spider.source_system,
+                source_name=self.spider.source_name,
+                reason=reason,
+                store=self.store,
             )
         finally:
             await run_in_thread(self.store.dispose)

@@ -136,6 +136,10 @@ def _ingest_records(metadata: sa.MetaData) -> sa.Table:
         sa.PrimaryKeyConstraint("ingest_id", name="pk_ingest_records"),
         sa.Index("ix_ingest_records_work_item_id", "work_item_id"),
         sa.Index("ix_ingest_records_resource", "source_system", "source_name", "resource_type"),
+        # A source's records in id order: the incremental Parquet export (lake_export.py).
+        sa.Index("ix_ingest_records_source_ingest", "source_system", "source_name", "ingest_id"),
+        # A run's records: its manifest (manifest.py).
+        sa.Index("ix_ingest_records_run", "run_id"),
     )
 
 

@@ -118,10 +118,21 @@ class StateStore:
                 conn.execute(CreateSchema(schema))
             self.tables.metadata.create_all(conn, checkfirst=True)
             self._add_missing_columns(conn)
+            self._add_missing_indexes(conn)
         logger.debug("State tables ready on %(url)s", {"url": self.url_for_log})
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def _add_missing_indexes(self, conn: Connection) -> None:
+        """Create the indexes that tables created by an older version lack."""
+        inspector = sa.inspect(conn)
+        for table in self.tables.metadata.sorted_tables:
+            present = {i["name"] for i in inspector.get_indexes(table.name, table.schema)}
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                if index.name not in present and not index.unique:
+                    index.create(conn)
+                    logger.info("Created the index %(index)s", {"index": index.name})
 
     def _add_missing_columns(self, conn: Connection) -> None:
         """Add the :data:`ADDED_COLUMNS` that tables created by an older version lack."""

@@ -46,6 +46,14 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_resour
     CREATE INDEX ix_ingest_records_resource ON ingest.[IngestRecords] (source_system, source_name, resource_type);
 GO
 
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_run' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
+    CREATE INDEX ix_ingest_records_run ON ingest.[IngestRecords] (run_id);
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_source_ingest' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
+    CREATE INDEX ix_ingest_records_source_ingest ON ingest.[IngestRecords] (source_system, source_name, ingest_id);
+GO
+
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_work_item_id' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
     CREATE INDEX ix_ingest_records_work_item_id ON ingest.[IngestRecords] (work_item_id);
 GO
