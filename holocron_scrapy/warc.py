@@ -4,13 +4,17 @@ Each exchange is a ``response`` record (the status line, headers and body as rec
 still compressed when the server sent ``Content-Encoding``) and a ``request`` record linked to
 it by ``WARC-Concurrent-To``; warcio adds the block and payload digests. Every file starts with a
 ``warcinfo`` record. A file is written as ``{prefix}-{time}-{host}-{pid}-{n}.warc.gz.open`` and
-renamed to ``.warc.gz`` when it reaches ``max_bytes`` or the crawl stops. After a kill, the next
-writer on the same host finds the dead process's ``.open`` files, cuts each after its last
-complete record and renames it. Blocking I/O: callers keep it off the reactor thread.
+renamed to ``.warc.gz`` when it reaches ``max_bytes`` or the crawl stops. The writer holds an
+exclusive ``flock`` on its open file, which the kernel drops when the process dies, even by
+``kill -9``: the next crawl takes the ``.open`` files whose lock is free, cuts each after its last
+complete record and renames it; a live writer's file (on any host sharing the directory, where
+the file system supports locks) is never touched. Blocking I/O: callers keep it off the reactor
+thread.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -29,7 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPEN_SUFFIX = ".open"
-_NAME_RE = re.compile(r"^(?P<stem>.+)-(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-\d{5}\.warc\.gz$")
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.]+")
 
 
@@ -49,20 +52,18 @@ class WarcFiles:
         self.closed_files: list[Path] = []
 
     def recover(self) -> list[Path]:
-        """Close the ``.open`` files that dead processes of this host left: cut after the last
+        """Close the ``.open`` files that dead writers left (their locks free): cut after the last
         complete record, rename. Returns the files closed."""
         self.directory.mkdir(parents=True, exist_ok=True)
         recovered = []
         for path in sorted(self.directory.glob(f"*.warc.gz{OPEN_SUFFIX}")):
-            match = _NAME_RE.match(path.name.removesuffix(OPEN_SUFFIX))
-            if not match or match["host"] != self.host or _alive(int(match["pid"])):
-                continue
-            end = _complete_length(path)
             with path.open("r+b") as f:
-                f.truncate(end)
+                if not _unlocked(f):
+                    continue  # its writer is alive (it holds the lock until it closes the file)
+                f.truncate(_complete_length(path))
                 os.fsync(f.fileno())
-            final = path.with_name(path.name.removesuffix(OPEN_SUFFIX))
-            os.replace(path, final)
+                final = path.with_name(path.name.removesuffix(OPEN_SUFFIX))
+                os.replace(path, final)
             recovered.append(final)
             logger.info("Closed the WARC file a stopped crawl left open: %(path)s", {"path": final})
         return recovered
@@ -125,19 +126,19 @@ class WarcFiles:
         name = f"{self.prefix}-{stamp}-{self.host}-{self.pid}-{self._serial:05d}.warc.gz"
         self._path = self.directory / f"{name}{OPEN_SUFFIX}"
         self._file = self._path.open("xb")
+        fcntl.flock(self._file, fcntl.LOCK_EX)  # released by the kernel if this process dies
         self._writer = WARCWriter(self._file, gzip=True)
         info = {"software": self.software, "format": "WARC File Format 1.1", "hostname": self.host}
         self._writer.write_record(self._writer.create_warcinfo_record(name, info))
         return self._writer
 
 
-def _alive(pid: int) -> bool:
+def _unlocked(f: BinaryIO) -> bool:
+    """Whether no process holds ``f``'s lock (its writer is gone); takes the lock if so."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return False
-    except PermissionError:
-        return True
     return True
 
 

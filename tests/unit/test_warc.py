@@ -106,7 +106,8 @@ def test_a_killed_writers_open_file_is_cut_and_closed(tmp_path: Path) -> None:
     assert files._file is not None
     files._file.flush()
     [live] = list(directory.iterdir())
-    # What a kill at a random moment leaves: the file of a dead process, its last record cut.
+    # What a kill at a random moment leaves: the file of a dead process (no one holds its
+    # lock), its last record cut.
     dead = live.name.replace(f"-{os.getpid()}-", f"-{_dead_pid()}-")
     data = live.read_bytes()
     (directory / dead).write_bytes(data[:-25])
@@ -117,7 +118,7 @@ def test_a_killed_writers_open_file_is_cut_and_closed(tmp_path: Path) -> None:
     gzip.decompress(recovered[0].read_bytes())  # every member whole: no truncated tail kept
     kinds = [kind for kind, _, _ in _records(recovered[0])]
     assert kinds == ["warcinfo", "response", "request", "response", "request", "response"]
-    assert live.exists(), "a live writer's open file is not touched"
+    assert live.exists(), "a live writer's open file (its lock held) is not touched"
     files.close()
     _check(*(p for p in directory.iterdir()))
 
