@@ -99,7 +99,8 @@ def apply_outcomes(
                 "b_next_retry_at": retry_at,
                 "b_finished_at": None if retry_at else now,
                 # A listing tried again resumes from its cursor; an ended one starts over.
-                "b_keep_cursor": retry_at is not None,
+                # An integer flag compared = 1: T-SQL has no boolean value for CASE WHEN.
+                "b_keep_cursor": int(retry_at is not None),
             }
         )
     where = [wi.c.id == sa.bindparam("b_id"), wi.c.status == Status.IN_PROGRESS.value]
@@ -118,7 +119,7 @@ def apply_outcomes(
                 sa.bindparam("b_version", type_=sa.Unicode(VERSION_LENGTH)), wi.c.version
             ),
             cursor=sa.case(
-                (sa.bindparam("b_keep_cursor", type_=sa.Boolean), wi.c.cursor),
+                (sa.bindparam("b_keep_cursor", type_=sa.Integer) == 1, wi.c.cursor),
                 else_=sa.null(),
             ),
             next_retry_at=sa.bindparam("b_next_retry_at", type_=wi.c.next_retry_at.type),
