@@ -15,12 +15,19 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from holocron_scrapy.model import Applied, IngestRow, Outcome, RetryPolicy, Status, canonical_json
-from holocron_scrapy.schema import HASH_HEX, VERSION_LENGTH
+from holocron_scrapy.schema import HASH_HEX, LONG_TEXT, UTC_DATETIME, VERSION_LENGTH
 from holocron_scrapy.store_queue import REOPENABLE
-from holocron_scrapy.store_sql import IN_LIST_CHUNK, chunks, execute_counting, utcnow
+from holocron_scrapy.store_sql import (
+    IN_LIST_CHUNK,
+    chunks,
+    rows_per_statement,
+    utcnow,
+    values_table,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
     from sqlalchemy.engine import Connection
 
@@ -29,34 +36,101 @@ logger = logging.getLogger(__name__)
 ERROR_MESSAGE_MAX_CHARS = 4000
 
 
+_RECORD_COLUMNS = (
+    "source_system",
+    "source_name",
+    "resource_type",
+    "resource_id",
+    "request_uri",
+    "request_method",
+    "request_headers",
+    "status_code",
+    "response_headers",
+    "payload",
+    "fetched_at_utc",
+    "hash_sha256",
+    "run_id",
+    "work_item_id",
+    "attempt",
+    "error_message",
+    "duration_ms",
+)
+
+
 def insert_records(conn: Connection, records: sa.Table, params: list[dict[str, Any]]) -> list[int]:
-    """Insert ``IngestRecords`` rows; return their new ``ingest_id`` values, in order."""
-    result = conn.execute(
-        sa.insert(records).returning(records.c.ingest_id, sort_by_parameter_order=True),
-        params,
-    )
-    return [int(ingest_id) for ingest_id in result.scalars()]
+    """Insert ``IngestRecords`` rows; return their new ``ingest_id`` values, in order.
+
+    ``INSERT ... OUTPUT inserted.ingest_id SELECT TOP (n) ... FROM (VALUES ...) ORDER BY ord``, a
+    hundred rows a statement: the identity values follow the ORDER BY (SQL Server guarantees
+    it for ``INSERT ... SELECT ... ORDER BY``), so the ids sorted are the rows' ids in order.
+    """
+    columns = [
+        (name, records.c[name].type, bool(records.c[name].nullable)) for name in _RECORD_COLUMNS
+    ]
+    columns.append(("ord", sa.Integer(), False))
+    ingest_ids: list[int] = []
+    for chunk in chunks(params, rows_per_statement(len(columns))):
+        new = values_table(
+            "new",
+            columns,
+            [[row[name] for name in _RECORD_COLUMNS] + [i] for i, row in enumerate(chunk)],
+        )
+        # TOP (n): without it the mssql compiler drops an ORDER BY from the INSERT's SELECT.
+        rows = (
+            sa.select(*(new.c[name] for name in _RECORD_COLUMNS))
+            .order_by(new.c.ord)
+            .limit(len(chunk))
+        )
+        stmt = (
+            sa.insert(records)
+            .from_select(list(_RECORD_COLUMNS), rows)
+            .returning(records.c.ingest_id)
+        )
+        ingest_ids.extend(sorted(int(i) for i in conn.execute(stmt).scalars()))
+    return ingest_ids
+
+
+def live_where(wi: sa.Table, owner: str | None) -> list[sa.ColumnElement[bool]]:
+    """What makes an outcome still apply to its item: the fence of :func:`_live` and of the
+    outcome update (``in_progress``, and under ``owner``'s lease when given)."""
+    live = [wi.c.status == Status.IN_PROGRESS.value]
+    if owner is not None:
+        live.append(wi.c.lease_owner == owner)
+    return live
 
 
 def _live(
     conn: Connection, wi: sa.Table, ids: Sequence[int], owner: str | None
 ) -> dict[int, tuple[int, int]]:
-    """id -> (attempt, depth) of the items among ``ids`` still ``in_progress`` (under
-    ``owner``'s lease when given), locked until the end of the transaction."""
-    live = [wi.c.status == Status.IN_PROGRESS.value]
-    if owner is not None:
-        live.append(wi.c.lease_owner == owner)
+    """id -> (attempt, depth) of the items among ``ids`` still live (:func:`live_where`),
+    locked in id order until the end of the transaction."""
     stmt = (
         sa.select(wi.c.id, wi.c.attempt, wi.c.depth)
-        .where(*live)
+        .where(*live_where(wi, owner))
+        .order_by(wi.c.id)
         .with_for_update()
         .with_hint(wi, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
     )
     found: dict[int, tuple[int, int]] = {}
-    for chunk in chunks(list(ids), IN_LIST_CHUNK):
+    for chunk in chunks(sorted(ids), IN_LIST_CHUNK):
         for row in conn.execute(stmt.where(wi.c.id.in_(chunk))):
             found[int(row.id)] = (int(row.attempt), int(row.depth))
     return found
+
+
+# One row of the VALUES table an outcome update joins: (name, type, may be NULL).
+_OUTCOME_COLUMNS: tuple[tuple[str, Any, bool], ...] = (
+    ("id", sa.BigInteger(), False),
+    ("status", sa.Unicode(16), False),
+    ("error_message", LONG_TEXT, True),
+    ("content_hash", HASH_HEX, True),
+    ("version", sa.Unicode(VERSION_LENGTH), True),
+    ("next_retry_at", UTC_DATETIME, True),
+    ("finished_at", UTC_DATETIME, True),
+    # 1: a listing tried again resumes from its cursor; 0: an ended one starts over. An integer
+    # compared = 1, as T-SQL has no boolean value for CASE WHEN.
+    ("keep_cursor", sa.Integer(), False),
+)
 
 
 def apply_outcomes(
@@ -66,13 +140,17 @@ def apply_outcomes(
     owner: str | None,
     retry: RetryPolicy,
 ) -> Applied:
-    """Apply ``outcomes`` to the items still live (see :func:`_live`); list the others stale."""
+    """Apply ``outcomes`` to the items still live (see :func:`_live`); list the others stale.
+
+    Set-based: ``UPDATE work_items SET ... FROM (VALUES (id, status, ...) ...) AS outcome
+    WHERE work_items.id = outcome.id AND <live>``, a few hundred outcomes a statement.
+    """
     now = utcnow()
     by_id = {outcome.work_item_id: outcome for outcome in outcomes}
     ids = sorted(by_id)  # one lock order for concurrent writers
     live = _live(conn, wi, ids, owner)
     applied = Applied(stale=[i for i in ids if i not in live])
-    params = []
+    rows = []
     for work_item_id in ids:
         if work_item_id not in live:
             continue
@@ -89,53 +167,53 @@ def apply_outcomes(
             applied.statuses[str(outcome.status)] += 1
         else:
             applied.retried += 1
-        params.append(
-            {
-                "b_id": work_item_id,
-                "b_status": status,
-                "b_error_message": _truncate(outcome.error_message),
-                "b_content_hash": outcome.content_hash,
-                "b_version": outcome.version,
-                "b_next_retry_at": retry_at,
-                "b_finished_at": None if retry_at else now,
-                # A listing tried again resumes from its cursor; an ended one starts over.
-                # An integer flag compared = 1: T-SQL has no boolean value for CASE WHEN.
-                "b_keep_cursor": int(retry_at is not None),
-            }
+        rows.append(
+            (
+                work_item_id,
+                status,
+                _truncate(outcome.error_message),
+                outcome.content_hash,
+                outcome.version,
+                retry_at,
+                None if retry_at else now,
+                int(retry_at is not None),
+            )
         )
-    where = [wi.c.id == sa.bindparam("b_id"), wi.c.status == Status.IN_PROGRESS.value]
-    if owner is not None:
-        where.append(wi.c.lease_owner == owner)
-    stmt = (
-        sa.update(wi)
-        .where(*where)
-        .values(
-            status=sa.bindparam("b_status"),
-            error_message=sa.bindparam("b_error_message"),
-            content_hash=sa.func.coalesce(
-                sa.bindparam("b_content_hash", type_=HASH_HEX), wi.c.content_hash
-            ),
-            version=sa.func.coalesce(
-                sa.bindparam("b_version", type_=sa.Unicode(VERSION_LENGTH)), wi.c.version
-            ),
-            cursor=sa.case(
-                (sa.bindparam("b_keep_cursor", type_=sa.Integer) == 1, wi.c.cursor),
-                else_=sa.null(),
-            ),
-            next_retry_at=sa.bindparam("b_next_retry_at", type_=wi.c.next_retry_at.type),
-            finished_at=sa.bindparam("b_finished_at", type_=wi.c.finished_at.type),
-            updated_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
-    execute_counting(conn, stmt, params)
+    for chunk in chunks(rows, rows_per_statement(len(_OUTCOME_COLUMNS))):
+        _update_outcomes(conn, wi, chunk, owner, now)
     if applied.stale:
         logger.debug(
             "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s",
             {"n": len(applied.stale), "owner": owner},
         )
     return applied
+
+
+def _update_outcomes(
+    conn: Connection,
+    wi: sa.Table,
+    rows: Sequence[tuple[Any, ...]],
+    owner: str | None,
+    now: datetime,
+) -> None:
+    outcome = values_table("outcome", _OUTCOME_COLUMNS, rows)
+    stmt = (
+        sa.update(wi)
+        .where(wi.c.id == outcome.c.id, *live_where(wi, owner))
+        .values(
+            status=outcome.c.status,
+            error_message=outcome.c.error_message,
+            content_hash=sa.func.coalesce(outcome.c.content_hash, wi.c.content_hash),
+            version=sa.func.coalesce(outcome.c.version, wi.c.version),
+            cursor=sa.case((outcome.c.keep_cursor == 1, wi.c.cursor), else_=sa.null()),
+            next_retry_at=outcome.c.next_retry_at,
+            finished_at=outcome.c.finished_at,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    conn.execute(stmt)
 
 
 def _truncate(message: str | None) -> str | None:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.types import TypeEngine
 
 InsertStyle = Literal["on_conflict", "not_exists"]
 _T = TypeVar("_T")
@@ -25,6 +27,9 @@ _T = TypeVar("_T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # SQL Server takes at most 2100 parameters per statement: chunk long IN lists well below that.
 IN_LIST_CHUNK = 1000
+# The parameters a set-based write puts in one statement's VALUES table (below SQL Server's 2,100,
+# leaving room for the statement's own).
+MAX_VALUES_PARAMETERS = 2000
 # pg_advisory_xact_lock key serializing concurrent create_tables() ("holocron" in ASCII).
 _PG_DDL_LOCK_KEY = 0x686F6C6F63726F6E
 
@@ -48,11 +53,94 @@ def update_in(
     conn: Connection, stmt: sa.Update, column: sa.ColumnElement[Any], values: Sequence[Any]
 ) -> int:
     """Run ``stmt`` for rows whose ``column`` is in ``values``, in chunks of IN lists (SQL
-    Server takes at most 2,100 parameters a statement); return how many rows changed."""
-    return sum(
-        conn.execute(stmt.where(column.in_(chunk))).rowcount
-        for chunk in chunks(list(values), IN_LIST_CHUNK)
+    Server takes at most 2,100 parameters a statement); return how many rows changed.
+
+    The rows are locked in id order (see :func:`locked_ids`) before they are changed.
+    """
+    table = stmt.table
+    assert isinstance(table, sa.Table)
+    total = 0
+    for chunk in chunks(sorted(values), IN_LIST_CHUNK):
+        where = sa.and_(column.in_(chunk), *stmt._where_criteria)
+        total += conn.execute(stmt.where(table.c.id.in_(locked_ids(table, where)))).rowcount
+    return total
+
+
+def locked_ids(table: sa.Table, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """``SELECT id ... ORDER BY id FOR UPDATE``: the rows a write is about to change, locked in
+    ascending id order, the one order of every row-locking statement of the store (two writers
+    that lock the same rows in different orders can deadlock). SQL Server takes an update lock
+    (``UPDLOCK, ROWLOCK``) as it reads them, by the ascending clustered key; its mssql compiler
+    drops an ORDER BY from a subquery without TOP. SQLite locks the whole database."""
+    return (
+        sa.select(table.c.id)
+        .where(where)
+        .order_by(table.c.id)
+        .with_for_update()
+        .with_hint(table, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
     )
+
+
+def rows_per_statement(columns: int) -> int:
+    """How many rows of ``columns`` values one statement's VALUES table holds."""
+    return max(1, MAX_VALUES_PARAMETERS // columns)
+
+
+class RowsTable(sa.Values):
+    """``(VALUES (?, ?), ...) AS name (a, b)``; on SQLite, which names a VALUES table's columns
+    ``column1, column2...`` and takes no column aliases, ``(SELECT column1 AS a, ... FROM
+    (VALUES ...)) AS name``. Decided when compiled, so a statement built on SQLite compiles to
+    the T-SQL that SQL Server gets."""
+
+    inherit_cache = True
+
+
+class SentAs(sa.Cast[Any]):
+    """``CAST(? AS type)`` (SQL Server cannot infer a bare NULL's type in a VALUES table), but
+    the bare value on SQLite, whose CAST to a date type would turn the text into a number."""
+
+    inherit_cache = True
+
+
+@compiles(RowsTable, "sqlite")
+def _rows_table_on_sqlite(
+    element: RowsTable, compiler: Any, asfrom: bool = False, from_linter: Any = None, **kw: Any
+) -> str:
+    values = compiler.visit_values(element, **kw)
+    if not asfrom:
+        return str(values)
+    if from_linter is not None:
+        from_linter.froms[element._de_clone()] = element.name  # type: ignore[no-untyped-call]
+    quote = compiler.preparer.quote
+    names = ", ".join(
+        f"column{i} AS {quote(column.name)}" for i, column in enumerate(element.columns, 1)
+    )
+    return f"(SELECT {names} FROM ({values})) AS {quote(element.name)}"
+
+
+@compiles(SentAs, "sqlite")
+def _sent_as_on_sqlite(element: SentAs, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clause, **kw))
+
+
+def values_table(
+    name: str,
+    columns: Sequence[tuple[str, TypeEngine[Any], bool]],
+    rows: Sequence[Sequence[Any]],
+) -> sa.Values:
+    """``rows`` as a derived table ``name`` (a :class:`RowsTable`) of ``columns``.
+
+    ``columns`` are ``(name, type, cast)``: a value of a ``cast`` column (one that may be NULL)
+    is sent as :class:`SentAs` ``CAST(? AS type)``.
+    """
+    data = [
+        tuple(
+            SentAs(sa.literal(value, type_), type_) if cast else value
+            for value, (_, type_, cast) in zip(row, columns, strict=True)
+        )
+        for row in rows
+    ]
+    return RowsTable(*(sa.column(n, type_) for n, type_, _ in columns), name=name).data(data)
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -80,18 +168,6 @@ def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
 
         return sqlite_insert(table)
     raise NotImplementedError(f"No INSERT ... ON CONFLICT on {dialect_name}")
-
-
-def execute_counting(conn: Connection, stmt: sa.Update, params: list[dict[str, Any]]) -> int:
-    """executemany ``stmt`` and return the rows it changed.
-
-    Where the driver cannot count rows across an executemany (pyodbc), one execute per row.
-    """
-    if not params:
-        return 0
-    if len(params) == 1 or conn.dialect.supports_sane_multi_rowcount:
-        return conn.execute(stmt, params).rowcount
-    return sum(conn.execute(stmt, param).rowcount for param in params)
 
 
 def serialize_ddl(conn: Connection) -> None:

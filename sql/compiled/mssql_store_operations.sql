@@ -10,44 +10,24 @@ INSERT INTO runs (run_id, source_system, source_name, worker_id, hostname, pid, 
 
 -- == add_work_items ============================================================================
 
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
+INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT new.dedupe_hash, new.dedupe_key, new.source_system, new.source_name, new.resource_type, new.resource_id, new.priority, new.depth, new.run_id, new.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
+FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
 WHERE NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
-
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
-WHERE NOT (EXISTS (SELECT 1
-FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
-
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
-WHERE NOT (EXISTS (SELECT 1
-FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
-
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
-WHERE NOT (EXISTS (SELECT 1
-FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
-
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
-WHERE NOT (EXISTS (SELECT 1
-FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
-
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
-WHERE NOT (EXISTS (SELECT 1
-FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
+WHERE existing.dedupe_hash = new.dedupe_hash));
 
 -- == add_work_items (improve_depth) ============================================================
 
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, status, priority, depth, attempt, run_id, discovered_from, created_at, updated_at) SELECT ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5, ? AS anon_6, ? AS anon_7, ? AS anon_8, ? AS anon_9, ? AS anon_10, CAST(? AS NVARCHAR(32)) AS anon_11, CAST(? AS BIGINT) AS anon_12, ? AS anon_13, ? AS anon_14
+INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT new.dedupe_hash, new.dedupe_key, new.source_system, new.source_name, new.resource_type, new.resource_id, new.priority, new.depth, new.run_id, new.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
+FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
 WHERE NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = ?));
+WHERE existing.dedupe_hash = new.dedupe_hash));
 
-UPDATE work_items SET status=CASE WHEN (work_items.status = ? OR work_items.status = ?) THEN ? ELSE work_items.status END, priority=?, depth=?, attempt=CASE WHEN (work_items.status = ? OR work_items.status = ?) THEN ? ELSE work_items.attempt END, run_id=coalesce(?, work_items.run_id), discovered_from=?, updated_at=?, finished_at=CASE WHEN (work_items.status = ? OR work_items.status = ?) THEN NULL ELSE work_items.finished_at END WHERE work_items.dedupe_hash = ? AND work_items.depth > ?;
+SELECT work_items.id, work_items.dedupe_hash
+FROM work_items WITH (UPDLOCK, ROWLOCK) JOIN (VALUES (?, ?)) AS reached (dedupe_hash, depth) ON work_items.dedupe_hash = reached.dedupe_hash AND work_items.depth > reached.depth ORDER BY work_items.id;
+
+UPDATE work_items SET status=CASE WHEN (work_items.status IN (__[POSTCOMPILE_status_1])) THEN ? ELSE work_items.status END, priority=improved.priority, depth=improved.depth, attempt=CASE WHEN (work_items.status IN (__[POSTCOMPILE_status_1])) THEN ? ELSE work_items.attempt END, run_id=coalesce(improved.run_id, work_items.run_id), discovered_from=improved.discovered_from, updated_at=?, finished_at=CASE WHEN (work_items.status IN (__[POSTCOMPILE_status_1])) THEN NULL ELSE work_items.finished_at END FROM work_items, (VALUES (?, ?, ?, CAST(? AS BIGINT), CAST(? AS NVARCHAR(32)))) AS improved (id, depth, priority, discovered_from, run_id) WHERE work_items.id = improved.id AND work_items.depth > improved.depth;
 
 -- == claim =====================================================================================
 
@@ -57,7 +37,9 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND (work_item
 
 -- == renew_leases ==============================================================================
 
-UPDATE work_items SET lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]);
+UPDATE work_items SET lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
+FROM work_items WITH (UPDLOCK, ROWLOCK)
+WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work_items.lease_owner = ?);
 
 -- == leased_ids ================================================================================
 
@@ -69,19 +51,20 @@ WHERE work_items.status = ? AND work_items.lease_owner = ?;
 
 SELECT work_items.id, work_items.attempt, work_items.depth
 FROM work_items WITH (UPDLOCK, ROWLOCK)
-WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]);
+WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]) ORDER BY work_items.id;
 
-UPDATE work_items SET status=?, lease_owner=?, lease_expires_at=?, next_retry_at=?, content_hash=coalesce(?, work_items.content_hash), version=coalesce(?, work_items.version), [cursor]=CASE WHEN (? = ?) THEN work_items.[cursor] ELSE NULL END, error_message=?, updated_at=?, finished_at=? WHERE work_items.id = ? AND work_items.status = ? AND work_items.lease_owner = ?;
+UPDATE work_items SET status=outcome.status, lease_owner=?, lease_expires_at=?, next_retry_at=outcome.next_retry_at, content_hash=coalesce(outcome.content_hash, work_items.content_hash), version=coalesce(outcome.version, work_items.version), [cursor]=CASE WHEN (outcome.keep_cursor = ?) THEN work_items.[cursor] ELSE NULL END, error_message=outcome.error_message, updated_at=?, finished_at=outcome.finished_at FROM work_items, (VALUES (?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS VARCHAR(64)), CAST(? AS NVARCHAR(64)), CAST(? AS DATETIME2), CAST(? AS DATETIME2), ?)) AS outcome (id, status, error_message, content_hash, version, next_retry_at, finished_at, keep_cursor) WHERE work_items.id = outcome.id AND work_items.status = ? AND work_items.lease_owner = ?;
 
-INSERT INTO [IngestRecords] (source_system, source_name, resource_type, resource_id, request_uri, request_method, request_headers, status_code, response_headers, payload, fetched_at_utc, hash_sha256, run_id, work_item_id, attempt, error_message, duration_ms) OUTPUT inserted.ingest_id VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO [IngestRecords] (source_system, source_name, resource_type, resource_id, request_uri, request_method, request_headers, status_code, response_headers, payload, fetched_at_utc, hash_sha256, run_id, work_item_id, attempt, error_message, duration_ms) OUTPUT inserted.ingest_id SELECT TOP __[POSTCOMPILE_param_1] new.source_system, new.source_name, new.resource_type, new.resource_id, new.request_uri, new.request_method, new.request_headers, new.status_code, new.response_headers, new.payload, new.fetched_at_utc, new.hash_sha256, new.run_id, new.work_item_id, new.attempt, new.error_message, new.duration_ms
+FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS BIGINT), ?, CAST(? AS NVARCHAR(max)), CAST(? AS INTEGER), ?)) AS new (source_system, source_name, resource_type, resource_id, request_uri, request_method, request_headers, status_code, response_headers, payload, fetched_at_utc, hash_sha256, run_id, work_item_id, attempt, error_message, duration_ms, ord) ORDER BY new.ord;
 
 -- == finish_items ==============================================================================
 
 SELECT work_items.id, work_items.attempt, work_items.depth
 FROM work_items WITH (UPDLOCK, ROWLOCK)
-WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]);
+WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]) ORDER BY work_items.id;
 
-UPDATE work_items SET status=?, lease_owner=?, lease_expires_at=?, next_retry_at=?, content_hash=coalesce(?, work_items.content_hash), version=coalesce(?, work_items.version), [cursor]=CASE WHEN (? = ?) THEN work_items.[cursor] ELSE NULL END, error_message=?, updated_at=?, finished_at=? WHERE work_items.id = ? AND work_items.status = ? AND work_items.lease_owner = ?;
+UPDATE work_items SET status=outcome.status, lease_owner=?, lease_expires_at=?, next_retry_at=outcome.next_retry_at, content_hash=coalesce(outcome.content_hash, work_items.content_hash), version=coalesce(outcome.version, work_items.version), [cursor]=CASE WHEN (outcome.keep_cursor = ?) THEN work_items.[cursor] ELSE NULL END, error_message=outcome.error_message, updated_at=?, finished_at=outcome.finished_at FROM work_items, (VALUES (?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS VARCHAR(64)), CAST(? AS NVARCHAR(64)), CAST(? AS DATETIME2), CAST(? AS DATETIME2), ?)) AS outcome (id, status, error_message, content_hash, version, next_retry_at, finished_at, keep_cursor) WHERE work_items.id = outcome.id AND work_items.status = ? AND work_items.lease_owner = ?;
 
 -- == save_cursor ===============================================================================
 
@@ -101,7 +84,9 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items
 
 -- == release (ids) =============================================================================
 
-UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]);
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
+FROM work_items WITH (UPDLOCK, ROWLOCK)
+WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work_items.lease_owner = ?);
 
 -- == release (all) =============================================================================
 
@@ -115,11 +100,15 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items
 
 -- == requeue_ids ===============================================================================
 
-UPDATE work_items SET status=?, attempt=?, lease_owner=?, lease_expires_at=?, next_retry_at=?, error_message=?, updated_at=?, finished_at=? WHERE work_items.status = ? AND work_items.id IN (__[POSTCOMPILE_id_1]);
+UPDATE work_items SET status=?, attempt=?, lease_owner=?, lease_expires_at=?, next_retry_at=?, error_message=?, updated_at=?, finished_at=? WHERE work_items.status = ? AND work_items.id IN (SELECT work_items.id
+FROM work_items WITH (UPDLOCK, ROWLOCK)
+WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ?);
 
 -- == requeue_keys ==============================================================================
 
-UPDATE work_items SET status=?, attempt=?, lease_owner=?, lease_expires_at=?, next_retry_at=?, error_message=?, updated_at=?, finished_at=? WHERE work_items.status IN (__[POSTCOMPILE_status_1]) AND work_items.dedupe_hash IN (__[POSTCOMPILE_dedupe_hash_1]);
+UPDATE work_items SET status=?, attempt=?, lease_owner=?, lease_expires_at=?, next_retry_at=?, error_message=?, updated_at=?, finished_at=? WHERE work_items.status IN (__[POSTCOMPILE_status_1]) AND work_items.id IN (SELECT work_items.id
+FROM work_items WITH (UPDLOCK, ROWLOCK)
+WHERE work_items.dedupe_hash IN (__[POSTCOMPILE_dedupe_hash_1]) AND work_items.status IN (__[POSTCOMPILE_status_1]));
 
 -- == requeue ===================================================================================
 

@@ -236,3 +236,52 @@ assert "pyodbc" not in sys.modules
 """
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+# -- set-based writes: round trips per 1,000 rows on the SQL Server path -------------------------
+
+#: Round trips per 1,000 rows (pyodbc: an executemany is one round trip per row).
+ROUND_TRIPS_PER_1000 = {"discoveries": 5, "depth improvements": 9, "outcomes": 5, "ingest rows": 10}
+
+
+def _thousand_of_each(tmp_path: Path) -> Recorder:
+    from holocron_scrapy.model import NewWorkItem, Outcome, Status
+    from tests.mssql_operations import NAME, SYSTEM, ingest_row, sql_server_path_store
+
+    store = sql_server_path_store(tmp_path / "state.db")
+    recorder = Recorder(store)
+    store.create_tables()
+    items = [NewWorkItem(SYSTEM, NAME, "page", f"Page {i}", depth=3) for i in range(1000)]
+    with recorder.op("discoveries"):
+        assert store.add_work_items(items) == 1000
+    closer = [dataclasses_replace(item, depth=1) for item in items]
+    with recorder.op("depth improvements"):
+        assert store.add_work_items(closer) == 0
+    claimed = store.claim(
+        source_system=SYSTEM, source_name=NAME, owner="o", run_id="r", limit=1000, lease_seconds=60
+    )
+    assert len(claimed) == 1000
+    with recorder.op("outcomes"):
+        applied = store.finish_items(
+            [Outcome(c.id, Status.COMPLETED, version=f"v{c.id}") for c in claimed], owner="o"
+        )
+    assert applied.statuses["completed"] == 1000
+    rows = [ingest_row(c.resource_id, "r", c.id) for c in claimed]
+    with recorder.op("ingest rows"):
+        assert len(store.commit_records(rows, []).ingest_ids) == 1000
+    store.dispose()
+    return recorder
+
+
+def dataclasses_replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_sql_server_writes_take_a_few_round_trips_per_thousand_rows(tmp_path: Path) -> None:
+    recorder = _thousand_of_each(tmp_path)
+    trips = {op: recorder.cursor_executions.get(op, 0) for op in ROUND_TRIPS_PER_1000}
+    assert trips == ROUND_TRIPS_PER_1000
+    for captured in recorder.captured:  # the real batch sizes stay within what SQL Server takes
+        assert check(captured.statement, captured.params) == [], compile_mssql(captured)[:300]
