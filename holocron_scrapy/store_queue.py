@@ -151,9 +151,12 @@ _IMPROVED_COLUMNS = ("id", "depth", "priority", "discovered_from", "run_id")
 def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], now: datetime) -> int:
     """Known items now reached at a smaller depth: take the new depth; reopen finished ones.
 
-    Set-based: the items to improve are found and locked in id order (``SELECT ... JOIN (VALUES
-    (hash, depth) ...) ... ORDER BY id FOR UPDATE``), then changed by ``UPDATE ... FROM (VALUES
-    ...)`` joined on the id, a few hundred rows a statement.
+    Set-based: the items to improve are found (``SELECT ... JOIN (VALUES (hash, depth) ...)
+    ... ORDER BY id``), then changed by ``UPDATE ... FROM (VALUES ...)`` joined on the id, a few
+    hundred rows a statement, so that rows are locked in id order as everywhere in the store:
+    PostgreSQL locks them as the sorted SELECT returns them (``FOR UPDATE OF work_items``); SQL
+    Server reads them without a lock hint (an update lock would follow the VALUES rows' hash
+    order) and locks them in the UPDATE, whose VALUES rows are in id order.
     """
     if not rows:
         return 0
@@ -172,7 +175,6 @@ def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], no
             .join(reached, closer)
             .order_by(wi.c.id)
             .with_for_update(of=wi)
-            .with_hint(wi, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
         )
         found.extend((int(row.id), row.dedupe_hash) for row in conn.execute(locking))
     found.sort()

@@ -25,7 +25,7 @@ FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
 WHERE existing.dedupe_hash = new.dedupe_hash));
 
 SELECT work_items.id, work_items.dedupe_hash
-FROM work_items WITH (UPDLOCK, ROWLOCK) JOIN (VALUES (?, ?)) AS reached (dedupe_hash, depth) ON work_items.dedupe_hash = reached.dedupe_hash AND work_items.depth > reached.depth ORDER BY work_items.id;
+FROM work_items JOIN (VALUES (?, ?)) AS reached (dedupe_hash, depth) ON work_items.dedupe_hash = reached.dedupe_hash AND work_items.depth > reached.depth ORDER BY work_items.id;
 
 UPDATE work_items SET status=CASE WHEN (work_items.status IN (__[POSTCOMPILE_status_1])) THEN ? ELSE work_items.status END, priority=improved.priority, depth=improved.depth, attempt=CASE WHEN (work_items.status IN (__[POSTCOMPILE_status_1])) THEN ? ELSE work_items.attempt END, run_id=coalesce(improved.run_id, work_items.run_id), discovered_from=improved.discovered_from, updated_at=?, finished_at=CASE WHEN (work_items.status IN (__[POSTCOMPILE_status_1])) THEN NULL ELSE work_items.finished_at END FROM work_items, (VALUES (?, ?, ?, CAST(? AS BIGINT), CAST(? AS NVARCHAR(32)))) AS improved (id, depth, priority, discovered_from, run_id) WHERE work_items.id = improved.id AND work_items.depth > improved.depth;
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from holocron_scrapy.schema import build_tables
@@ -214,6 +215,33 @@ def test_outcomes_lock_the_leased_rows_first(recorder: Recorder) -> None:
         assert "FOR UPDATE" in _postgresql(first)
     budget = [compile_mssql(c) for c in recorder.of("reserve_request")]
     assert sum("source_budget WITH (UPDLOCK, ROWLOCK)" in sql for sql in budget) == 2
+
+
+def test_every_row_locking_select_takes_work_items_in_id_order(recorder: Recorder) -> None:
+    """``FOR UPDATE`` on ``work_items`` always with ``ORDER BY id`` (the claim skips locked rows
+    instead of waiting for them, so its priority order cannot deadlock)."""
+    locking: list[str] = []
+    for captured in recorder.captured:
+        if isinstance(captured.statement, ExecutableDDLElement):
+            continue
+        for element in visitors.iterate(captured.statement):
+            lock = getattr(element, "_for_update_arg", None)
+            if not isinstance(element, sa.Select) or lock is None or lock.skip_locked:
+                continue
+            if "work_items" not in {getattr(f, "name", None) for f in element.columns_clause_froms}:
+                continue
+            order = [str(c) for c in element._order_by_clauses]
+            assert order == ["work_items.id"], (captured.operation, order)
+            locking.append(captured.operation)
+    assert {
+        "add_work_items (improve_depth)",
+        "commit_records",
+        "finish_items",
+        "renew_leases",
+        "release (ids)",
+        "requeue_ids",
+        "requeue_keys",
+    } <= set(locking)
 
 
 def test_sqlite_and_postgresql_users_never_import_pyodbc(tmp_path: Path) -> None:
