@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from holocron_scrapy.model import NewWorkItem, Status
 from holocron_scrapy.store_sql import (
+    Columns,
     InsertStyle,
     chunks,
     dedupe_hash,
@@ -104,9 +105,9 @@ _NEW_ROW_COLUMNS = (
 )
 
 
-def _typed(wi: sa.Table, names: Sequence[str]) -> list[tuple[str, Any, bool]]:
+def _typed(wi: sa.Table, names: Sequence[str]) -> Columns:
     """The VALUES-table columns for ``work_items`` columns ``names`` (NULL-able ones cast)."""
-    return [(name, wi.c[name].type, bool(wi.c[name].nullable)) for name in names]
+    return tuple((name, wi.c[name].type, bool(wi.c[name].nullable)) for name in names)
 
 
 def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]]) -> set[str]:
@@ -120,7 +121,7 @@ def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]
     constant = {name: rows[0][name] for name in rows[0] if name not in _NEW_ROW_COLUMNS}
     inserted: set[str] = set()
     for chunk in chunks(rows, rows_per_statement(len(_NEW_ROW_COLUMNS))):
-        new = values_table(
+        new, params = values_table(
             "new",
             _typed(wi, _NEW_ROW_COLUMNS),
             [[row[name] for name in _NEW_ROW_COLUMNS] for row in chunk],
@@ -141,7 +142,7 @@ def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]
             )
             .returning(wi.c.dedupe_hash)
         )
-        inserted.update(conn.execute(stmt).scalars())
+        inserted.update(conn.execute(stmt, params).scalars())
     return inserted
 
 
@@ -163,7 +164,7 @@ def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], no
     by_hash = {row["dedupe_hash"]: row for row in rows}
     found: list[tuple[int, str]] = []
     for chunk in chunks(rows, rows_per_statement(2)):
-        reached = values_table(
+        reached, params = values_table(
             "reached",
             _typed(wi, ("dedupe_hash", "depth")),
             [(row["dedupe_hash"], row["depth"]) for row in chunk],
@@ -176,12 +177,12 @@ def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], no
             .order_by(wi.c.id)
             .with_for_update(of=wi)
         )
-        found.extend((int(row.id), row.dedupe_hash) for row in conn.execute(locking))
+        found.extend((int(row.id), row.dedupe_hash) for row in conn.execute(locking, params))
     found.sort()
     reopen = wi.c.status.in_(REOPENABLE)
     changed = 0
     for improved_chunk in chunks(found, rows_per_statement(len(_IMPROVED_COLUMNS))):
-        improved = values_table(
+        improved, params = values_table(
             "improved",
             _typed(wi, _IMPROVED_COLUMNS),
             [
@@ -203,7 +204,7 @@ def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], no
                 updated_at=now,
             )
         )
-        changed += conn.execute(stmt).rowcount
+        changed += conn.execute(stmt, params).rowcount
     return changed
 
 

@@ -19,6 +19,7 @@ from holocron_scrapy.schema import HASH_HEX, LONG_TEXT, UTC_DATETIME, VERSION_LE
 from holocron_scrapy.store_queue import REOPENABLE
 from holocron_scrapy.store_sql import (
     IN_LIST_CHUNK,
+    Columns,
     chunks,
     rows_per_statement,
     utcnow,
@@ -36,58 +37,18 @@ logger = logging.getLogger(__name__)
 ERROR_MESSAGE_MAX_CHARS = 4000
 
 
-_RECORD_COLUMNS = (
-    "source_system",
-    "source_name",
-    "resource_type",
-    "resource_id",
-    "request_uri",
-    "request_method",
-    "request_headers",
-    "status_code",
-    "response_headers",
-    "payload",
-    "fetched_at_utc",
-    "hash_sha256",
-    "run_id",
-    "work_item_id",
-    "attempt",
-    "error_message",
-    "duration_ms",
-)
-
-
 def insert_records(conn: Connection, records: sa.Table, params: list[dict[str, Any]]) -> list[int]:
     """Insert ``IngestRecords`` rows; return their new ``ingest_id`` values, in order.
 
-    ``INSERT ... OUTPUT inserted.ingest_id SELECT TOP (n) ... FROM (VALUES ...) ORDER BY ord``, a
-    hundred rows a statement: the identity values follow the ORDER BY (SQL Server guarantees
-    it for ``INSERT ... SELECT ... ORDER BY``), so the ids sorted are the rows' ids in order.
+    Set-based on every dialect by SQLAlchemy's "insertmanyvalues": on SQL Server ``INSERT ...
+    OUTPUT inserted.ingest_id SELECT ... FROM (VALUES ...) ORDER BY <sentinel>`` batches of at
+    most 2,099 parameters (123 rows), the ids sorted back into the order of ``params``.
     """
-    columns = [
-        (name, records.c[name].type, bool(records.c[name].nullable)) for name in _RECORD_COLUMNS
-    ]
-    columns.append(("ord", sa.Integer(), False))
-    ingest_ids: list[int] = []
-    for chunk in chunks(params, rows_per_statement(len(columns))):
-        new = values_table(
-            "new",
-            columns,
-            [[row[name] for name in _RECORD_COLUMNS] + [i] for i, row in enumerate(chunk)],
-        )
-        # TOP (n): without it the mssql compiler drops an ORDER BY from the INSERT's SELECT.
-        rows = (
-            sa.select(*(new.c[name] for name in _RECORD_COLUMNS))
-            .order_by(new.c.ord)
-            .limit(len(chunk))
-        )
-        stmt = (
-            sa.insert(records)
-            .from_select(list(_RECORD_COLUMNS), rows)
-            .returning(records.c.ingest_id)
-        )
-        ingest_ids.extend(sorted(int(i) for i in conn.execute(stmt).scalars()))
-    return ingest_ids
+    result = conn.execute(
+        sa.insert(records).returning(records.c.ingest_id, sort_by_parameter_order=True),
+        params,
+    )
+    return [int(ingest_id) for ingest_id in result.scalars()]
 
 
 def live_where(wi: sa.Table, owner: str | None) -> list[sa.ColumnElement[bool]]:
@@ -119,7 +80,7 @@ def _live(
 
 
 # One row of the VALUES table an outcome update joins: (name, type, may be NULL).
-_OUTCOME_COLUMNS: tuple[tuple[str, Any, bool], ...] = (
+_OUTCOME_COLUMNS: Columns = (
     ("id", sa.BigInteger(), False),
     ("status", sa.Unicode(16), False),
     ("error_message", LONG_TEXT, True),
@@ -196,7 +157,7 @@ def _update_outcomes(
     owner: str | None,
     now: datetime,
 ) -> None:
-    outcome = values_table("outcome", _OUTCOME_COLUMNS, rows)
+    outcome, params = values_table("outcome", _OUTCOME_COLUMNS, rows)
     stmt = (
         sa.update(wi)
         .where(wi.c.id == outcome.c.id, *live_where(wi, owner))
@@ -213,7 +174,7 @@ def _update_outcomes(
             lease_expires_at=None,
         )
     )
-    conn.execute(stmt)
+    conn.execute(stmt, params)
 
 
 def _truncate(message: str | None) -> str | None:

@@ -7,6 +7,7 @@ SQLite, PostgreSQL and SQL Server lives here, so the statements elsewhere stay o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -90,9 +92,24 @@ class RowsTable(sa.Values):
     """``(VALUES (?, ?), ...) AS name (a, b)``; on SQLite, which names a VALUES table's columns
     ``column1, column2...`` and takes no column aliases, ``(SELECT column1 AS a, ... FROM
     (VALUES ...)) AS name``. Decided when compiled, so a statement built on SQLite compiles to
-    the T-SQL that SQL Server gets."""
+    the T-SQL that SQL Server gets.
+
+    Unlike :class:`sqlalchemy.sql.Values` (whose rows are "not cacheable right now") it has a
+    cache key: its rows are bound parameters, so a statement of the same shape (rows, types) is
+    compiled once, not once a batch (compiling 2,000 parameters costs tens of milliseconds).
+    """
 
     inherit_cache = True
+    _cache_key_traversal = [
+        ("_column_args", InternalTraversal.dp_clauseelement_list),
+        ("_rows", InternalTraversal.dp_clauseelement_tuples),
+        ("name", InternalTraversal.dp_string),
+        ("literal_binds", InternalTraversal.dp_boolean),
+    ]
+
+    @property
+    def _rows(self) -> Sequence[tuple[Any, ...]]:
+        return [row for rows in self._data for row in rows]
 
 
 class SentAs(sa.Cast[Any]):
@@ -123,24 +140,37 @@ def _sent_as_on_sqlite(element: SentAs, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clause, **kw))
 
 
+Columns = tuple[tuple[str, "TypeEngine[Any]", bool], ...]
+
+
 def values_table(
-    name: str,
-    columns: Sequence[tuple[str, TypeEngine[Any], bool]],
-    rows: Sequence[Sequence[Any]],
-) -> sa.Values:
-    """``rows`` as a derived table ``name`` (a :class:`RowsTable`) of ``columns``.
+    name: str, columns: Columns, rows: Sequence[Sequence[Any]]
+) -> tuple[sa.Values, dict[str, Any]]:
+    """``rows`` as a derived table ``name`` (a :class:`RowsTable`) of ``columns``, and the
+    parameters to execute the statement that uses it with.
 
     ``columns`` are ``(name, type, cast)``: a value of a ``cast`` column (one that may be NULL)
-    is sent as :class:`SentAs` ``CAST(? AS type)``.
+    is sent as :class:`SentAs` ``CAST(? AS type)``. The table of ``len(rows)`` rows of named
+    parameters (``{name}_{row}_{column}``) is built once per shape: building thousands of bound
+    parameters a batch would cost more than the round trips it saves.
     """
-    data = [
-        tuple(
-            SentAs(sa.literal(value, type_), type_) if cast else value
-            for value, (_, type_, cast) in zip(row, columns, strict=True)
-        )
-        for row in rows
-    ]
-    return RowsTable(*(sa.column(n, type_) for n, type_, _ in columns), name=name).data(data)
+    table = _rows_table(name, columns, len(rows))
+    params = {
+        f"{name}_{i}_{column}": value
+        for i, row in enumerate(rows)
+        for (column, _, _), value in zip(columns, row, strict=True)
+    }
+    return table, params
+
+
+@functools.lru_cache(maxsize=128)
+def _rows_table(name: str, columns: Columns, n: int) -> sa.Values:
+    def bind(i: int, column: str, type_: TypeEngine[Any], cast: bool) -> Any:
+        param = sa.bindparam(f"{name}_{i}_{column}", type_=type_)
+        return SentAs(param, type_) if cast else param
+
+    data = [tuple(bind(i, *column) for column in columns) for i in range(n)]
+    return RowsTable(*(sa.column(c, type_) for c, type_, _ in columns), name=name).data(data)
 
 
 def as_datetime(value: Any) -> datetime | None:

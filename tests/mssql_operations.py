@@ -24,7 +24,7 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status
 from holocron_scrapy.store import StateStore
 
-from .tsql_rules import mssql_dialect
+from .tsql_rules import column_keys, mssql_dialect
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -56,12 +56,10 @@ class Recorder:
 
     store: StateStore
     captured: list[Captured] = field(default_factory=list)
-    cursor_executions: dict[str, int] = field(default_factory=dict)
     operation: str = "setup"
 
     def __post_init__(self) -> None:
         sa.event.listen(self.store.engine, "before_execute", self._before_execute)
-        sa.event.listen(self.store.engine, "before_cursor_execute", self._before_cursor_execute)
 
     @contextmanager
     def op(self, name: str) -> Iterator[None]:
@@ -83,16 +81,27 @@ class Recorder:
         else:
             assert element == "BEGIN IMMEDIATE", element
 
-    def _before_cursor_execute(
-        self, _conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, executemany: bool
-    ) -> None:
-        if sql.startswith(("BEGIN", "PRAGMA")):
-            return
-        # pyodbc (without fast_executemany) sends an executemany one row at a time.
-        trips = len(params) if executemany else 1
-        self.cursor_executions[self.operation] = (
-            self.cursor_executions.get(self.operation, 0) + trips
-        )
+    def sql_server_round_trips(self, operation: str) -> int:
+        """The statements ``operation`` sends to SQL Server: pyodbc sends an executemany one row
+        at a time; an INSERT of many rows is sent by SQLAlchemy's insertmanyvalues in batches
+        of at most 2,099 parameters (and 1,000 rows)."""
+        dialect = mssql_dialect()
+        total = 0
+        for captured in self.of(operation):
+            rows = max(1, len(captured.params))
+            statement = captured.statement
+            if rows > 1 and isinstance(statement, sa.Insert) and statement.select is None:
+                keys = column_keys(statement, captured.keys)
+                compiled = statement.compile(dialect=dialect, column_keys=keys)
+                per_row = len(compiled.positiontup or ())
+                batch = min(
+                    dialect.insertmanyvalues_page_size,
+                    dialect.insertmanyvalues_max_parameters // per_row,
+                )
+                total += -(-rows // batch)
+            else:
+                total += rows
+        return total
 
 
 def sql_server_path_store(path: Path) -> StateStore:
@@ -223,7 +232,7 @@ def compile_mssql(captured: Captured) -> str:
     if isinstance(statement, ExecutableDDLElement):
         sql = str(statement.compile(dialect=dialect))
     else:
-        keys = captured.keys if isinstance(statement, sa.sql.dml.ValuesBase) else None
+        keys = column_keys(statement, captured.keys)
         sql = str(statement.compile(dialect=dialect, column_keys=keys))
     return "\n".join(line.rstrip() for line in sql.strip().splitlines())
 

@@ -68,6 +68,15 @@ def mssql_dialect() -> sa.Dialect:
     return mssql.dialect(paramstyle="qmark")  # type: ignore[no-untyped-call]
 
 
+def column_keys(statement: Any, keys: Sequence[str]) -> list[str] | None:
+    """The execution's parameter names that are columns of an INSERT's or UPDATE's table (the
+    ``column_keys`` to compile it as executed); others name bound parameters."""
+    if not isinstance(statement, ValuesBase | sa.Update):
+        return None
+    columns = statement.table.c
+    return [key for key in keys if key in columns]
+
+
 def check(
     statement: sa.ClauseElement,
     params: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
@@ -198,9 +207,7 @@ def _statement_rules(
     keys = sorted({key for execution in executions for key in execution})
     try:
         compiled = statement.compile(
-            dialect=mssql_dialect(),
-            column_keys=keys if isinstance(statement, ValuesBase) else None,
-            compile_kwargs={"render_postcompile": True},
+            dialect=mssql_dialect(), column_keys=column_keys(statement, keys)
         )
     except sa.exc.CompileError as exc:
         return [*found, Violation("not_compilable", str(exc))]
@@ -220,9 +227,14 @@ def _statement_rules(
 def _parameter_count(
     statement: sa.ClauseElement, compiled: Any, executions: Sequence[Mapping[str, Any]]
 ) -> int:
-    """Parameters of one round trip: an INSERT executed with many rows is batched by
-    SQLAlchemy's insertmanyvalues under the dialect's limit; anything else sends each row's."""
-    per_row = len(compiled.positiontup or ())
+    """Parameters of one round trip, IN lists expanded: an INSERT executed with many rows is
+    batched by SQLAlchemy's insertmanyvalues under the dialect's limit; anything else sends
+    each row's."""
+    per_row = 0
+    for name in compiled.positiontup or ():
+        bind = compiled.binds[name]
+        value = executions[0].get(name, bind.value) if bind.expanding else None
+        per_row += len(value) if isinstance(value, Sequence) and not isinstance(value, str) else 1
     if isinstance(statement, Insert) and len(executions) > 1 and statement.select is None:
         return min(per_row * len(executions), mssql_dialect().insertmanyvalues_max_parameters)
     return per_row
