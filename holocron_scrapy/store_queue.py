@@ -138,7 +138,8 @@ def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]
         stmt = (
             sa.insert(wi)
             .from_select(
-                [*_NEW_ROW_COLUMNS, *constant], sa.select(*values).where(~sa.exists(known))
+                [*_NEW_ROW_COLUMNS, *constant],
+                sa.select(*values).where(new.c.dedupe_hash.is_not(None), ~sa.exists(known)),
             )
             .returning(wi.c.dedupe_hash)
         )

@@ -146,24 +146,34 @@ Columns = tuple[tuple[str, "TypeEngine[Any]", bool], ...]
 def values_table(
     name: str, columns: Columns, rows: Sequence[Sequence[Any]]
 ) -> tuple[sa.Values, dict[str, Any]]:
-    """``rows`` as a derived table ``name`` (a :class:`RowsTable`) of ``columns``, and the
-    parameters to execute the statement that uses it with.
+    """``rows`` (at most :func:`rows_per_statement` of them) as a derived table ``name`` (a
+    :class:`RowsTable`) of ``columns``, and the parameters to execute its statement with.
 
     ``columns`` are ``(name, type, cast)``: a value of a ``cast`` column (one that may be NULL)
-    is sent as :class:`SentAs` ``CAST(? AS type)``. The table of ``len(rows)`` rows of named
-    parameters (``{name}_{row}_{column}``) is built once per shape: building thousands of bound
-    parameters a batch would cost more than the round trips it saves.
+    is sent as :class:`SentAs` ``CAST(? AS type)``. The table is of named parameters
+    (``{name}_{row}_{column}``), built once per shape: building thousands of bound parameters a
+    batch would cost more than the round trips it saves. Its rows are padded to a power of two
+    with rows of NULLs, so that a statement has a few shapes, not one per batch size (each
+    shape is a compiled statement in SQLAlchemy's cache, and a plan in the server's): the
+    statements join on the first column, which is never NULL in a real row.
     """
-    table = _rows_table(name, columns, len(rows))
+    cap = rows_per_statement(len(columns))
+    if len(rows) > cap:
+        raise ValueError(f"{len(rows)} rows of {len(columns)} values: at most {cap}")
+    size = min(cap, 1 << max(0, len(rows) - 1).bit_length())
+    table = _rows_table(name, columns, size)
     params = {
         f"{name}_{i}_{column}": value
         for i, row in enumerate(rows)
         for (column, _, _), value in zip(columns, row, strict=True)
     }
+    params.update(
+        {f"{name}_{i}_{column}": None for i in range(len(rows), size) for column, _, _ in columns}
+    )
     return table, params
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=64)
 def _rows_table(name: str, columns: Columns, n: int) -> sa.Values:
     def bind(i: int, column: str, type_: TypeEngine[Any], cast: bool) -> Any:
         param = sa.bindparam(f"{name}_{i}_{column}", type_=type_)

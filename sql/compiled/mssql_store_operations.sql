@@ -11,8 +11,8 @@ INSERT INTO runs (run_id, source_system, source_name, worker_id, hostname, pid, 
 -- == add_work_items ============================================================================
 
 INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT new.dedupe_hash, new.dedupe_key, new.source_system, new.source_name, new.resource_type, new.resource_id, new.priority, new.depth, new.run_id, new.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
-FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
-WHERE NOT (EXISTS (SELECT 1
+FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
+WHERE new.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
 WHERE existing.dedupe_hash = new.dedupe_hash));
 
@@ -20,7 +20,7 @@ WHERE existing.dedupe_hash = new.dedupe_hash));
 
 INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT new.dedupe_hash, new.dedupe_key, new.source_system, new.source_name, new.resource_type, new.resource_id, new.priority, new.depth, new.run_id, new.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
 FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
-WHERE NOT (EXISTS (SELECT 1
+WHERE new.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
 WHERE existing.dedupe_hash = new.dedupe_hash));
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -144,3 +144,35 @@ def test_large_outcome_batches_keep_a_retried_listing_cursor(store: StateStore) 
         assert row is not None
         assert (row["status"], row["cursor"], row["error_message"]) == ("skipped", None, "done")
         assert row["finished_at"] is not None
+
+
+def test_a_values_table_has_a_few_shapes_and_its_statements_are_compiled_once(
+    sqlite_store: StateStore,
+) -> None:
+    columns = (("id", sa.BigInteger(), False), ("note", sa.Unicode(10), True))
+    tables = {
+        n: store_sql.values_table("t", columns, [(i, "x") for i in range(n)]) for n in (5, 7, 8)
+    }
+    assert len({id(table) for table, _ in tables.values()}) == 1  # all padded to 8 rows
+    _, params = tables[5]
+    assert params["t_4_id"] == 0
+    assert params["t_5_id"] is params["t_7_note"] is None  # padding, joined by no real row
+    with pytest.raises(ValueError, match="at most 60"):
+        store_sql.values_table("t", columns, [(i, "x") for i in range(61)])
+
+    hits: list[Any] = []
+
+    def after_cursor_execute(*args: Any) -> None:
+        context = args[4]
+        if "outcome" in args[2]:
+            hits.append(context.cache_hit)
+
+    sa.event.listen(sqlite_store.engine, "after_cursor_execute", after_cursor_execute)
+    sqlite_store.add_work_items([NewWorkItem(SYSTEM, NAME, "page", f"P{i}") for i in range(9)])
+    claimed = sqlite_store.claim(
+        source_system=SYSTEM, source_name=NAME, owner="o", run_id="r", limit=9, lease_seconds=60
+    )
+    for batch in (claimed[:3], claimed[3:7], claimed[7:]):  # 3 and 4 rows: one shape; 2 rows
+        sqlite_store.finish_items([Outcome(c.id, Status.COMPLETED) for c in batch], owner="o")
+    assert [hit.name for hit in hits] == ["CACHE_MISS", "CACHE_HIT", "CACHE_MISS"]
+    assert sqlite_store.counts(source_system=SYSTEM, source_name=NAME)["completed"] == 9
