@@ -155,7 +155,7 @@ def test_a_values_table_has_a_few_shapes_and_its_statements_are_compiled_once(
     }
     assert len({id(table) for table, _ in tables.values()}) == 1  # all padded to 8 rows
     _, params = tables[5]
-    assert params["t_4_id"] == 0
+    assert params["t_4_id"] == 4
     assert params["t_5_id"] is params["t_7_note"] is None  # padding, joined by no real row
     with pytest.raises(ValueError, match="at most 60"):
         store_sql.values_table("t", columns, [(i, "x") for i in range(61)])
