@@ -111,8 +111,8 @@ def _typed(wi: sa.Table, names: Sequence[str]) -> Columns:
 
 
 def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]]) -> set[str]:
-    """``INSERT ... OUTPUT inserted.dedupe_hash SELECT ... FROM (VALUES ...) AS new WHERE NOT
-    EXISTS (... WITH (UPDLOCK, HOLDLOCK) ...)``, a few hundred rows a statement.
+    """``INSERT ... OUTPUT inserted.dedupe_hash SELECT ... FROM (VALUES ...) AS discovered WHERE
+    NOT EXISTS (... WITH (UPDLOCK, HOLDLOCK) ...)``, 200 rows a statement.
 
     The lock hints (SQL Server only) hold the key range until commit, so a concurrent
     insert of the same key waits instead of failing on the unique constraint.
@@ -121,25 +121,25 @@ def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]
     constant = {name: rows[0][name] for name in rows[0] if name not in _NEW_ROW_COLUMNS}
     inserted: set[str] = set()
     for chunk in chunks(rows, rows_per_statement(len(_NEW_ROW_COLUMNS))):
-        new, params = values_table(
-            "new",
+        discovered, params = values_table(
+            "discovered",
             _typed(wi, _NEW_ROW_COLUMNS),
             [[row[name] for name in _NEW_ROW_COLUMNS] for row in chunk],
         )
         known: sa.Select[Any] = (
             sa.select(sa.literal_column("1"))
             .select_from(existing)
-            .where(existing.c.dedupe_hash == new.c.dedupe_hash)
+            .where(existing.c.dedupe_hash == discovered.c.dedupe_hash)
             .with_hint(existing, "WITH (UPDLOCK, HOLDLOCK)", dialect_name="mssql")
         )
-        values = [new.c[name] for name in _NEW_ROW_COLUMNS] + [
+        values = [discovered.c[name] for name in _NEW_ROW_COLUMNS] + [
             sa.literal(value, wi.c[name].type) for name, value in constant.items()
         ]
         stmt = (
             sa.insert(wi)
             .from_select(
                 [*_NEW_ROW_COLUMNS, *constant],
-                sa.select(*values).where(new.c.dedupe_hash.is_not(None), ~sa.exists(known)),
+                sa.select(*values).where(discovered.c.dedupe_hash.is_not(None), ~sa.exists(known)),
             )
             .returning(wi.c.dedupe_hash)
         )

@@ -10,19 +10,19 @@ INSERT INTO runs (run_id, source_system, source_name, worker_id, hostname, pid, 
 
 -- == add_work_items ============================================================================
 
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT new.dedupe_hash, new.dedupe_key, new.source_system, new.source_name, new.resource_type, new.resource_id, new.priority, new.depth, new.run_id, new.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
-FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
-WHERE new.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
+INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT discovered.dedupe_hash, discovered.dedupe_key, discovered.source_system, discovered.source_name, discovered.resource_type, discovered.resource_id, discovered.priority, discovered.depth, discovered.run_id, discovered.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
+FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS discovered (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
+WHERE discovered.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = new.dedupe_hash));
+WHERE existing.dedupe_hash = discovered.dedupe_hash));
 
 -- == add_work_items (improve_depth) ============================================================
 
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT new.dedupe_hash, new.dedupe_key, new.source_system, new.source_name, new.resource_type, new.resource_id, new.priority, new.depth, new.run_id, new.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
-FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS new (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
-WHERE new.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
+INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT discovered.dedupe_hash, discovered.dedupe_key, discovered.source_system, discovered.source_name, discovered.resource_type, discovered.resource_id, discovered.priority, discovered.depth, discovered.run_id, discovered.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
+FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(32)), CAST(? AS BIGINT))) AS discovered (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
+WHERE discovered.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
-WHERE existing.dedupe_hash = new.dedupe_hash));
+WHERE existing.dedupe_hash = discovered.dedupe_hash));
 
 SELECT work_items.id, work_items.dedupe_hash
 FROM work_items JOIN (VALUES (?, ?)) AS reached (dedupe_hash, depth) ON work_items.dedupe_hash = reached.dedupe_hash AND work_items.depth > reached.depth ORDER BY work_items.id;

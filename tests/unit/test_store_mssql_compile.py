@@ -199,7 +199,7 @@ def test_add_work_items_compiles_to_not_exists_under_updlock_holdlock(recorder: 
     assert inserts
     for sql in inserts:
         assert "SELECT" in sql
-        assert "WHERE new.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1" in sql
+        assert "WHERE discovered.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1" in sql
         assert "FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)" in sql
 
 
