@@ -10,6 +10,7 @@ claimable, nothing is buffered and nothing is in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -112,6 +113,7 @@ class Frontier:
         retry_wait_max: float = 600.0,
         idle_poll: float = 2.0,
         outage_max_seconds: float = 3600.0,
+        dead_after_leases: float = 2.0,
     ) -> None:
         self.crawler = crawler
         self.store = store
@@ -119,12 +121,17 @@ class Frontier:
         self.stats: StatsCollector = crawler.stats
         self.claim_size = claim_size
         self.lease_seconds = lease_seconds
+        # A running run without a heartbeat for this long is dead (heartbeats: every lease / 3).
+        self.dead_after_seconds = dead_after_leases * lease_seconds
         self.flush_interval = flush_interval
         self.worker_id = worker_id
         self.run_id = ""
         self.owner = ""
         self.spider: FrontierSpider | None = None
         self.in_flight: set[int] = set()
+        # The claim (attempt) of each work item in flight: outcomes and renewals are fenced by
+        # it, so nothing of an earlier claim applies to a later one of the same item.
+        self.claim_attempts: dict[int, int] = {}
         self.retry = retry or RetryPolicy()
         self.db_outage = Outage(
             "database", "State database", self.stats, max_seconds=outage_max_seconds
@@ -148,6 +155,12 @@ class Frontier:
         settings = crawler.settings
         if not settings.getbool("HOLOCRON_ENABLED", True):
             raise NotConfigured("HOLOCRON_ENABLED is off")
+        dead_after_leases = settings.getfloat("HOLOCRON_DEAD_AFTER_LEASES", 2.0)
+        if dead_after_leases < 1:
+            raise NotConfigured(
+                f"HOLOCRON_DEAD_AFTER_LEASES must be 1 or more, not {dead_after_leases}: "
+                "live runs write their heartbeat every third of a lease"
+            )
         store = state_store_from_settings(settings)
         frontier = cls(
             crawler,
@@ -162,6 +175,7 @@ class Frontier:
             retry_wait_max=settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", 600.0),
             idle_poll=settings.getfloat("HOLOCRON_IDLE_POLL", 2.0),
             outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
+            dead_after_leases=dead_after_leases,
         )
         crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(frontier.spider_closed, signal=signals.spider_closed)
@@ -222,13 +236,42 @@ class Frontier:
         self.writes.discover(item)
 
     def finish(self, outcome: Outcome) -> None:
-        """Buffer the end of a work item (skipped or failed; completion comes with its record)."""
-        self.in_flight.discard(outcome.work_item_id)
+        """Buffer the end of a work item (skipped or failed; completion comes with its record).
+
+        An outcome that names no claim ends the claim this run holds on the item."""
+        held = self.claim_attempts.get(outcome.work_item_id)
+        if outcome.attempt is None and held is not None:
+            outcome = dataclasses.replace(outcome, attempt=held)
+        elif outcome.attempt is not None and held is not None and outcome.attempt < held:
+            # An earlier claim's (the store would refuse it): it must not take the place of
+            # the held claim's outcome in the buffer.
+            self.stats.inc_value("holocron/outcomes/stale_lease")
+            logger.debug(
+                "Dropped the outcome of attempt %(old)d of work item %(id)d (attempt %(new)d "
+                "holds it)",
+                {"old": outcome.attempt, "id": outcome.work_item_id, "new": held},
+            )
+            return
+        self._ended(outcome)
         self.writes.finish(outcome)
 
     def fail(self, items: Iterable[WorkItem], message: str) -> None:
         for item in items:
-            self.finish(Outcome(item.id, Status.FAILED, message))
+            self.finish(Outcome.failed(item, message))
+
+    def _ended(self, outcome: Outcome) -> None:
+        """The claim the outcome ends is no longer in flight (a later claim of the item is)."""
+        held = self.claim_attempts.get(outcome.work_item_id)
+        if outcome.attempt is None or held is None or held == outcome.attempt:
+            self.in_flight.discard(outcome.work_item_id)
+
+    def hold(self, items: Sequence[WorkItem]) -> None:
+        """The claimed ``items`` are in flight, under their claims (their attempts)."""
+        self.claim_attempts = {
+            i: attempt for i, attempt in self.claim_attempts.items() if i in self.in_flight
+        }
+        self.in_flight.update(item.id for item in items)
+        self.claim_attempts.update((item.id, item.attempt) for item in items)
 
     async def requeue(self, work_item_ids: Sequence[int], dedupe_keys: Sequence[str] = ()) -> int:
         """Put completed items back into the queue (in a thread) and claim them soon: the
@@ -252,7 +295,9 @@ class Frontier:
         return await self.leases.save_cursor(item, cont)
 
     def is_claimed(self, item: WorkItem) -> bool:
-        return item.id in self.in_flight
+        """``item`` is in flight under this very claim (not an earlier claim of the item)."""
+        held = self.claim_attempts.get(item.id, item.attempt)
+        return item.id in self.in_flight and held == item.attempt
 
     async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
         """Write records and complete their work items in one transaction (in a thread).
@@ -274,7 +319,7 @@ class Frontier:
             self.leases.committing -= ids
         self.dirty = True  # an outcome can reopen its item (found closer while in flight)
         for outcome in outcomes:
-            self.in_flight.discard(outcome.work_item_id)
+            self._ended(outcome)
         self.writes.count(applied)
         self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
 
@@ -308,14 +353,14 @@ class Frontier:
     # -- writes ------------------------------------------------------------------------------
 
     def _periodic_flush(self) -> Any:
-        renew = self.leases.renewal_due()
-        if self.writes.pending() or (renew and self.in_flight):
+        renew = self.leases.renewal_due()  # the heartbeat too: claims in flight or none
+        if self.writes.pending() or renew:
             return deferred_from_coro(self._periodic(renew=renew))
         return None
 
     async def _periodic(self, *, renew: bool) -> None:
         await self.flush()
-        if renew and self.in_flight and not self.db_outage.waiting():
+        if renew and not self.db_outage.waiting():
             await self.renew_leases()
 
     async def flush(self) -> bool:
@@ -407,7 +452,7 @@ class Frontier:
         if items:
             self.waits.claimed()
         self._exhausted = not items
-        self.in_flight.update(item.id for item in items)
+        self.hold(items)
         self.stats.inc_value("holocron/frontier/claimed", len(items))
         if not items and not self.in_flight and not self.writes.pending():
             await self.waits.plan()

@@ -1,7 +1,7 @@
 """The frontier's run bookkeeping: how a run starts (seeds, recrawl) and how it ends.
 
 A run is a row of ``runs``; its id names this process's leases (``worker_id:pid:run_id``). At
-the start the claims of dead processes of this worker go back to the queue and the seeds are
+the start the claims of dead runs go back to the queue and the seeds are
 added (a recrawl adds none); at the end the unfinished claims are released and the run's counts
 recorded.
 """
@@ -39,6 +39,7 @@ async def open_run(frontier: Frontier, spider: FrontierSpider) -> None:
         worker_id=frontier.worker_id,
         hostname=socket.gethostname(),
         pid=os.getpid(),
+        pid_namespace=frontier.leases.namespace,
     )
     frontier.owner = f"{frontier.worker_id}:{os.getpid()}:{frontier.run_id}"
     await frontier.leases.release_dead_owners(spider)

@@ -63,7 +63,7 @@ class NewWorkItem:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """A claimed row of ``work_items``."""
+    """A claimed row of ``work_items``; ``attempt`` names the claim (see :class:`Outcome`)."""
 
     id: int
     source_system: str
@@ -97,6 +97,10 @@ class Outcome:
     # For completed items: the resource's version at the source (a MediaWiki page's
     # ``lastrevid``, or DELETED_VERSION), which a recrawl compares with the current one.
     version: str | None = None
+    # The claim this outcome ends (``WorkItem.attempt``): it applies only while that claim
+    # holds, never to a later claim of the same item, even by the same owner. None: any claim
+    # of the writer (tools and tests writing outcomes directly).
+    attempt: int | None = None
 
     @classmethod
     def completed(cls, item: WorkItem, content_hash: str, version: str | None = None) -> Outcome:
@@ -106,11 +110,16 @@ class Outcome:
             content_hash=content_hash,
             depth=item.depth,
             version=version,
+            attempt=item.attempt,
         )
 
     @classmethod
     def skipped(cls, item: WorkItem, reason: str) -> Outcome:
-        return cls(item.id, Status.SKIPPED, reason, depth=item.depth)
+        return cls(item.id, Status.SKIPPED, reason, depth=item.depth, attempt=item.attempt)
+
+    @classmethod
+    def failed(cls, item: WorkItem, message: str) -> Outcome:
+        return cls(item.id, Status.FAILED, message, attempt=item.attempt)
 
 
 @dataclass(slots=True)

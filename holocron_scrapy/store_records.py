@@ -1,6 +1,7 @@
 """The statements that end work items: outcomes, and the ingest records written with them.
 
-Outcomes apply only to items still ``in_progress`` (under the writer's lease when one is given),
+Outcomes apply only to items still ``in_progress`` (under the writer's lease when one is given,
+and under the claim, ``attempt``, that the outcome names),
 read and locked first in one lock order; a failure below the retry policy's limit goes back to
 ``pending`` until its ``next_retry_at``. Each function runs on a connection whose transaction
 :class:`~holocron_scrapy.store.StateStore` owns.
@@ -82,15 +83,13 @@ def _live(
 # One row of the VALUES table an outcome update joins: (name, type, may be NULL).
 _OUTCOME_COLUMNS: Columns = (
     ("id", sa.BigInteger(), False),
+    ("attempt", sa.Integer(), False),  # the claim's, read under the lock: its fence
     ("status", sa.Unicode(16), False),
     ("error_message", LONG_TEXT, True),
     ("content_hash", HASH_HEX, True),
     ("version", sa.Unicode(VERSION_LENGTH), True),
     ("next_retry_at", UTC_DATETIME, True),
     ("finished_at", UTC_DATETIME, True),
-    # 1: a listing tried again resumes from its cursor; 0: an ended one starts over. An integer
-    # compared = 1, as T-SQL has no boolean value for CASE WHEN.
-    ("keep_cursor", sa.Integer(), False),
 )
 
 
@@ -110,6 +109,8 @@ def apply_outcomes(
     by_id = {outcome.work_item_id: outcome for outcome in outcomes}
     ids = sorted(by_id)  # one lock order for concurrent writers
     live = _live(conn, wi, ids, owner)
+    # Fenced by the claim: an outcome of an earlier claim (attempt) of the item is stale.
+    live = {i: v for i, v in live.items() if by_id[i].attempt in (None, v[0])}
     applied = Applied(stale=[i for i in ids if i not in live])
     rows = []
     for work_item_id in ids:
@@ -131,20 +132,21 @@ def apply_outcomes(
         rows.append(
             (
                 work_item_id,
+                attempt,
                 status,
                 _truncate(outcome.error_message),
                 outcome.content_hash,
                 outcome.version,
                 retry_at,
                 None if retry_at else now,
-                int(retry_at is not None),
             )
         )
     for chunk in chunks(rows, rows_per_statement(len(_OUTCOME_COLUMNS))):
         _update_outcomes(conn, wi, chunk, owner, now)
     if applied.stale:
         logger.debug(
-            "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s",
+            "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s under "
+            "the claim the outcome ends",
             {"n": len(applied.stale), "owner": owner},
         )
     return applied
@@ -160,13 +162,19 @@ def _update_outcomes(
     outcome, params = values_table("outcome", _OUTCOME_COLUMNS, rows)
     stmt = (
         sa.update(wi)
-        .where(wi.c.id == outcome.c.id, *live_where(wi, owner))
+        .where(
+            wi.c.id == outcome.c.id,
+            wi.c.attempt == outcome.c.attempt,  # the claim's fence
+            *live_where(wi, owner),
+        )
         .values(
             status=outcome.c.status,
             error_message=outcome.c.error_message,
             content_hash=sa.func.coalesce(outcome.c.content_hash, wi.c.content_hash),
             version=sa.func.coalesce(outcome.c.version, wi.c.version),
-            cursor=sa.case((outcome.c.keep_cursor == 1, wi.c.cursor), else_=sa.null()),
+            # A listing tried again resumes from its cursor; an ended one starts over. A CASE
+            # on a predicate: T-SQL has no boolean value (CASE WHEN <bind> is Msg 4145).
+            cursor=sa.case((outcome.c.next_retry_at.is_not(None), wi.c.cursor), else_=sa.null()),
             next_retry_at=outcome.c.next_retry_at,
             finished_at=outcome.c.finished_at,
             updated_at=now,

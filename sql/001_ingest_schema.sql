@@ -63,6 +63,8 @@ CREATE TABLE ingest.runs (
 	finish_reason NVARCHAR(200) NULL,
 	started_at DATETIME2 NOT NULL,
 	finished_at DATETIME2 NULL,
+	heartbeat_at DATETIME2 NULL,
+	pid_namespace NVARCHAR(100) NULL,
 	items_discovered INTEGER NOT NULL DEFAULT 0,
 	items_completed INTEGER NOT NULL DEFAULT 0,
 	items_failed INTEGER NOT NULL DEFAULT 0,
@@ -72,6 +74,14 @@ CREATE TABLE ingest.runs (
 	CONSTRAINT pk_runs PRIMARY KEY (run_id)
 );
 END
+GO
+
+IF COL_LENGTH(N'[ingest].[runs]', N'heartbeat_at') IS NULL
+    ALTER TABLE [ingest].[runs] ADD heartbeat_at DATETIME2 NULL;
+GO
+
+IF COL_LENGTH(N'[ingest].[runs]', N'pid_namespace') IS NULL
+    ALTER TABLE [ingest].[runs] ADD pid_namespace NVARCHAR(100) NULL;
 GO
 
 IF OBJECT_ID(N'[ingest].[source_budget]', N'U') IS NULL

@@ -137,10 +137,11 @@ def exercise(recorder: Recorder) -> None:
         )
     first, second, third, *_ = claimed
     with op("renew_leases"):
-        renewed = store.renew_leases(
-            owner="o", work_item_ids=[first.id, second.id], lease_seconds=60
-        )
+        claims = {first.id: first.attempt, second.id: second.attempt}
+        renewed = store.renew_leases(owner="o", claims=claims, lease_seconds=60, run_id=run_id)
         assert renewed == 2
+    with op("run_states"):
+        assert [run.run_id for run in store.run_states([run_id])] == [run_id]
     with op("leased_ids"):
         assert len(store.leased_ids(owner="o")) == 5
     with op("commit_records"):
@@ -156,7 +157,9 @@ def exercise(recorder: Recorder) -> None:
         )
     assert retried.retried == 1
     with op("save_cursor"):
-        assert store.save_cursor(third.id, '{"c": 1}', owner="o", lease_seconds=60)
+        assert store.save_cursor(
+            third.id, '{"c": 1}', owner="o", lease_seconds=60, attempt=third.attempt
+        )
     with op("outlook"):
         outlook = store.outlook(source_system=SYSTEM, source_name=NAME, owner="o")
     assert (outlook.scheduled, outlook.in_flight_elsewhere) == (1, 0)
@@ -164,6 +167,8 @@ def exercise(recorder: Recorder) -> None:
         assert store.lease_owners(source_system=SYSTEM, source_name=NAME) == ["o"]
     with op("release (ids)"):
         assert store.release(owner="o", work_item_ids=[third.id]) == 1
+    with op("release (source)"):
+        assert store.release(owner="o", source=(SYSTEM, "other")) == 0
     with op("release (all)"):
         assert store.release(owner="o") == 2
     with op("completed_versions"):

@@ -6,7 +6,7 @@
 
 -- == start_run =================================================================================
 
-INSERT INTO runs (run_id, source_system, source_name, worker_id, hostname, pid, status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO runs (run_id, source_system, source_name, worker_id, hostname, pid, status, started_at, heartbeat_at, pid_namespace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- == add_work_items ============================================================================
 
@@ -32,14 +32,22 @@ UPDATE work_items SET status=CASE WHEN (work_items.status IN (__[POSTCOMPILE_sta
 -- == claim =====================================================================================
 
 UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor] WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
-FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK)
+FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
 WHERE work_items.source_system = ? AND work_items.source_name = ? AND (work_items.status = ? AND (work_items.next_retry_at IS NULL OR work_items.next_retry_at <= ?) OR work_items.status = ? AND work_items.lease_expires_at < ?) ORDER BY work_items.priority DESC, work_items.id);
 
 -- == renew_leases ==============================================================================
 
-UPDATE work_items SET lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
+UPDATE runs SET heartbeat_at=? WHERE runs.run_id = ?;
+
+UPDATE work_items SET lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.attempt = ? AND work_items.id IN (SELECT work_items.id
 FROM work_items WITH (UPDLOCK, ROWLOCK)
-WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work_items.lease_owner = ?);
+WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work_items.lease_owner = ? AND work_items.attempt = ?);
+
+-- == run_states ================================================================================
+
+SELECT runs.run_id, runs.status, runs.hostname, runs.pid, runs.pid_namespace, coalesce(runs.heartbeat_at, runs.started_at) AS last_seen
+FROM runs
+WHERE runs.run_id IN (__[POSTCOMPILE_run_id_1]);
 
 -- == leased_ids ================================================================================
 
@@ -53,7 +61,7 @@ SELECT work_items.id, work_items.attempt, work_items.depth
 FROM work_items WITH (UPDLOCK, ROWLOCK)
 WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]) ORDER BY work_items.id;
 
-UPDATE work_items SET status=outcome.status, lease_owner=?, lease_expires_at=?, next_retry_at=outcome.next_retry_at, content_hash=coalesce(outcome.content_hash, work_items.content_hash), version=coalesce(outcome.version, work_items.version), [cursor]=CASE WHEN (outcome.keep_cursor = ?) THEN work_items.[cursor] ELSE NULL END, error_message=outcome.error_message, updated_at=?, finished_at=outcome.finished_at FROM work_items, (VALUES (?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS VARCHAR(64)), CAST(? AS NVARCHAR(64)), CAST(? AS DATETIME2), CAST(? AS DATETIME2), ?)) AS outcome (id, status, error_message, content_hash, version, next_retry_at, finished_at, keep_cursor) WHERE work_items.id = outcome.id AND work_items.status = ? AND work_items.lease_owner = ?;
+UPDATE work_items SET status=outcome.status, lease_owner=?, lease_expires_at=?, next_retry_at=outcome.next_retry_at, content_hash=coalesce(outcome.content_hash, work_items.content_hash), version=coalesce(outcome.version, work_items.version), [cursor]=CASE WHEN (outcome.next_retry_at IS NOT NULL) THEN work_items.[cursor] ELSE NULL END, error_message=outcome.error_message, updated_at=?, finished_at=outcome.finished_at FROM work_items, (VALUES (?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS VARCHAR(64)), CAST(? AS NVARCHAR(64)), CAST(? AS DATETIME2), CAST(? AS DATETIME2))) AS outcome (id, attempt, status, error_message, content_hash, version, next_retry_at, finished_at) WHERE work_items.id = outcome.id AND work_items.attempt = outcome.attempt AND work_items.status = ? AND work_items.lease_owner = ?;
 
 INSERT INTO [IngestRecords] (source_system, source_name, resource_type, resource_id, request_uri, request_method, request_headers, status_code, response_headers, payload, fetched_at_utc, hash_sha256, run_id, work_item_id, attempt, error_message, duration_ms) OUTPUT inserted.ingest_id VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
@@ -63,11 +71,11 @@ SELECT work_items.id, work_items.attempt, work_items.depth
 FROM work_items WITH (UPDLOCK, ROWLOCK)
 WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (__[POSTCOMPILE_id_1]) ORDER BY work_items.id;
 
-UPDATE work_items SET status=outcome.status, lease_owner=?, lease_expires_at=?, next_retry_at=outcome.next_retry_at, content_hash=coalesce(outcome.content_hash, work_items.content_hash), version=coalesce(outcome.version, work_items.version), [cursor]=CASE WHEN (outcome.keep_cursor = ?) THEN work_items.[cursor] ELSE NULL END, error_message=outcome.error_message, updated_at=?, finished_at=outcome.finished_at FROM work_items, (VALUES (?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS VARCHAR(64)), CAST(? AS NVARCHAR(64)), CAST(? AS DATETIME2), CAST(? AS DATETIME2), ?)) AS outcome (id, status, error_message, content_hash, version, next_retry_at, finished_at, keep_cursor) WHERE work_items.id = outcome.id AND work_items.status = ? AND work_items.lease_owner = ?;
+UPDATE work_items SET status=outcome.status, lease_owner=?, lease_expires_at=?, next_retry_at=outcome.next_retry_at, content_hash=coalesce(outcome.content_hash, work_items.content_hash), version=coalesce(outcome.version, work_items.version), [cursor]=CASE WHEN (outcome.next_retry_at IS NOT NULL) THEN work_items.[cursor] ELSE NULL END, error_message=outcome.error_message, updated_at=?, finished_at=outcome.finished_at FROM work_items, (VALUES (?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS VARCHAR(64)), CAST(? AS NVARCHAR(64)), CAST(? AS DATETIME2), CAST(? AS DATETIME2))) AS outcome (id, attempt, status, error_message, content_hash, version, next_retry_at, finished_at) WHERE work_items.id = outcome.id AND work_items.attempt = outcome.attempt AND work_items.status = ? AND work_items.lease_owner = ?;
 
 -- == save_cursor ===============================================================================
 
-UPDATE work_items SET lease_expires_at=?, [cursor]=?, updated_at=? WHERE work_items.id = ? AND work_items.status = ? AND work_items.lease_owner = ?;
+UPDATE work_items SET lease_expires_at=?, [cursor]=?, updated_at=? WHERE work_items.id = ? AND work_items.status = ? AND work_items.lease_owner = ? AND work_items.attempt = ?;
 
 -- == outlook ===================================================================================
 
@@ -86,6 +94,10 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items
 UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
 FROM work_items WITH (UPDLOCK, ROWLOCK)
 WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work_items.lease_owner = ?);
+
+-- == release (source) ==========================================================================
+
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.source_system = ? AND work_items.source_name = ?;
 
 -- == release (all) =============================================================================
 

@@ -114,6 +114,7 @@ def test_renewals_lock_in_id_order(pg_store: StateStore) -> None:
     _claim_all(pg_store)
 
     def renew() -> None:
-        assert pg_store.renew_leases(owner="o", work_item_ids=ids[::-1], lease_seconds=60) == 10
+        claims = dict.fromkeys(reversed(ids), 1)
+        assert pg_store.renew_leases(owner="o", claims=claims, lease_seconds=60) == 10
 
     assert _locked_rows_while_waiting(pg_store, ids[HELD], renew) == set(ids[: HELD + 1])

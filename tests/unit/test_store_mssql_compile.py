@@ -181,7 +181,7 @@ def test_claim_compiles_to_top_readpast_output(recorder: Recorder) -> None:
     assert sql.startswith("UPDATE work_items SET")
     assert "OUTPUT inserted.id" in sql
     assert "WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id" in sql
-    assert "FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK)" in sql
+    assert "FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)" in sql
     assert "ORDER BY work_items.priority DESC, work_items.id" in sql
     assert "FOR UPDATE" not in sql
     pg = _postgresql(claim)

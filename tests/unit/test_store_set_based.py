@@ -118,7 +118,8 @@ def test_large_batches_cross_every_chunk_boundary(store: StateStore) -> None:
 
 
 def test_large_outcome_batches_keep_a_retried_listing_cursor(store: StateStore) -> None:
-    """Failures retried keep their cursor (the integer flag), those that end lose it."""
+    """Failures retried keep their cursor (CASE WHEN next_retry_at IS NOT NULL), those that end
+    lose it."""
     store.add_work_items([NewWorkItem(SYSTEM, NAME, "listing", f"L{i}") for i in range(N)])
     claimed = store.claim(
         source_system=SYSTEM, source_name=NAME, owner="o", run_id="run1", limit=N, lease_seconds=60
