@@ -97,11 +97,15 @@ WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work
 
 -- == release (source) ==========================================================================
 
-UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.source_system = ? AND work_items.source_name = ?;
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.source_system = ? AND work_items.source_name = ? AND work_items.id IN (SELECT work_items.id
+FROM work_items WITH (UPDLOCK, ROWLOCK)
+WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.source_system = ? AND work_items.source_name = ?);
 
 -- == release (all) =============================================================================
 
-UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ?;
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
+FROM work_items WITH (UPDLOCK, ROWLOCK)
+WHERE work_items.status = ? AND work_items.lease_owner = ?);
 
 -- == completed_versions ========================================================================
 

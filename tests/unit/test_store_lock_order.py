@@ -118,3 +118,30 @@ def test_renewals_lock_in_id_order(pg_store: StateStore) -> None:
         assert pg_store.renew_leases(owner="o", claims=claims, lease_seconds=60) == 10
 
     assert _locked_rows_while_waiting(pg_store, ids[HELD], renew) == set(ids[: HELD + 1])
+
+
+def test_renewals_of_claims_of_several_attempts_lock_in_id_order(pg_store: StateStore) -> None:
+    _, ids = _items(pg_store, depth=0)
+    wi = pg_store.tables.work_items
+    with pg_store.engine.begin() as conn:  # every other item tried once before
+        conn.execute(sa.update(wi).where(wi.c.id.in_(ids[1::2])).values(attempt=1))
+    _claim_all(pg_store)
+    claims = {i: 2 if n % 2 else 1 for n, i in enumerate(ids)}
+
+    def renew() -> None:
+        assert pg_store.renew_leases(owner="o", claims=claims, lease_seconds=60) == 10
+
+    assert _locked_rows_while_waiting(pg_store, ids[HELD], renew) == set(ids[: HELD + 1])
+
+
+def test_releasing_all_claims_locks_in_id_order(pg_store: StateStore) -> None:
+    _, ids = _items(pg_store, depth=0)
+    _claim_all(pg_store)
+    wi = pg_store.tables.work_items
+    with pg_store.engine.begin() as conn:  # heap order no longer id order
+        conn.execute(sa.update(wi).where(wi.c.id.in_(ids[::2])).values(priority=1))
+
+    def release() -> None:
+        assert pg_store.release(owner="o") == 10
+
+    assert _locked_rows_while_waiting(pg_store, ids[HELD], release) == set(ids[: HELD + 1])

@@ -239,6 +239,8 @@ def test_every_row_locking_select_takes_work_items_in_id_order(recorder: Recorde
         "finish_items",
         "renew_leases",
         "release (ids)",
+        "release (source)",
+        "release (all)",
         "requeue_ids",
         "requeue_keys",
     } <= set(locking)
