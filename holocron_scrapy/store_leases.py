@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from holocron_scrapy.model import Status, WorkItem
-from holocron_scrapy.store_sql import as_datetime, update_in, utcnow
+from holocron_scrapy.store_sql import (
+    IN_LIST_CHUNK,
+    as_datetime,
+    chunks,
+    locked_ids,
+    update_in,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -131,6 +138,10 @@ def renew(
     by_attempt: dict[int, list[int]] = defaultdict(list)
     for work_item_id, attempt in sorted(claims.items()):
         by_attempt[attempt].append(work_item_id)
+    if len(by_attempt) > 1:  # lock them all in id order first, not attempt by attempt
+        leased = sa.and_(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner)
+        for chunk in chunks(sorted(claims), IN_LIST_CHUNK):
+            conn.execute(locked_ids(wi, sa.and_(wi.c.id.in_(chunk), leased)))
     renewed = 0
     for attempt, ids in sorted(by_attempt.items()):
         stmt = (
@@ -240,8 +251,8 @@ def release(
             updated_at=utcnow(),
         )
     )
-    if work_item_ids is None:
-        return conn.execute(stmt).rowcount
+    if work_item_ids is None:  # the rows locked in id order, as everywhere (store_sql)
+        return conn.execute(stmt.where(wi.c.id.in_(locked_ids(wi, sa.and_(*where))))).rowcount
     ids = sorted(set(work_item_ids))
     return update_in(conn, stmt, wi.c.id, ids)
 

@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from holocron_scrapy.model import NewWorkItem, Status
-from holocron_scrapy.schema import HASH_HEX
 from holocron_scrapy.store_sql import (
+    Columns,
     InsertStyle,
+    chunks,
     dedupe_hash,
     dialect_insert,
-    execute_counting,
+    rows_per_statement,
     update_in,
     utcnow,
+    values_table,
 )
 
 if TYPE_CHECKING:
@@ -88,70 +90,123 @@ def _insert_on_conflict(conn: Connection, wi: sa.Table, rows: list[dict[str, Any
     return set(conn.execute(stmt, rows).scalars())
 
 
+# The columns of a new item's row that differ between rows (the others are one value a batch).
+_NEW_ROW_COLUMNS = (
+    "dedupe_hash",
+    "dedupe_key",
+    "source_system",
+    "source_name",
+    "resource_type",
+    "resource_id",
+    "priority",
+    "depth",
+    "run_id",
+    "discovered_from",
+)
+
+
+def _typed(wi: sa.Table, names: Sequence[str]) -> Columns:
+    """The VALUES-table columns for ``work_items`` columns ``names`` (NULL-able ones cast)."""
+    return tuple((name, wi.c[name].type, bool(wi.c[name].nullable)) for name in names)
+
+
 def _insert_not_exists(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]]) -> set[str]:
-    """``INSERT ... SELECT :values WHERE NOT EXISTS (... WITH (UPDLOCK, HOLDLOCK) ...)``.
+    """``INSERT ... OUTPUT inserted.dedupe_hash SELECT ... FROM (VALUES ...) AS discovered WHERE
+    NOT EXISTS (... WITH (UPDLOCK, HOLDLOCK) ...)``, 200 rows a statement.
 
     The lock hints (SQL Server only) hold the key range until commit, so a concurrent
-    insert of the same key waits instead of failing on the unique constraint. Runs one
-    statement per row: pyodbc reports no per-row counts for executemany.
+    insert of the same key waits instead of failing on the unique constraint.
     """
     existing = wi.alias("existing")
-    names = list(rows[0])
-    values = [
-        # NULL-able values get an explicit type: SQL Server cannot infer a bare NULL's.
-        sa.cast(sa.bindparam(f"b_{name}"), wi.c[name].type)
-        if wi.c[name].nullable
-        else sa.bindparam(f"b_{name}", type_=wi.c[name].type)
-        for name in names
-    ]
-    exists: sa.Select[Any] = (
-        sa.select(sa.literal_column("1"))
-        .select_from(existing)
-        .where(existing.c.dedupe_hash == sa.bindparam("b_dedupe_hash", type_=HASH_HEX))
-        .with_hint(existing, "WITH (UPDLOCK, HOLDLOCK)", dialect_name="mssql")
-    )
-    stmt = sa.insert(wi).from_select(names, sa.select(*values).where(~sa.exists(exists)))
+    constant = {name: rows[0][name] for name in rows[0] if name not in _NEW_ROW_COLUMNS}
     inserted: set[str] = set()
-    for row in rows:
-        if conn.execute(stmt, {f"b_{name}": value for name, value in row.items()}).rowcount:
-            inserted.add(row["dedupe_hash"])
+    for chunk in chunks(rows, rows_per_statement(len(_NEW_ROW_COLUMNS))):
+        discovered, params = values_table(
+            "discovered",
+            _typed(wi, _NEW_ROW_COLUMNS),
+            [[row[name] for name in _NEW_ROW_COLUMNS] for row in chunk],
+        )
+        known: sa.Select[Any] = (
+            sa.select(sa.literal_column("1"))
+            .select_from(existing)
+            .where(existing.c.dedupe_hash == discovered.c.dedupe_hash)
+            .with_hint(existing, "WITH (UPDLOCK, HOLDLOCK)", dialect_name="mssql")
+        )
+        values = [discovered.c[name] for name in _NEW_ROW_COLUMNS] + [
+            sa.literal(value, wi.c[name].type) for name, value in constant.items()
+        ]
+        stmt = (
+            sa.insert(wi)
+            .from_select(
+                [*_NEW_ROW_COLUMNS, *constant],
+                sa.select(*values).where(discovered.c.dedupe_hash.is_not(None), ~sa.exists(known)),
+            )
+            .returning(wi.c.dedupe_hash)
+        )
+        inserted.update(conn.execute(stmt, params).scalars())
     return inserted
 
 
+_IMPROVED_COLUMNS = ("id", "depth", "priority", "discovered_from", "run_id")
+
+
 def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], now: datetime) -> int:
-    """Known items now reached at a smaller depth: take the new depth; reopen finished ones."""
+    """Known items now reached at a smaller depth: take the new depth; reopen finished ones.
+
+    Set-based: the items to improve are found (``SELECT ... JOIN (VALUES (hash, depth) ...)
+    ... ORDER BY id``), then changed by ``UPDATE ... FROM (VALUES ...)`` joined on the id, a few
+    hundred rows a statement, so that rows are locked in id order as everywhere in the store:
+    PostgreSQL locks them as the sorted SELECT returns them (``FOR UPDATE OF work_items``); SQL
+    Server reads them without a lock hint (an update lock would follow the VALUES rows' hash
+    order) and locks them in the UPDATE, whose VALUES rows are in id order.
+    """
     if not rows:
         return 0
-    # Not in_(): an expanding IN cannot be part of an executemany.
-    reopen = sa.or_(*(wi.c.status == status for status in REOPENABLE))
-    stmt = (
-        sa.update(wi)
-        .where(
-            wi.c.dedupe_hash == sa.bindparam("b_dedupe_hash"),
-            wi.c.depth > sa.bindparam("b_depth"),
+    by_hash = {row["dedupe_hash"]: row for row in rows}
+    found: list[tuple[int, str]] = []
+    for chunk in chunks(rows, rows_per_statement(2)):
+        reached, params = values_table(
+            "reached",
+            _typed(wi, ("dedupe_hash", "depth")),
+            [(row["dedupe_hash"], row["depth"]) for row in chunk],
         )
-        .values(
-            depth=sa.bindparam("b_depth"),
-            priority=sa.bindparam("b_priority"),
-            discovered_from=sa.bindparam("b_discovered_from"),
-            run_id=sa.func.coalesce(sa.bindparam("b_run_id", type_=wi.c.run_id.type), wi.c.run_id),
-            status=sa.case((reopen, Status.PENDING.value), else_=wi.c.status),
-            attempt=sa.case((reopen, 0), else_=wi.c.attempt),
-            finished_at=sa.case((reopen, sa.null()), else_=wi.c.finished_at),
-            updated_at=now,
+        closer = sa.and_(wi.c.dedupe_hash == reached.c.dedupe_hash, wi.c.depth > reached.c.depth)
+        locking = (
+            sa.select(wi.c.id, wi.c.dedupe_hash)
+            .select_from(wi)
+            .join(reached, closer)
+            .order_by(wi.c.id)
+            .with_for_update(of=wi)
         )
-    )
-    params = [
-        {
-            "b_dedupe_hash": row["dedupe_hash"],
-            "b_depth": row["depth"],
-            "b_priority": row["priority"],
-            "b_discovered_from": row["discovered_from"],
-            "b_run_id": row["run_id"],
-        }
-        for row in rows
-    ]
-    return execute_counting(conn, stmt, params)
+        found.extend((int(row.id), row.dedupe_hash) for row in conn.execute(locking, params))
+    found.sort()
+    reopen = wi.c.status.in_(REOPENABLE)
+    changed = 0
+    for improved_chunk in chunks(found, rows_per_statement(len(_IMPROVED_COLUMNS))):
+        improved, params = values_table(
+            "improved",
+            _typed(wi, _IMPROVED_COLUMNS),
+            [
+                [work_item_id, *(by_hash[key][name] for name in _IMPROVED_COLUMNS[1:])]
+                for work_item_id, key in improved_chunk
+            ],
+        )
+        stmt = (
+            sa.update(wi)
+            .where(wi.c.id == improved.c.id, wi.c.depth > improved.c.depth)
+            .values(
+                depth=improved.c.depth,
+                priority=improved.c.priority,
+                discovered_from=improved.c.discovered_from,
+                run_id=sa.func.coalesce(improved.c.run_id, wi.c.run_id),
+                status=sa.case((reopen, Status.PENDING.value), else_=wi.c.status),
+                attempt=sa.case((reopen, 0), else_=wi.c.attempt),
+                finished_at=sa.case((reopen, sa.null()), else_=wi.c.finished_at),
+                updated_at=now,
+            )
+        )
+        changed += conn.execute(stmt, params).rowcount
+    return changed
 
 
 def _requeued_values() -> dict[str, Any]:

@@ -16,12 +16,20 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from holocron_scrapy.model import Applied, IngestRow, Outcome, RetryPolicy, Status, canonical_json
-from holocron_scrapy.schema import HASH_HEX, VERSION_LENGTH
+from holocron_scrapy.schema import HASH_HEX, LONG_TEXT, UTC_DATETIME, VERSION_LENGTH
 from holocron_scrapy.store_queue import REOPENABLE
-from holocron_scrapy.store_sql import IN_LIST_CHUNK, chunks, execute_counting, utcnow
+from holocron_scrapy.store_sql import (
+    IN_LIST_CHUNK,
+    Columns,
+    chunks,
+    rows_per_statement,
+    utcnow,
+    values_table,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
     from sqlalchemy.engine import Connection
 
@@ -31,7 +39,12 @@ ERROR_MESSAGE_MAX_CHARS = 4000
 
 
 def insert_records(conn: Connection, records: sa.Table, params: list[dict[str, Any]]) -> list[int]:
-    """Insert ``IngestRecords`` rows; return their new ``ingest_id`` values, in order."""
+    """Insert ``IngestRecords`` rows; return their new ``ingest_id`` values, in order.
+
+    Set-based on every dialect by SQLAlchemy's "insertmanyvalues": on SQL Server ``INSERT ...
+    OUTPUT inserted.ingest_id SELECT ... FROM (VALUES ...) ORDER BY <sentinel>`` batches of at
+    most 2,099 parameters (123 rows), the ids sorted back into the order of ``params``.
+    """
     result = conn.execute(
         sa.insert(records).returning(records.c.ingest_id, sort_by_parameter_order=True),
         params,
@@ -39,25 +52,45 @@ def insert_records(conn: Connection, records: sa.Table, params: list[dict[str, A
     return [int(ingest_id) for ingest_id in result.scalars()]
 
 
-def _live(
-    conn: Connection, wi: sa.Table, ids: Sequence[int], owner: str | None
-) -> dict[int, tuple[int, int]]:
-    """id -> (attempt, depth) of the items among ``ids`` still ``in_progress`` (under
-    ``owner``'s lease when given), locked until the end of the transaction."""
+def live_where(wi: sa.Table, owner: str | None) -> list[sa.ColumnElement[bool]]:
+    """What makes an outcome still apply to its item: the fence of :func:`_live` and of the
+    outcome update (``in_progress``, and under ``owner``'s lease when given)."""
     live = [wi.c.status == Status.IN_PROGRESS.value]
     if owner is not None:
         live.append(wi.c.lease_owner == owner)
+    return live
+
+
+def _live(
+    conn: Connection, wi: sa.Table, ids: Sequence[int], owner: str | None
+) -> dict[int, tuple[int, int]]:
+    """id -> (attempt, depth) of the items among ``ids`` still live (:func:`live_where`),
+    locked in id order until the end of the transaction."""
     stmt = (
         sa.select(wi.c.id, wi.c.attempt, wi.c.depth)
-        .where(*live)
+        .where(*live_where(wi, owner))
+        .order_by(wi.c.id)
         .with_for_update()
         .with_hint(wi, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
     )
     found: dict[int, tuple[int, int]] = {}
-    for chunk in chunks(list(ids), IN_LIST_CHUNK):
+    for chunk in chunks(sorted(ids), IN_LIST_CHUNK):
         for row in conn.execute(stmt.where(wi.c.id.in_(chunk))):
             found[int(row.id)] = (int(row.attempt), int(row.depth))
     return found
+
+
+# One row of the VALUES table an outcome update joins: (name, type, may be NULL).
+_OUTCOME_COLUMNS: Columns = (
+    ("id", sa.BigInteger(), False),
+    ("attempt", sa.Integer(), False),  # the claim's, read under the lock: its fence
+    ("status", sa.Unicode(16), False),
+    ("error_message", LONG_TEXT, True),
+    ("content_hash", HASH_HEX, True),
+    ("version", sa.Unicode(VERSION_LENGTH), True),
+    ("next_retry_at", UTC_DATETIME, True),
+    ("finished_at", UTC_DATETIME, True),
+)
 
 
 def apply_outcomes(
@@ -67,7 +100,11 @@ def apply_outcomes(
     owner: str | None,
     retry: RetryPolicy,
 ) -> Applied:
-    """Apply ``outcomes`` to the items still live (see :func:`_live`); list the others stale."""
+    """Apply ``outcomes`` to the items still live (see :func:`_live`); list the others stale.
+
+    Set-based: ``UPDATE work_items SET ... FROM (VALUES (id, status, ...) ...) AS outcome
+    WHERE work_items.id = outcome.id AND <live>``, a few hundred outcomes a statement.
+    """
     now = utcnow()
     by_id = {outcome.work_item_id: outcome for outcome in outcomes}
     ids = sorted(by_id)  # one lock order for concurrent writers
@@ -75,7 +112,7 @@ def apply_outcomes(
     # Fenced by the claim: an outcome of an earlier claim (attempt) of the item is stale.
     live = {i: v for i, v in live.items() if by_id[i].attempt in (None, v[0])}
     applied = Applied(stale=[i for i in ids if i not in live])
-    params = []
+    rows = []
     for work_item_id in ids:
         if work_item_id not in live:
             continue
@@ -92,51 +129,20 @@ def apply_outcomes(
             applied.statuses[str(outcome.status)] += 1
         else:
             applied.retried += 1
-        params.append(
-            {
-                "b_id": work_item_id,
-                "b_attempt": attempt,
-                "b_status": status,
-                "b_error_message": _truncate(outcome.error_message),
-                "b_content_hash": outcome.content_hash,
-                "b_version": outcome.version,
-                "b_next_retry_at": retry_at,
-                "b_finished_at": None if retry_at else now,
-                # A listing tried again resumes from its cursor; an ended one starts over.
-                "b_keep_cursor": retry_at is not None,
-            }
+        rows.append(
+            (
+                work_item_id,
+                attempt,
+                status,
+                _truncate(outcome.error_message),
+                outcome.content_hash,
+                outcome.version,
+                retry_at,
+                None if retry_at else now,
+            )
         )
-    where = [
-        wi.c.id == sa.bindparam("b_id"),
-        wi.c.status == Status.IN_PROGRESS.value,
-        wi.c.attempt == sa.bindparam("b_attempt", type_=sa.Integer),  # the claim's fence
-    ]
-    if owner is not None:
-        where.append(wi.c.lease_owner == owner)
-    stmt = (
-        sa.update(wi)
-        .where(*where)
-        .values(
-            status=sa.bindparam("b_status"),
-            error_message=sa.bindparam("b_error_message"),
-            content_hash=sa.func.coalesce(
-                sa.bindparam("b_content_hash", type_=HASH_HEX), wi.c.content_hash
-            ),
-            version=sa.func.coalesce(
-                sa.bindparam("b_version", type_=sa.Unicode(VERSION_LENGTH)), wi.c.version
-            ),
-            cursor=sa.case(
-                (sa.bindparam("b_keep_cursor", type_=sa.Boolean), wi.c.cursor),
-                else_=sa.null(),
-            ),
-            next_retry_at=sa.bindparam("b_next_retry_at", type_=wi.c.next_retry_at.type),
-            finished_at=sa.bindparam("b_finished_at", type_=wi.c.finished_at.type),
-            updated_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
-    execute_counting(conn, stmt, params)
+    for chunk in chunks(rows, rows_per_statement(len(_OUTCOME_COLUMNS))):
+        _update_outcomes(conn, wi, chunk, owner, now)
     if applied.stale:
         logger.debug(
             "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s under "
@@ -144,6 +150,39 @@ def apply_outcomes(
             {"n": len(applied.stale), "owner": owner},
         )
     return applied
+
+
+def _update_outcomes(
+    conn: Connection,
+    wi: sa.Table,
+    rows: Sequence[tuple[Any, ...]],
+    owner: str | None,
+    now: datetime,
+) -> None:
+    outcome, params = values_table("outcome", _OUTCOME_COLUMNS, rows)
+    stmt = (
+        sa.update(wi)
+        .where(
+            wi.c.id == outcome.c.id,
+            wi.c.attempt == outcome.c.attempt,  # the claim's fence
+            *live_where(wi, owner),
+        )
+        .values(
+            status=outcome.c.status,
+            error_message=outcome.c.error_message,
+            content_hash=sa.func.coalesce(outcome.c.content_hash, wi.c.content_hash),
+            version=sa.func.coalesce(outcome.c.version, wi.c.version),
+            # A listing tried again resumes from its cursor; an ended one starts over. A CASE
+            # on a predicate: T-SQL has no boolean value (CASE WHEN <bind> is Msg 4145).
+            cursor=sa.case((outcome.c.next_retry_at.is_not(None), wi.c.cursor), else_=sa.null()),
+            next_retry_at=outcome.c.next_retry_at,
+            finished_at=outcome.c.finished_at,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    conn.execute(stmt, params)
 
 
 def _truncate(message: str | None) -> str | None:

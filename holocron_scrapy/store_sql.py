@@ -7,17 +7,21 @@ SQLite, PostgreSQL and SQL Server lives here, so the statements elsewhere stay o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.types import TypeEngine
 
 InsertStyle = Literal["on_conflict", "not_exists"]
 _T = TypeVar("_T")
@@ -25,6 +29,9 @@ _T = TypeVar("_T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # SQL Server takes at most 2100 parameters per statement: chunk long IN lists well below that.
 IN_LIST_CHUNK = 1000
+# The parameters a set-based write puts in one statement's VALUES table (below SQL Server's 2,100,
+# leaving room for the statement's own).
+MAX_VALUES_PARAMETERS = 2000
 # pg_advisory_xact_lock key serializing concurrent create_tables() ("holocron" in ASCII).
 _PG_DDL_LOCK_KEY = 0x686F6C6F63726F6E
 
@@ -48,11 +55,132 @@ def update_in(
     conn: Connection, stmt: sa.Update, column: sa.ColumnElement[Any], values: Sequence[Any]
 ) -> int:
     """Run ``stmt`` for rows whose ``column`` is in ``values``, in chunks of IN lists (SQL
-    Server takes at most 2,100 parameters a statement); return how many rows changed."""
-    return sum(
-        conn.execute(stmt.where(column.in_(chunk))).rowcount
-        for chunk in chunks(list(values), IN_LIST_CHUNK)
+    Server takes at most 2,100 parameters a statement); return how many rows changed.
+
+    The rows are locked in id order (see :func:`locked_ids`) before they are changed.
+    """
+    table = stmt.table
+    assert isinstance(table, sa.Table)
+    total = 0
+    for chunk in chunks(sorted(values), IN_LIST_CHUNK):
+        where = sa.and_(column.in_(chunk), *stmt._where_criteria)
+        total += conn.execute(stmt.where(table.c.id.in_(locked_ids(table, where)))).rowcount
+    return total
+
+
+def locked_ids(table: sa.Table, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """``SELECT id ... ORDER BY id FOR UPDATE``: the rows a write is about to change, locked in
+    ascending id order, the one order of every row-locking statement of the store (two writers
+    that lock the same rows in different orders can deadlock). SQL Server takes an update lock
+    (``UPDLOCK, ROWLOCK``) as it reads them, by the ascending clustered key; its mssql compiler
+    drops an ORDER BY from a subquery without TOP. SQLite locks the whole database."""
+    return (
+        sa.select(table.c.id)
+        .where(where)
+        .order_by(table.c.id)
+        .with_for_update()
+        .with_hint(table, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
     )
+
+
+def rows_per_statement(columns: int) -> int:
+    """How many rows of ``columns`` values one statement's VALUES table holds."""
+    return max(1, MAX_VALUES_PARAMETERS // columns)
+
+
+class RowsTable(sa.Values):
+    """``(VALUES (?, ?), ...) AS name (a, b)``; on SQLite, which names a VALUES table's columns
+    ``column1, column2...`` and takes no column aliases, ``(SELECT column1 AS a, ... FROM
+    (VALUES ...)) AS name``. Decided when compiled, so a statement built on SQLite compiles to
+    the T-SQL that SQL Server gets.
+
+    Unlike :class:`sqlalchemy.sql.Values` (whose rows are "not cacheable right now") it has a
+    cache key: its rows are bound parameters, so a statement of the same shape (rows, types) is
+    compiled once, not once a batch (compiling 2,000 parameters costs tens of milliseconds).
+    """
+
+    inherit_cache = True
+    _cache_key_traversal = [
+        ("_column_args", InternalTraversal.dp_clauseelement_list),
+        ("_rows", InternalTraversal.dp_clauseelement_tuples),
+        ("name", InternalTraversal.dp_string),
+        ("literal_binds", InternalTraversal.dp_boolean),
+    ]
+
+    @property
+    def _rows(self) -> Sequence[tuple[Any, ...]]:
+        return [row for rows in self._data for row in rows]
+
+
+class SentAs(sa.Cast[Any]):
+    """``CAST(? AS type)`` (SQL Server cannot infer a bare NULL's type in a VALUES table), but
+    the bare value on SQLite, whose CAST to a date type would turn the text into a number."""
+
+    inherit_cache = True
+
+
+@compiles(RowsTable, "sqlite")
+def _rows_table_on_sqlite(
+    element: RowsTable, compiler: Any, asfrom: bool = False, from_linter: Any = None, **kw: Any
+) -> str:
+    values = compiler.visit_values(element, **kw)
+    if not asfrom:
+        return str(values)
+    if from_linter is not None:
+        from_linter.froms[element._de_clone()] = element.name  # type: ignore[no-untyped-call]
+    quote = compiler.preparer.quote
+    names = ", ".join(
+        f"column{i} AS {quote(column.name)}" for i, column in enumerate(element.columns, 1)
+    )
+    return f"(SELECT {names} FROM ({values})) AS {quote(element.name)}"
+
+
+@compiles(SentAs, "sqlite")
+def _sent_as_on_sqlite(element: SentAs, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clause, **kw))
+
+
+Columns = tuple[tuple[str, "TypeEngine[Any]", bool], ...]
+
+
+def values_table(
+    name: str, columns: Columns, rows: Sequence[Sequence[Any]]
+) -> tuple[sa.Values, dict[str, Any]]:
+    """``rows`` (at most :func:`rows_per_statement` of them) as a derived table ``name`` (a
+    :class:`RowsTable`) of ``columns``, and the parameters to execute its statement with.
+
+    ``columns`` are ``(name, type, cast)``: a value of a ``cast`` column (one that may be NULL)
+    is sent as :class:`SentAs` ``CAST(? AS type)``. The table is of named parameters
+    (``{name}_{row}_{column}``), built once per shape: building thousands of bound parameters a
+    batch would cost more than the round trips it saves. Its rows are padded to a power of two
+    with rows of NULLs, so that a statement has a few shapes, not one per batch size (each
+    shape is a compiled statement in SQLAlchemy's cache, and a plan in the server's): the
+    statements join on the first column, which is never NULL in a real row.
+    """
+    cap = rows_per_statement(len(columns))
+    if len(rows) > cap:
+        raise ValueError(f"{len(rows)} rows of {len(columns)} values: at most {cap}")
+    size = min(cap, 1 << max(0, len(rows) - 1).bit_length())
+    table = _rows_table(name, columns, size)
+    params = {
+        f"{name}_{i}_{column}": value
+        for i, row in enumerate(rows)
+        for (column, _, _), value in zip(columns, row, strict=True)
+    }
+    params.update(
+        {f"{name}_{i}_{column}": None for i in range(len(rows), size) for column, _, _ in columns}
+    )
+    return table, params
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_table(name: str, columns: Columns, n: int) -> sa.Values:
+    def bind(i: int, column: str, type_: TypeEngine[Any], cast: bool) -> Any:
+        param = sa.bindparam(f"{name}_{i}_{column}", type_=type_)
+        return SentAs(param, type_) if cast else param
+
+    data = [tuple(bind(i, *column) for column in columns) for i in range(n)]
+    return RowsTable(*(sa.column(c, type_) for c, type_, _ in columns), name=name).data(data)
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -80,18 +208,6 @@ def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
 
         return sqlite_insert(table)
     raise NotImplementedError(f"No INSERT ... ON CONFLICT on {dialect_name}")
-
-
-def execute_counting(conn: Connection, stmt: sa.Update, params: list[dict[str, Any]]) -> int:
-    """executemany ``stmt`` and return the rows it changed.
-
-    Where the driver cannot count rows across an executemany (pyodbc), one execute per row.
-    """
-    if not params:
-        return 0
-    if len(params) == 1 or conn.dialect.supports_sane_multi_rowcount:
-        return conn.execute(stmt, params).rowcount
-    return sum(conn.execute(stmt, param).rowcount for param in params)
 
 
 def serialize_ddl(conn: Connection) -> None:

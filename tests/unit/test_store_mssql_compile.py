@@ -1,206 +1,249 @@
-"""Every statement the store runs compiles for SQL Server (no server needed), with the lock hints.
+"""Every statement the store runs is valid T-SQL (no server needed), with the lock hints.
 
-The contract operations run on SQLite with the SQL Server insert path (``insert_style=
-"not_exists"``); each statement the store executes is captured and compiled with the mssql
-dialect. The PostgreSQL claim is checked for ``FOR UPDATE SKIP LOCKED`` the same way.
+The store operations run on SQLite with the SQL Server statement path (tests/mssql_operations.py);
+each statement is checked by the structural rules of tests/tsql_rules.py, compiled with the mssql
+dialect and compared with the committed snapshot. Each rule is shown to flag a known-bad
+statement. The PostgreSQL claim is checked for ``FOR UPDATE SKIP LOCKED`` the same way.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import mssql, postgresql
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 
-from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.schema import build_tables
+from tests.mssql_operations import (
+    REGENERATE,
+    SNAPSHOT,
+    Captured,
+    Recorder,
+    compile_mssql,
+    recorded_round,
+    snapshot_text,
+)
+from tests.tsql_rules import RULES, Violation, check, column_keys
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from sqlalchemy.engine import Connection
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class Captured:
-    """A statement the store executed, and the parameter names it was executed with."""
-
-    statement: sa.ClauseElement | ExecutableDDLElement
-    keys: list[str]
-
-
-SYSTEM, NAME = "mediawiki", "wookieepedia"
+@pytest.fixture(scope="module")
+def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
+    """The statements of a full round of store operations (SQL Server statement path)."""
+    with recorded_round(tmp_path_factory.mktemp("mssql-round")) as recorded:
+        yield recorded
 
 
 @pytest.fixture
-def captured(tmp_path: Path) -> Iterator[list[Captured]]:
-    """The statements of a full round of store operations (SQLite, SQL Server insert path)."""
-    store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
-    store.insert_style = "not_exists"
-    statements: list[Captured] = []
-
-    def before_execute(
-        _conn: Connection, clauseelement: Any, multiparams: Any, params: Any, _options: Any
-    ) -> None:
-        if isinstance(clauseelement, sa.ClauseElement | ExecutableDDLElement):
-            first = multiparams[0] if multiparams else params
-            statements.append(Captured(clauseelement, list(first or ())))
-        else:
-            assert clauseelement == "BEGIN IMMEDIATE"
-
-    sa.event.listen(store.engine, "before_execute", before_execute)
-    try:
-        _exercise(store)
-        yield statements
-    finally:
-        store.dispose()
+def captured(recorder: Recorder) -> list[Captured]:
+    return recorder.captured
 
 
-def _exercise(store: StateStore) -> None:
-    store.create_tables()
-    run_id = store.start_run(
-        source_system=SYSTEM, source_name=NAME, worker_id="w", hostname="h", pid=1
-    )
-    items = [NewWorkItem(SYSTEM, NAME, "page", f"P{i}", depth=2) for i in range(6)]
-    assert store.add_work_items(items) == 6
-    assert store.add_work_items([NewWorkItem(SYSTEM, NAME, "page", "P0", depth=0)]) == 0
-    claimed = store.claim(
-        source_system=SYSTEM, source_name=NAME, owner="o", run_id=run_id, limit=5, lease_seconds=60
-    )
-    first, second, third, *_ = claimed
-    row = IngestRow(
-        SYSTEM,
-        NAME,
-        "page",
-        first.resource_id,
-        "https://example.org/api.php",
-        "GET",
-        {},
-        200,
-        {},
-        {"x": 1},
-        datetime(2024, 1, 1),
-        "0" * 64,
-        run_id,
-        first.id,
-        first.attempt,
-    )
-    claims = {first.id: 1, second.id: 1}
-    assert store.renew_leases(owner="o", claims=claims, lease_seconds=60, run_id=run_id) == 2
-    assert [run.run_id for run in store.run_states([run_id])] == [run_id]
-    assert store.save_cursor(first.id, "{}", owner="o", lease_seconds=60, attempt=1)
-    assert len(store.leased_ids(owner="o")) == 5
-    committed = store.commit_records([row], [Outcome(first.id, Status.COMPLETED)], owner="o")
-    assert len(committed.ingest_ids) == 1
-    retried = store.finish_items(
-        [Outcome(second.id, Status.FAILED, "boom")], owner="o", retry=RetryPolicy()
-    )
-    assert retried.retried == 1
-    outlook = store.outlook(source_system=SYSTEM, source_name=NAME, owner="o")
-    assert (outlook.scheduled, outlook.in_flight_elsewhere) == (1, 0)
-    assert store.release(owner="o", work_item_ids=[third.id]) == 1
-    assert store.release(owner="o", source=(SYSTEM, "other")) == 0
-    assert store.release(owner="o") == 2
-    assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.PENDING]) == 5
-    assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 5
-    assert store.work_item(first.id) is not None
-    assert store.reserve_request(source_system=SYSTEM, source_name=NAME, interval_seconds=1) == 0
-    assert store.reserve_request(source_system=SYSTEM, source_name=NAME, interval_seconds=1) > 0
-    store.finish_run(run_id, status="finished", reason="done", counts={"items_completed": 1})
-
-
-def _compile(captured: Captured, dialect: sa.Dialect) -> str:
-    """Compile as the store executed it (only the columns it gave values for)."""
+def _postgresql(captured: Captured) -> str:
     statement = captured.statement
-    if isinstance(statement, ExecutableDDLElement):
-        return str(statement.compile(dialect=dialect))
-    return str(statement.compile(dialect=dialect, column_keys=captured.keys))
+    keys = column_keys(statement, captured.keys)
+    return str(statement.compile(dialect=postgresql.dialect(), column_keys=keys))  # type: ignore[no-untyped-call]
 
 
-def _postgresql() -> sa.Dialect:
-    return postgresql.dialect()  # type: ignore[no-untyped-call]
+# -- the rules, on the store's statements -------------------------------------------------------
 
 
-def _mssql() -> sa.Dialect:
-    return mssql.dialect()  # type: ignore[no-untyped-call]
-
-
-def test_every_statement_compiles_for_sql_server(captured: list[Captured]) -> None:
+def test_every_statement_passes_the_tsql_rules(captured: list[Captured]) -> None:
     kinds = {type(c.statement).__name__ for c in captured}
     assert {"CreateTable", "CreateIndex", "Insert", "Update", "Select"} <= kinds
-    for statement in captured:
-        sql = _compile(statement, _mssql())
-        assert "ON CONFLICT" not in sql
-        assert "LIMIT" not in sql
+    violations = {
+        (c.operation, compile_mssql(c)): check(c.statement, c.params)
+        for c in captured
+        if not isinstance(c.statement, ExecutableDDLElement)
+    }
+    assert {key: found for key, found in violations.items() if found} == {}
 
 
-def test_claim_compiles_to_top_readpast_output(captured: list[Captured]) -> None:
-    claims = [sql for sql in (_compile(s, _mssql()) for s in captured) if "READPAST" in sql]
-    assert len(claims) == 1
-    (sql,) = claims
+def test_the_ddl_has_no_triggers_so_output_is_allowed() -> None:
+    """``OUTPUT inserted...`` without ``INTO`` (claims, inserts) needs trigger-free tables."""
+    scripts = sorted((REPO_ROOT / "sql").glob("*.sql"))
+    assert scripts
+    for script in scripts:
+        assert not re.search(r"\bTRIGGER\b", script.read_text(), re.I), script
+
+
+# -- each rule can fail ------------------------------------------------------------------------
+
+_T = build_tables(None)
+_WI = _T.work_items
+
+
+def _bad_statements() -> dict[str, tuple[sa.ClauseElement, Any]]:
+    wi = _WI
+    flag = sa.bindparam("b_keep_cursor", type_=sa.Boolean)
+    return {
+        # The outcome statement before the fix (Msg 4145).
+        "condition_is_a_value": (
+            sa.update(wi).values(cursor=sa.case((flag, wi.c.cursor), else_=sa.null())),
+            {"b_keep_cursor": True},
+        ),
+        "predicate_as_value": (sa.select(wi.c.depth > 2), None),
+        "limit_without_top": (sa.select(wi.c.id).offset(5), None),
+        "on_conflict": (pg_insert(wi).on_conflict_do_nothing(), [{"dedupe_hash": "h"}]),
+        "output_with_triggers": (sa.insert(wi).returning(wi.c.id), [{"dedupe_hash": "h"}]),
+        "too_many_parameters": (
+            sa.insert(wi).values([{"dedupe_hash": str(i), "depth": i} for i in range(1051)]),
+            None,
+        ),
+        "unchunked_in": (sa.select(wi.c.id).where(wi.c.id.in_(range(1001))), None),
+        "not_compilable": (sa.select(wi.c.id).offset(5), None),
+    }
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_each_rule_flags_a_known_bad_statement(rule: str) -> None:
+    statement, params = _bad_statements()[rule]
+    found = check(statement, params, trigger_tables=frozenset({"work_items"}))
+    assert rule in {v.rule for v in found}, found
+
+
+@pytest.mark.parametrize(
+    ("statement", "rule"),
+    [
+        (sa.select(sa.exists(sa.select(_WI.c.id))), "predicate_as_value"),
+        (sa.update(_WI).values(depth=sa.case((_WI.c.depth, 1), else_=2)), "condition_is_a_value"),
+        (sqlite_insert(_WI).on_conflict_do_nothing(), "on_conflict"),
+        (sa.update(_WI).values(status=sa.func.coalesce(_WI.c.id == 1, 0)), "predicate_as_value"),
+    ],
+)
+def test_more_shapes_sql_server_refuses(statement: sa.ClauseElement, rule: str) -> None:
+    assert rule in {v.rule for v in check(statement)}
+
+
+def test_shapes_sql_server_accepts_pass() -> None:
+    wi = _WI
+    fine = [
+        sa.select(wi.c.id).where(sa.bindparam("b", type_=sa.Boolean)),  # rendered "? = 1"
+        sa.select(sa.case((sa.bindparam("b", type_=sa.Integer) == 1, wi.c.cursor))),
+        sa.select(wi.c.id).order_by(wi.c.id).limit(5).offset(5),
+        sa.select(wi.c.id).where(wi.c.id.in_(range(1000))),
+        sa.insert(wi).returning(wi.c.id),
+    ]
+    for statement in fine:
+        assert check(statement) == [], statement
+    assert check(sa.insert(wi).returning(wi.c.id), trigger_tables=frozenset({"runs"})) == []
+    assert Violation("x", "y") != Violation("x", "z")
+
+
+# -- the snapshot -------------------------------------------------------------------------------
+
+
+def test_the_compiled_tsql_snapshot_is_current(captured: list[Captured]) -> None:
+    expected = snapshot_text(captured)
+    committed = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
+    assert committed == expected, (
+        f"{SNAPSHOT.relative_to(REPO_ROOT)} differs from the statements the store issues: "
+        f"review the change, then regenerate it with  .venv/bin/{REGENERATE}"
+    )
+
+
+def test_the_snapshot_names_every_store_operation() -> None:
+    text = SNAPSHOT.read_text()
+    for operation in (
+        "claim",
+        "add_work_items",
+        "add_work_items (improve_depth)",
+        "finish_items",
+        "commit_records",
+        "renew_leases",
+        "release (ids)",
+        "counts",
+        "reserve_request",
+    ):
+        assert f"-- == {operation} =" in text, operation
+
+
+# -- statement shapes ---------------------------------------------------------------------------
+
+
+def test_claim_compiles_to_top_readpast_output(recorder: Recorder) -> None:
+    (claim,) = recorder.of("claim")
+    sql = compile_mssql(claim)
     assert sql.startswith("UPDATE work_items SET")
     assert "OUTPUT inserted.id" in sql
     assert "WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id" in sql
     assert "FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)" in sql
     assert "ORDER BY work_items.priority DESC, work_items.id" in sql
     assert "FOR UPDATE" not in sql
+    pg = _postgresql(claim)
+    assert "FOR UPDATE SKIP LOCKED" in pg
+    assert "RETURNING work_items.id" in pg
+    assert "WITH (UPDLOCK" not in pg
 
 
-def test_add_work_items_compiles_to_not_exists_under_updlock_holdlock(
-    captured: list[Captured],
-) -> None:
+def test_add_work_items_compiles_to_not_exists_under_updlock_holdlock(recorder: Recorder) -> None:
     inserts = [
-        sql
-        for sql in (_compile(s, _mssql()) for s in captured)
-        if sql.startswith("INSERT INTO work_items")
+        compile_mssql(c)
+        for c in recorder.of("add_work_items")
+        if isinstance(c.statement, sa.Insert)
     ]
     assert inserts
     for sql in inserts:
         assert "SELECT" in sql
-        assert "WHERE NOT (EXISTS (SELECT 1" in sql
+        assert "WHERE discovered.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1" in sql
         assert "FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)" in sql
 
 
-def test_claim_compiles_to_for_update_skip_locked_on_postgresql(
-    captured: list[Captured],
-) -> None:
-    (claim,) = [
-        s
-        for s in captured
-        if isinstance(s.statement, sa.Update) and "READPAST" in _compile(s, _mssql())
-    ]
-    sql = _compile(claim, _postgresql())
-    assert "FOR UPDATE SKIP LOCKED" in sql
-    assert "RETURNING work_items.id" in sql
-    assert "WITH (UPDLOCK" not in sql
-
-
-def test_outcomes_lock_the_leased_rows_first(captured: list[Captured]) -> None:
+def test_outcomes_lock_the_leased_rows_first(recorder: Recorder) -> None:
     """The outcome writers read the items still leased to them under an update lock, so that a
     concurrent claim of an expired lease waits (or skips them) until the outcome is written."""
-    selects = [s for s in captured if "lease_owner" in _compile(s, _mssql())]
-    locking = [s for s in selects if "UPDLOCK, ROWLOCK)" in _compile(s, _mssql())]
-    assert len(locking) == 2  # commit_records and finish_items
-    budget = [
-        s for s in captured if "source_budget WITH (UPDLOCK, ROWLOCK)" in _compile(s, _mssql())
-    ]
-    assert len(budget) == 2  # one per reservation
-    assert "FOR UPDATE" in _compile(budget[0], _postgresql())
-    for statement in locking:
-        sql = _compile(statement, _mssql())
+    for operation in ("commit_records", "finish_items"):
+        first = recorder.of(operation)[0]
+        sql = compile_mssql(first)
         assert sql.startswith("SELECT work_items.id, work_items.attempt, work_items.depth")
+        assert "FROM work_items WITH (UPDLOCK, ROWLOCK)" in sql
         assert "work_items.lease_owner = " in sql
-        assert "FOR UPDATE" in _compile(statement, _postgresql())
+        assert "FOR UPDATE" in _postgresql(first)
+    budget = [compile_mssql(c) for c in recorder.of("reserve_request")]
+    assert sum("source_budget WITH (UPDLOCK, ROWLOCK)" in sql for sql in budget) == 2
+
+
+def test_every_row_locking_select_takes_work_items_in_id_order(recorder: Recorder) -> None:
+    """``FOR UPDATE`` on ``work_items`` always with ``ORDER BY id`` (the claim skips locked rows
+    instead of waiting for them, so its priority order cannot deadlock)."""
+    locking: list[str] = []
+    for captured in recorder.captured:
+        if isinstance(captured.statement, ExecutableDDLElement):
+            continue
+        for element in visitors.iterate(captured.statement):
+            lock = getattr(element, "_for_update_arg", None)
+            if not isinstance(element, sa.Select) or lock is None or lock.skip_locked:
+                continue
+            if "work_items" not in {getattr(f, "name", None) for f in element.columns_clause_froms}:
+                continue
+            order = [str(c) for c in element._order_by_clauses]
+            assert order == ["work_items.id"], (captured.operation, order)
+            locking.append(captured.operation)
+    assert {
+        "add_work_items (improve_depth)",
+        "commit_records",
+        "finish_items",
+        "renew_leases",
+        "release (ids)",
+        "release (source)",
+        "release (all)",
+        "requeue_ids",
+        "requeue_keys",
+    } <= set(locking)
 
 
 def test_sqlite_and_postgresql_users_never_import_pyodbc(tmp_path: Path) -> None:
@@ -223,3 +266,53 @@ assert "pyodbc" not in sys.modules
 """
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+# -- set-based writes: round trips per 1,000 rows on the SQL Server path -------------------------
+
+#: Statements sent to SQL Server per 1,000 rows (see Recorder.sql_server_round_trips); before
+#: the set-based writes: 1,000, 2,000, 1,001 and 9.
+ROUND_TRIPS_PER_1000 = {"discoveries": 5, "depth improvements": 9, "outcomes": 5, "ingest rows": 9}
+
+
+def _thousand_of_each(tmp_path: Path) -> Recorder:
+    from holocron_scrapy.model import NewWorkItem, Outcome, Status
+    from tests.mssql_operations import NAME, SYSTEM, ingest_row, sql_server_path_store
+
+    store = sql_server_path_store(tmp_path / "state.db")
+    recorder = Recorder(store)
+    store.create_tables()
+    items = [NewWorkItem(SYSTEM, NAME, "page", f"Page {i}", depth=3) for i in range(1000)]
+    with recorder.op("discoveries"):
+        assert store.add_work_items(items) == 1000
+    closer = [dataclasses_replace(item, depth=1) for item in items]
+    with recorder.op("depth improvements"):
+        assert store.add_work_items(closer) == 0
+    claimed = store.claim(
+        source_system=SYSTEM, source_name=NAME, owner="o", run_id="r", limit=1000, lease_seconds=60
+    )
+    assert len(claimed) == 1000
+    with recorder.op("outcomes"):
+        applied = store.finish_items(
+            [Outcome(c.id, Status.COMPLETED, version=f"v{c.id}") for c in claimed], owner="o"
+        )
+    assert applied.statuses["completed"] == 1000
+    rows = [ingest_row(c.resource_id, "r", c.id) for c in claimed]
+    with recorder.op("ingest rows"):
+        assert len(store.commit_records(rows, []).ingest_ids) == 1000
+    store.dispose()
+    return recorder
+
+
+def dataclasses_replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_sql_server_writes_take_a_few_round_trips_per_thousand_rows(tmp_path: Path) -> None:
+    recorder = _thousand_of_each(tmp_path)
+    trips = {op: recorder.sql_server_round_trips(op) for op in ROUND_TRIPS_PER_1000}
+    assert trips == ROUND_TRIPS_PER_1000
+    for captured in recorder.captured:  # the real batch sizes stay within what SQL Server takes
+        assert check(captured.statement, captured.params) == [], compile_mssql(captured)[:300]
