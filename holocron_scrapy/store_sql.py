@@ -7,6 +7,7 @@ SQLite, PostgreSQL and SQL Server lives here, so the statements elsewhere stay o
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from datetime import UTC, datetime
@@ -177,10 +178,21 @@ def values_table(
 def _rows_table(name: str, columns: Columns, n: int) -> sa.Values:
     def bind(i: int, column: str, type_: TypeEngine[Any], cast: bool) -> Any:
         param = sa.bindparam(f"{name}_{i}_{column}", type_=type_)
-        return SentAs(param, type_) if cast else param
+        return SentAs(param, _unbounded(type_)) if cast else param
 
     data = [tuple(bind(i, *column) for column in columns) for i in range(n)]
     return RowsTable(*(sa.column(c, type_) for c, type_, _ in columns), name=name).data(data)
+
+
+def _unbounded(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """``type_`` without its length: ``CAST(? AS NVARCHAR(64))`` would cut a longer value
+    silently (on SQL Server and PostgreSQL alike), where assigning it to the column refuses it
+    (SQL Server's Msg 2628, PostgreSQL's ``value too long``), for the batch split to find."""
+    if isinstance(type_, sa.String) and type_.length is not None:
+        unbounded = copy.copy(type_)
+        unbounded.length = None
+        return unbounded
+    return type_
 
 
 def as_datetime(value: Any) -> datetime | None:
