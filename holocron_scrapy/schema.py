@@ -36,7 +36,7 @@ VERSION_LENGTH = 64
 
 #: Nullable columns added after a table was first released: create_tables() and the SQL Server
 #: script add them to tables created by an older version.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"work_items": ("version", "cursor")}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"work_items": ("version", "cursor", "hops")}
 
 RUN_COUNT_COLUMNS = (
     "items_discovered",
@@ -91,6 +91,9 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
         sa.Column("version", sa.Unicode(VERSION_LENGTH), nullable=True),
         # Where an unfinished listing stands: the JSON of the API's last ``continue`` object.
         sa.Column("cursor", LONG_TEXT, nullable=True),
+        # The redirects that led here from a resource that was no redirect (NULL: none), which
+        # count toward HOLOCRON_MAX_REDIRECTS (holocron_scrapy.limits).
+        sa.Column("hops", sa.Integer(), nullable=True),
         sa.Column("error_message", LONG_TEXT, nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("updated_at", UTC_DATETIME, nullable=False),

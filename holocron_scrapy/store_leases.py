@@ -88,6 +88,7 @@ def claim(
             wi.c.content_hash,
             wi.c.version,
             wi.c.cursor,
+            wi.c.hops,
         )
     )
     claimed = [
@@ -103,6 +104,7 @@ def claim(
             content_hash=row.content_hash,
             version=row.version,
             cursor=row.cursor,
+            hops=row.hops or 0,
         )
         for row in conn.execute(stmt)
     ]

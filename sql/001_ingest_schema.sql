@@ -109,6 +109,7 @@ CREATE TABLE ingest.work_items (
 	content_hash VARCHAR(64) NULL,
 	version NVARCHAR(64) NULL,
 	[cursor] NVARCHAR(max) NULL,
+	hops INTEGER NULL,
 	error_message NVARCHAR(max) NULL,
 	created_at DATETIME2 NOT NULL,
 	updated_at DATETIME2 NOT NULL,
@@ -126,6 +127,10 @@ GO
 
 IF COL_LENGTH(N'[ingest].[work_items]', N'cursor') IS NULL
     ALTER TABLE [ingest].[work_items] ADD [cursor] NVARCHAR(max) NULL;
+GO
+
+IF COL_LENGTH(N'[ingest].[work_items]', N'hops') IS NULL
+    ALTER TABLE [ingest].[work_items] ADD hops INTEGER NULL;
 GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_claim' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))

@@ -13,7 +13,8 @@ import scrapy
 
 from holocron_scrapy import listings, mwapi
 from holocron_scrapy.frontier import work_items_of
-from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.limits import Chain, stopped
+from holocron_scrapy.model import Outcome, Status, WorkItem, canonical_json
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -46,11 +47,15 @@ class ListingFetch:
                     "Listing %(listing)s resumes from its cursor %(cursor)s",
                     {"listing": item.resource_id, "cursor": item.cursor},
                 )
-            requests.append(self.request(item, listing, cont))
+            requests.append(self.request(item, listing, cont, self.spider.limits.listing()))
         return requests
 
     def request(
-        self, item: WorkItem, listing: listings.Listing, cont: dict[str, str] | None
+        self,
+        item: WorkItem,
+        listing: listings.Listing,
+        cont: dict[str, str] | None,
+        chain: Chain,
     ) -> scrapy.Request:
         spider = self.spider
         url = listings.listing_url(
@@ -62,7 +67,7 @@ class ListingFetch:
             errback=spider.request_failed,
             dont_filter=True,
             priority=item.priority,
-            meta={"holocron_work_items": [item]},
+            meta={"holocron_work_items": [item], "holocron_chain": chain},
             cb_kwargs={"listing": listing},
         )
 
@@ -99,5 +104,11 @@ class ListingFetch:
         if cont is None:
             yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
             return
+        chain: Chain = request.meta["holocron_chain"]
+        reason = chain.step(len(response.body), canonical_json(cont))
+        if reason is not None:
+            for outcome in stopped([item], reason, request.url, spider.stats, "listing_stopped"):
+                yield outcome
+            return
         if await frontier.save_cursor(item, cont):
-            yield self.request(item, listing, cont)
+            yield self.request(item, listing, cont, chain)

@@ -19,7 +19,7 @@ import scrapy
 from holocron_scrapy import mwapi, resources
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.mediawiki.responses import note_response, record
-from holocron_scrapy.model import DELETED_VERSION, Outcome, WorkItem
+from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
 from holocron_scrapy.recrawl import deletion_payload
 
 if TYPE_CHECKING:
@@ -79,6 +79,10 @@ class PageQuery:
         state.setdefault("first_url", response.url)
         note_response(state, request, response)
         cont = mwapi.next_continue(data, drop=(mwapi.OLDER_FILE_VERSIONS,))
+        stop = self.spider.chain_step(state, response, cont)
+        if stop is not None:
+            yield from stop
+            return
         if cont is not None:
             self.spider.stats.inc_value("holocron/mediawiki/continuations")
             yield self.request(items, state, cont)
@@ -109,7 +113,12 @@ class PageQuery:
         resource_type = discoverer.resource_type_for(page.get("ns"))
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            yield discoverer.work_item(target, item.depth, item, resource_type)
+            refused = self.spider.limits.redirect_refused(item.hops)
+            if refused is not None:
+                self.spider.stats.inc_value("holocron/limits/redirects_refused")
+                yield Outcome(item.id, Status.FAILED, f"{how} to {target!r}: {refused}")
+                return
+            yield discoverer.work_item(target, item.depth, item, resource_type, item.hops + 1)
             yield Outcome.skipped(item, f"{how} to {target!r}")
             return
         if resource_type != item.resource_type:

@@ -123,6 +123,10 @@ class ResourceFetch:
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
         pages.add(data)
         cont = mwapi.next_continue(data)
+        stop = self.spider.chain_step(state, response, cont)
+        if stop is not None:
+            yield from stop
+            return
         if cont is not None:
             self.spider.stats.inc_value("holocron/mediawiki/continuations")
             url = resources.continued(state["first_url"], cont)

@@ -38,6 +38,7 @@ from holocron_scrapy import http_api
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.limits import Chain, Limits, stopped
 from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
@@ -74,11 +75,13 @@ class HttpSpider(SourceSpider):
     config: HttpSourceConfig
     _seeds: dict[str, HttpSeed]
     _link_extractor: LinkExtractor | None
+    limits: Limits = Limits()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.config = apply_source(crawler, spider.source, load_http_source)
+        spider.limits = Limits.from_settings(crawler.settings)
         spider._seeds = {seed.resource_id: seed for seed in spider.config.seeds}
         links = spider.config.discovery.html_links
         # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
@@ -133,8 +136,14 @@ class HttpSpider(SourceSpider):
         return -depth if self.config.discovery.strategy == "breadth" else depth
 
     def new_work_item(
-        self, resource_id: str, depth: int, parent: WorkItem | None, resource_type: str = ""
+        self,
+        resource_id: str,
+        depth: int,
+        parent: WorkItem | None,
+        resource_type: str = "",
+        hops: int = 0,
     ) -> NewWorkItem:
+        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.limits`)."""
         return NewWorkItem(
             source_system=self.source_system,
             source_name=self.source_name,
@@ -143,6 +152,7 @@ class HttpSpider(SourceSpider):
             depth=depth,
             priority=self.priority_for(depth),
             discovered_from=parent.id if parent else None,
+            hops=hops,
         )
 
     def seed_work_items(self) -> list[NewWorkItem]:
@@ -207,7 +217,9 @@ class HttpSpider(SourceSpider):
                 request.headers[name] = value
         return request
 
-    def _listing_request(self, item: WorkItem, url: str | None = None) -> scrapy.Request | None:
+    def _listing_request(
+        self, item: WorkItem, url: str | None = None, chain: Chain | None = None
+    ) -> scrapy.Request | None:
         seed = self._seed_of(item)
         if seed is None:
             if not item.resource_id.startswith("POST "):
@@ -222,7 +234,10 @@ class HttpSpider(SourceSpider):
             )
         if url is None:
             url = self._first_page(seed.url)
-        return self._request(url, item, seed, callback=self.parse_listing, meta={})
+        chain = chain or self.limits.listing()
+        return self._request(
+            url, item, seed, callback=self.parse_listing, meta={"holocron_chain": chain}
+        )
 
     def _first_page(self, url: str) -> str:
         pagination = self.config.pagination
@@ -297,7 +312,12 @@ class HttpSpider(SourceSpider):
         if not http_api.host_allowed(target, self.config.allowed_domains):
             yield Outcome.skipped(item, f"redirect to {target!r}, outside allowed_domains")
             return
-        yield self.new_work_item(target, item.depth, item, item.resource_type)
+        refused = self.limits.redirect_refused(item.hops)
+        if refused is not None:
+            self.stats.inc_value("holocron/limits/redirects_refused")
+            yield Outcome(item.id, Status.FAILED, f"redirect to {target!r}: {refused}")
+            return
+        yield self.new_work_item(target, item.depth, item, item.resource_type, item.hops + 1)
         yield Outcome.skipped(item, f"redirect to {target!r}")
 
     def _payload(
@@ -368,8 +388,17 @@ class HttpSpider(SourceSpider):
             )
             yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
             return
+        chain: Chain = request.meta["holocron_chain"]
+        # A numbered page with the body of an earlier one: the API ignores the page parameter.
+        body = response.body if pagination.kind == "page_number" else None
+        reason = chain.step(len(response.body), step.next_url, body)
+        if reason is not None:
+            url = request.meta["holocron_url"]
+            for outcome in stopped([item], reason, url, self.stats, "listing_stopped"):
+                yield outcome
+            return
         if await frontier.save_cursor(item, {"next": step.next_url}):
-            next_request = self._listing_request(item, step.next_url)
+            next_request = self._listing_request(item, step.next_url, chain)
             if next_request is not None:
                 yield next_request
 

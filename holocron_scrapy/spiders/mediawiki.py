@@ -20,6 +20,7 @@ from scrapy.exceptions import UsageError
 
 from holocron_scrapy import listings, mwapi, resources
 from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.limits import Limits, stopped
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
 from holocron_scrapy.mediawiki.page_query import PageQuery
@@ -27,6 +28,7 @@ from holocron_scrapy.mediawiki.resource_fetch import ResourceFetch
 from holocron_scrapy.mediawiki.responses import ApiResponses, failure_message
 from holocron_scrapy.mediawiki.revision_check import RevisionCheck
 from holocron_scrapy.middlewares.claims import StaleClaim
+from holocron_scrapy.model import canonical_json
 from holocron_scrapy.sources import SourceConfig, load_source
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
 
@@ -57,6 +59,7 @@ class MediaWikiSpider(SourceSpider):
     maxlag: float = mwapi.DEFAULT_MAXLAG
     list_limit: str = "max"
     revisions_content: bool = False
+    limits: Limits = Limits()
 
     def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
         super().__init__(source, recrawl, **kwargs)
@@ -76,6 +79,7 @@ class MediaWikiSpider(SourceSpider):
                 f"{spider.config.path}: type: run this source with the spider "
                 f"named {spider.config.type!r}, not 'mediawiki'"
             )
+        spider.limits = Limits.from_settings(crawler.settings)
         spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
         spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
         spider.revisions_content = crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
@@ -137,6 +141,20 @@ class MediaWikiSpider(SourceSpider):
         if self.recrawl == "changed":
             async for request in self.revision_check.requests():
                 yield request
+
+    def chain_step(
+        self, state: dict[str, Any], response: Response, cont: dict[str, str] | None
+    ) -> list[Any] | None:
+        """Count a response of the continuation chain ``state`` describes (whose next
+        ``continue`` is ``cont``): ``None`` while it may go on, else its items failed with the
+        reason (a repeated continuation, too many responses or bytes; see :mod:`.limits`)."""
+        chain = state.setdefault("chain", self.limits.chain())
+        reason = chain.step(len(response.body), None if cont is None else canonical_json(cont))
+        if reason is None:
+            return None
+        request = response.request
+        assert request is not None
+        return stopped(work_items_of(request), reason, request.url, self.stats, "chain_stopped")
 
     # -- callbacks (methods of the spider: JOBDIR serializes them by name) ---------------------
 

@@ -1,0 +1,120 @@
+"""Hostile sources (issue 10), end to end: the real ``scrapy crawl`` against loopback servers
+that never end a continuation, cycle their cursors and redirect for ever. Every crawl must end
+(exit 0, within the test's timeout), each hostile work item failed with the reason, after a
+bounded number of requests, and the good items recorded (``ingest_verify``'s checks clean).
+
+One crawl per spider covers all its hostile endpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from holocron_scrapy.verify import verify
+from tests.e2e.crawl_helpers import FAST_SETTINGS, CrawlResult, Database, run_crawl
+from tests.e2e.hostile_servers import HostileWiki
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+USER_AGENT = "HolocronScrapy/0.1 (e2e tests; tests@holocron.invalid)"
+CHAIN_MAX_PAGES = 20
+MAX_REDIRECTS = 3
+
+
+@dataclass
+class Crawl:
+    result: CrawlResult
+    db: Database
+    lake: Path
+    items: dict[str, dict[str, Any]]
+
+    def verify_clean(self, source_name: str) -> None:
+        engine = sa.create_engine(self.db.read_only_url, poolclass=sa.NullPool)
+        try:
+            report = verify(engine, self.db.tables, self.lake, source_name)
+        finally:
+            engine.dispose()
+        assert report.ok, report.lines()
+
+
+@pytest.fixture(scope="module")
+def wiki() -> Iterator[HostileWiki]:
+    server = HostileWiki().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def wiki_crawl(wiki: HostileWiki, tmp_path_factory: pytest.TempPathFactory) -> Crawl:
+    tmp_path = tmp_path_factory.mktemp("hostile-wiki")
+    document = {
+        "name": "hostile",
+        "type": "mediawiki",
+        "api_url": wiki.api_url,
+        "user_agent": USER_AGENT,
+        "seeds": {
+            "titles": ["Good 1", "Same continue", "New continue", "Redirect 0"],
+            "allpages": [0],
+        },
+        "discovery": {"max_depth": 0, "namespaces": [0]},
+        "settings": {
+            **FAST_SETTINGS,
+            "MEDIAWIKI_TITLES_PER_REQUEST": 1,
+            "MEDIAWIKI_MAXLAG": 0,
+            "HOLOCRON_CHAIN_MAX_PAGES": CHAIN_MAX_PAGES,
+            "HOLOCRON_MAX_REDIRECTS": MAX_REDIRECTS,
+        },
+    }
+    source = tmp_path / "hostile.yaml"
+    source.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake = tmp_path / "lake"
+    result = run_crawl(source, lake, db, tmp_path / "crawl.log", timeout=90)
+    items = {item["resource_id"]: item for item in db.work_items()}
+    return Crawl(result, db, lake, items)
+
+
+WIKI_ITEMS = [
+    # (resource id, status, a fragment of its message, the requests it may cost)
+    ("Good 1", "completed", None, None),
+    ("Same continue", "failed", "came a second time", 2),
+    ("New continue", "failed", f"more than {CHAIN_MAX_PAGES} pages", CHAIN_MAX_PAGES),
+    ("allpages?apnamespace=0", "failed", "came a second time", 2),
+    ("Redirect 0", "skipped", "redirect to 'Redirect 1'", 1),
+    ("Redirect 2", "skipped", "redirect to 'Redirect 3'", 1),
+    ("Redirect 3", "failed", f"more than {MAX_REDIRECTS} (HOLOCRON_MAX_REDIRECTS)", 1),
+]
+
+
+@pytest.mark.parametrize("row", WIKI_ITEMS, ids=[row[0] for row in WIKI_ITEMS])
+def test_hostile_wiki_items_end(
+    wiki_crawl: Crawl, wiki: HostileWiki, row: tuple[str, str, str | None, int | None]
+) -> None:
+    resource_id, status, fragment, requests = row
+    item = wiki_crawl.items[resource_id]
+    assert (item["status"], fragment in (item["error_message"] or "") if fragment else True) == (
+        status,
+        True,
+    ), f"{resource_id}: {item['status']} {item['error_message']!r}"
+    if requests is not None:
+        key = "allpages" if resource_id.startswith("allpages") else resource_id
+        assert wiki.requests[key] == requests
+
+
+def test_hostile_wiki_crawl_ends(wiki_crawl: Crawl) -> None:
+    wiki_crawl.result.check()
+    assert "Redirect 4" not in wiki_crawl.items  # the hop limit ends the chain
+    recorded = {r["resource_id"] for r in wiki_crawl.db.records()}
+    assert recorded == {"Good 1"}
+    assert wiki_crawl.result.stat("holocron/limits/chain_stopped") == 2
+    assert wiki_crawl.result.stat("holocron/limits/listing_stopped") == 1
+    assert wiki_crawl.result.stat("holocron/limits/redirects_refused") == 1
+    wiki_crawl.verify_clean("hostile")
+    assert "Traceback" not in wiki_crawl.result.log
