@@ -90,3 +90,73 @@ class HostileWiki:
     def _count(self, key: str) -> None:
         with self._lock:
             self.requests[key] += 1
+
+
+class HostileSite:
+    """An HTTP JSON API whose listings never end and whose resources redirect for ever:
+
+    * ``/cycle/works?cursor=C``: ``json_next`` cursors ``*`` -> ``A`` -> ``B`` -> ``A`` …;
+    * ``/self/works``: a ``Link: rel=next`` pointing at itself;
+    * ``/ignore/works?page=N``: ``page_number`` ignored, the same page every time;
+    * ``/r/N``: a 302 to ``/r/N+1``; ``/ok``: a JSON resource.
+
+    Every request is kept (method, path with query, headers).
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with site._lock:
+                    site.seen.append(("GET", self.path, dict(self.headers.items())))
+                status, headers, body = site.answer(self.path)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> HostileSite:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def hits(self, prefix: str) -> int:
+        with self._lock:
+            return sum(1 for _, path, _ in self.seen if path.startswith(prefix))
+
+    def answer(self, target: str) -> tuple[int, dict[str, str], bytes]:
+        parts = urllib.parse.urlsplit(target)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        json_type = {"Content-Type": "application/json"}
+        if parts.path == "/robots.txt":
+            return 404, {}, b""
+        if parts.path == "/cycle/works":
+            cursor = query.get("cursor", "*")
+            following = {"*": "A", "A": "B", "B": "A"}.get(cursor, "A")
+            data = {"results": [{"id": f"c{cursor}"}], "meta": {"next": following}}
+            return 200, json_type, json.dumps(data).encode()
+        if parts.path == "/self/works":
+            headers = {**json_type, "Link": '</self/works>; rel="next"'}
+            return 200, headers, json.dumps({"results": [{"id": "s"}]}).encode()
+        if parts.path == "/ignore/works":
+            return 200, json_type, json.dumps({"results": [{"id": "i"}]}).encode()
+        if parts.path.startswith("/r/"):
+            n = int(parts.path.rsplit("/", 1)[1])
+            return 302, {"Location": f"/r/{n + 1}"}, b""
+        if parts.path == "/ok":
+            return 200, json_type, json.dumps({"id": "ok"}).encode()
+        return 404, {}, b""

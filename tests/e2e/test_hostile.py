@@ -8,6 +8,8 @@ One crawl per spider covers all its hostile endpoints.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +18,8 @@ import sqlalchemy as sa
 import yaml
 
 from holocron_scrapy.verify import verify
-from tests.e2e.crawl_helpers import FAST_SETTINGS, CrawlResult, Database, run_crawl
-from tests.e2e.hostile_servers import HostileWiki
+from tests.e2e.crawl_helpers import FAST_SETTINGS, REPO_ROOT, CrawlResult, Database, run_crawl
+from tests.e2e.hostile_servers import HostileSite, HostileWiki
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,3 +120,92 @@ def test_hostile_wiki_crawl_ends(wiki_crawl: Crawl) -> None:
     assert wiki_crawl.result.stat("holocron/limits/redirects_refused") == 1
     wiki_crawl.verify_clean("hostile")
     assert "Traceback" not in wiki_crawl.result.log
+
+
+# -- the HTTP spider -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[HostileSite]:
+    server = HostileSite().start()
+    yield server
+    server.stop()
+
+
+def http_crawl(
+    site: HostileSite, tmp_path: Path, name: str, document: dict[str, Any]
+) -> tuple[Crawl, str]:
+    """A ``scrapy crawl http`` of the source ``document`` (``name``, on ``site``)."""
+    document = {
+        "name": name,
+        "type": "http",
+        "base_url": f"{site.url}/",
+        "user_agent": USER_AGENT,
+        "resource_type": "thing",
+        "resource_id": "url",
+        "settings": {**FAST_SETTINGS, "HOLOCRON_MAX_REDIRECTS": MAX_REDIRECTS},
+        **document,
+    }
+    source = tmp_path / f"{name}.yaml"
+    source.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake = tmp_path / "lake"
+    cmd = [
+        sys.executable, "-m", "scrapy", "crawl", "http", "-a", f"source={source}",
+        "-s", f"HOLOCRON_LAKE_DIR={lake}", *db.settings_args(),
+        "-s", "TELNETCONSOLE_ENABLED=False", "-s", "HOLOCRON_MAX_ATTEMPTS=1",
+    ]  # fmt: skip
+    log_path = tmp_path / "crawl.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.run(
+            cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=90, check=False
+        )
+    crawl = Crawl(CrawlResult(proc.returncode, log_path), db, lake, {})
+    crawl.items = {item["resource_id"]: item for item in db.work_items()}
+    return crawl, name
+
+
+LISTINGS = [
+    # (seed, pagination, requests it may cost, a fragment of the listing's message)
+    ("cycle/works", {"json_next": "meta.next", "param": "cursor", "start": "*"}, 3, "second time"),
+    ("self/works", {"link_header": True}, 2, "came a second time"),
+    (
+        "ignore/works",
+        {"page_number": "page", "until_empty": "results"},
+        2,
+        "page 2 has the body of an earlier page",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", LISTINGS, ids=[row[0].split("/")[0] for row in LISTINGS])
+def test_a_cycling_http_listing_fails_and_the_crawl_ends(
+    site: HostileSite, tmp_path: Path, row: tuple[str, dict[str, Any], int, str]
+) -> None:
+    seed, pagination, requests, fragment = row
+    prefix = f"/{seed}"
+    before = site.hits(prefix)
+    crawl, name = http_crawl(site, tmp_path, "loops", {"seeds": [seed], "pagination": pagination})
+    crawl.result.check()
+    listings = [i for i in crawl.items.values() if i["resource_type"] == "listing"]
+    assert [(i["status"], fragment in i["error_message"]) for i in listings] == [("failed", True)]
+    assert site.hits(prefix) - before == requests
+    assert crawl.result.stat("holocron/limits/listing_stopped") == 1
+    crawl.verify_clean(name)
+
+
+def test_an_http_redirect_chain_ends_at_the_hop_limit(site: HostileSite, tmp_path: Path) -> None:
+    before = site.hits("/r/")
+    crawl, name = http_crawl(site, tmp_path, "redirects", {"seeds": ["r/0", "ok"]})
+    crawl.result.check()
+    hops = {k.removeprefix(site.url): v for k, v in crawl.items.items() if "/r/" in k}
+    assert {k: v["status"] for k, v in hops.items()} == {
+        "/r/0": "skipped",
+        "/r/1": "skipped",
+        "/r/2": "skipped",
+        "/r/3": "failed",
+    }
+    assert "too many redirects: more than 3" in hops["/r/3"]["error_message"]
+    assert site.hits("/r/") - before == MAX_REDIRECTS + 1
+    assert crawl.items[f"{site.url}/ok"]["status"] == "completed"
+    crawl.verify_clean(name)
