@@ -9,16 +9,16 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-import scrapy
-
 from holocron_scrapy import listings, mwapi
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.limits import Chain, stopped
+from holocron_scrapy.mediawiki.api_request import api_request, query_url_of
 from holocron_scrapy.model import Outcome, Status, WorkItem, canonical_json
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
@@ -61,8 +61,9 @@ class ListingFetch:
         url = listings.listing_url(
             spider.config.api_url, listing, cont, limit=spider.list_limit, maxlag=spider.maxlag
         )
-        return scrapy.Request(
+        return api_request(
             url,
+            spider.url_limit,
             callback=spider.parse_listing,
             errback=spider.request_failed,
             dont_filter=True,
@@ -107,7 +108,8 @@ class ListingFetch:
         chain: Chain = request.meta["holocron_chain"]
         reason = chain.step(len(response.body), canonical_json(cont))
         if reason is not None:
-            for outcome in stopped([item], reason, request.url, spider.stats, "listing_stopped"):
+            url = query_url_of(request)
+            for outcome in stopped([item], reason, url, spider.stats, "listing_stopped"):
                 yield outcome
             return
         if await frontier.save_cursor(item, cont):

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import scrapy
-
 from holocron_scrapy import mwapi, resources
 from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.api_request import answered_url, api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
 from holocron_scrapy.recrawl import deletion_payload
@@ -25,6 +24,7 @@ from holocron_scrapy.recrawl import deletion_payload
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.items import ResourceRecord
@@ -56,8 +56,9 @@ class PageQuery:
         url = mwapi.query_url(
             spider.config.api_url, [i.resource_id for i in items], cont, spider.maxlag, props=props
         )
-        return scrapy.Request(
+        return api_request(
             url,
+            spider.url_limit,
             callback=spider.parse_query,
             errback=spider.request_failed,
             dont_filter=True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
@@ -76,7 +77,7 @@ class PageQuery:
             return
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
         pages.add(data)
-        state.setdefault("first_url", response.url)
+        state.setdefault("first_url", answered_url(response))
         note_response(state, request, response)
         cont = mwapi.next_continue(data, drop=(mwapi.OLDER_FILE_VERSIONS,))
         stop = self.spider.chain_step(state, response, cont)

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import scrapy
-
 from holocron_scrapy import mwapi, resources
 from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import Outcome, Status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.model import WorkItem
@@ -74,8 +74,9 @@ class ResourceFetch:
     ) -> scrapy.Request:
         """A request for other resources; ``state["first_url"]`` is the URL that continuations
         extend (see :func:`resources.continued`)."""
-        return scrapy.Request(
+        return api_request(
             url,
+            self.spider.url_limit,
             callback=callback,
             errback=self.spider.request_failed,
             dont_filter=True,

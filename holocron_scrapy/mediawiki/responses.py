@@ -13,6 +13,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from holocron_scrapy import mwapi
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki.api_request import query_url_of
 from holocron_scrapy.model import Outcome, Status, WorkItem
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class ApiResponses:
             if retry is not None:
                 yield retry
                 return
-        logger.warning("%(error)s for %(url)s", {"error": exc, "url": request.url})
+        logger.warning("%(error)s for %(url)s", {"error": exc, "url": query_url_of(request)})
         status = Status.SKIPPED if rule.on_error is mwapi.OnError.SKIP else Status.FAILED
         yield from (Outcome(i.id, status, str(exc)) for i in items)
 

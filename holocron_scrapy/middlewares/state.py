@@ -5,12 +5,18 @@ pipelines, which complete their work items), :class:`NewWorkItem` (a discovered 
 the queue if new) and :class:`Outcome` (a work item skipped or failed). This middleware takes the
 last two out of the item stream and hands them to the frontier, and fails the work items of a
 response whose callback raised, so that no claim is ever left without an ending.
+
+It sees the spider's requests before Scrapy's own spider middlewares, and fails the work items
+of a request that one of them would drop without a word (``UrlLengthMiddleware``: a URL over
+``URLLENGTH_LIMIT``) with the reason, instead of letting it go.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any, Self
+
+from scrapy import Request
 
 from holocron_scrapy.frontier import Frontier, frontier_of, work_items_of
 from holocron_scrapy.model import NewWorkItem, Outcome
@@ -25,13 +31,14 @@ logger = logging.getLogger(__name__)
 
 
 class StateMiddleware:
-    def __init__(self, frontier: Frontier) -> None:
+    def __init__(self, frontier: Frontier, url_limit: int = 0) -> None:
         self.frontier = frontier
+        self.url_limit = url_limit  # URLLENGTH_LIMIT (0: none)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         frontier = frontier_of(crawler)
-        return cls(frontier)
+        return cls(frontier, crawler.settings.getint("URLLENGTH_LIMIT"))
 
     async def process_spider_output(
         self, response: Response, result: AsyncIterator[Any]
@@ -41,8 +48,27 @@ class StateMiddleware:
                 self.frontier.discover(obj)
             elif isinstance(obj, Outcome):
                 self.frontier.finish(obj)
+            elif isinstance(obj, Request) and self._refused(obj):
+                continue
             else:
                 yield obj
+
+    def _refused(self, request: Request) -> bool:
+        """Fail the items of a request Scrapy would drop silently; True when it was one."""
+        if not self.url_limit or len(request.url) <= self.url_limit:
+            return False
+        items = [i for i in work_items_of(request) if self.frontier.is_claimed(i)]
+        if not items:
+            return False
+        shown = str(request.meta.get("holocron_url", request.url))  # without a source's params
+        message = (
+            f"request URL of {len(request.url)} characters, over URLLENGTH_LIMIT "
+            f"({self.url_limit}): {shown[:200]}…"
+        )
+        logger.warning("Failing %(n)d work items: %(msg)s", {"n": len(items), "msg": message})
+        self.frontier.stats.inc_value("holocron/state/url_too_long")
+        self.frontier.fail(items, message)
+        return True
 
     def process_spider_exception(self, response: Response, exception: Exception) -> Iterable[Any]:
         items = [i for i in work_items_of(response.request) if self.frontier.is_claimed(i)]  # type: ignore[arg-type]

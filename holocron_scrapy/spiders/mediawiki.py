@@ -21,6 +21,7 @@ from scrapy.exceptions import UsageError
 from holocron_scrapy import listings, mwapi, resources
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.limits import Limits, stopped
+from holocron_scrapy.mediawiki.api_request import query_url_of, shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
 from holocron_scrapy.mediawiki.page_query import PageQuery
@@ -60,6 +61,7 @@ class MediaWikiSpider(SourceSpider):
     list_limit: str = "max"
     revisions_content: bool = False
     limits: Limits = Limits()
+    url_limit: int = 2083  # URLLENGTH_LIMIT: longer queries are POSTed (mediawiki.api_request)
 
     def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
         super().__init__(source, recrawl, **kwargs)
@@ -80,6 +82,7 @@ class MediaWikiSpider(SourceSpider):
                 f"named {spider.config.type!r}, not 'mediawiki'"
             )
         spider.limits = Limits.from_settings(crawler.settings)
+        spider.url_limit = crawler.settings.getint("URLLENGTH_LIMIT")
         spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
         spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
         spider.revisions_content = crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
@@ -154,7 +157,8 @@ class MediaWikiSpider(SourceSpider):
             return None
         request = response.request
         assert request is not None
-        return stopped(work_items_of(request), reason, request.url, self.stats, "chain_stopped")
+        url = query_url_of(request)
+        return stopped(work_items_of(request), reason, url, self.stats, "chain_stopped")
 
     # -- callbacks (methods of the spider: JOBDIR serializes them by name) ---------------------
 
@@ -190,7 +194,7 @@ class MediaWikiSpider(SourceSpider):
         if isinstance(failure.value, StaleClaim):
             return
         maxsize = self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
-        message = failure_message(failure, request, maxsize)
+        message = failure_message(failure, shown(request), maxsize)
         logger.warning("Request failed: %(msg)s", {"msg": message})
         items = [i for i in work_items_of(request) if self.frontier().is_claimed(i)]
         self.frontier().fail(items, message)

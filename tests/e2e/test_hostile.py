@@ -8,8 +8,10 @@ One crawl per spider covers all its hostile endpoints.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +20,21 @@ import sqlalchemy as sa
 import yaml
 
 from holocron_scrapy.verify import verify
-from tests.e2e.crawl_helpers import FAST_SETTINGS, REPO_ROOT, CrawlResult, Database, run_crawl
+from tests.e2e.crawl_helpers import (
+    FAST_SETTINGS,
+    REPO_ROOT,
+    CrawlResult,
+    Database,
+    run_crawl,
+    write_source,
+)
 from tests.e2e.hostile_servers import HostileSite, HostileWiki
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from tests.e2e.wiki import MediaWiki
 
 USER_AGENT = "HolocronScrapy/0.1 (e2e tests; tests@holocron.invalid)"
 CHAIN_MAX_PAGES = 20
@@ -209,3 +220,35 @@ def test_an_http_redirect_chain_ends_at_the_hop_limit(site: HostileSite, tmp_pat
     assert site.hits("/r/") - before == MAX_REDIRECTS + 1
     assert crawl.items[f"{site.url}/ok"]["status"] == "completed"
     crawl.verify_clean(name)
+
+
+# -- batches the server would not accept (the real MediaWiki) -----------------------------------
+
+#: Titles that make a 50-title query ~20,000 characters long (each Cyrillic letter is six).
+CYRILLIC = [f"Несуществующая страница номер {n:02d}" for n in range(49)]
+
+
+def test_a_batch_of_non_latin_titles_is_crawled_whatever_its_url_length(
+    mediawiki: MediaWiki, tmp_path: Path
+) -> None:
+    """49 Cyrillic titles and the page with the most links (its links continue, repeating the
+    titles in every continuation): one query of 50 titles, far over ``URLLENGTH_LIMIT``. It is
+    POSTed; nothing is dropped; each title ends as the wiki says."""
+    title, n_links = mediawiki.largest_page()
+    source = write_source(
+        tmp_path / "cyrillic.yaml", mediawiki.api_url, [title, *CYRILLIC], max_depth=0
+    )
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake = tmp_path / "lake"
+    result = run_crawl(source, lake, db, tmp_path / "crawl.log").check()
+    items = {i["resource_id"]: i for i in db.work_items()}
+    assert {t: items[t]["status"] for t in CYRILLIC} == dict.fromkeys(CYRILLIC, "skipped")
+    assert {items[t]["error_message"] for t in CYRILLIC} == {"missing: the page does not exist"}
+    assert items[title]["status"] == "completed"
+    [record] = db.records()
+    assert len(json.loads(record["payload"])["links"]) == n_links
+    # The record names the query it answers, with its titles, as a URL.
+    assert urllib.parse.quote(CYRILLIC[0]) in record["request_uri"]
+    assert result.stat("holocron/mediawiki/continuations") >= 1
+    assert "dropped in flight" not in result.log
+    assert result.stat("urllength/request_ignored_count") == 0
