@@ -98,7 +98,10 @@ class HostileSite:
     * ``/cycle/works?cursor=C``: ``json_next`` cursors ``*`` -> ``A`` -> ``B`` -> ``A`` …;
     * ``/self/works``: a ``Link: rel=next`` pointing at itself;
     * ``/ignore/works?page=N``: ``page_number`` ignored, the same page every time;
-    * ``/r/N``: a 302 to ``/r/N+1``; ``/ok``: a JSON resource.
+    * ``/r/N``: a 302 to ``/r/N+1``; ``/ok``: a JSON resource;
+    * ``/sec/…``: a listing that 302s to another host (``localhost``: this server under another
+      name), whose ``next`` link comes back, and records that echo the URL they were asked with
+      (a source's ``api_key`` with it) in their ids, links and text.
 
     Every request is kept (method, path with query, headers).
     """
@@ -112,7 +115,8 @@ class HostileSite:
             def do_GET(self) -> None:
                 with site._lock:
                     site.seen.append(("GET", self.path, dict(self.headers.items())))
-                status, headers, body = site.answer(self.path)
+                host = self.headers.get("Host", "")
+                status, headers, body = site.answer(self.path, host)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -138,8 +142,15 @@ class HostileSite:
         with self._lock:
             return sum(1 for _, path, _ in self.seen if path.startswith(prefix))
 
-    def answer(self, target: str) -> tuple[int, dict[str, str], bytes]:
+    @property
+    def other_url(self) -> str:
+        """This server under another host name."""
+        return self.url.replace("127.0.0.1", "localhost")
+
+    def answer(self, target: str, host: str = "") -> tuple[int, dict[str, str], bytes]:
         parts = urllib.parse.urlsplit(target)
+        if parts.path.startswith("/sec/"):
+            return self.secret_answer(parts, f"http://{host}")
         query = dict(urllib.parse.parse_qsl(parts.query))
         json_type = {"Content-Type": "application/json"}
         if parts.path == "/robots.txt":
@@ -159,4 +170,31 @@ class HostileSite:
             return 302, {"Location": f"/r/{n + 1}"}, b""
         if parts.path == "/ok":
             return 200, json_type, json.dumps({"id": "ok"}).encode()
+        return 404, {}, b""
+
+    def secret_answer(
+        self, parts: urllib.parse.SplitResult, here: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The ``/sec/`` endpoints; every URL they name echoes the query they were asked with."""
+        echo = f"?{parts.query}" if parts.query else ""
+        json_type = {"Content-Type": "application/json"}
+        if parts.path == "/sec/a":  # moved to another host
+            return 302, {"Location": f"{self.other_url}/sec/b{echo}"}, b""
+        if parts.path == "/sec/b":  # the next page is back home, with the query echoed
+            data = {
+                "results": [{"id": f"{self.other_url}/sec/item/2{echo}"}],
+                "next": f"{self.url}/sec/c{echo}",
+            }
+            return 200, json_type, json.dumps(data).encode()
+        if parts.path == "/sec/c":
+            data = {
+                "results": [{"id": f"{self.url}/sec/item/1{echo}"}],
+                "next": f"{self.other_url}/sec/d{echo}",
+            }
+            return 200, json_type, json.dumps(data).encode()
+        if parts.path == "/sec/d":
+            return 200, json_type, json.dumps({"results": [], "next": None}).encode()
+        if parts.path.startswith("/sec/item/"):
+            data = {"self": f"{here}{parts.path}{echo}", "note": f"you asked for {echo}"}
+            return 200, json_type, json.dumps(data).encode()
         return 404, {}, b""

@@ -144,7 +144,7 @@ def site() -> Iterator[HostileSite]:
 
 
 def http_crawl(
-    site: HostileSite, tmp_path: Path, name: str, document: dict[str, Any]
+    site: HostileSite, tmp_path: Path, name: str, document: dict[str, Any], *args: str
 ) -> tuple[Crawl, str]:
     """A ``scrapy crawl http`` of the source ``document`` (``name``, on ``site``)."""
     document = {
@@ -164,7 +164,7 @@ def http_crawl(
     cmd = [
         sys.executable, "-m", "scrapy", "crawl", "http", "-a", f"source={source}",
         "-s", f"HOLOCRON_LAKE_DIR={lake}", *db.settings_args(),
-        "-s", "TELNETCONSOLE_ENABLED=False", "-s", "HOLOCRON_MAX_ATTEMPTS=1",
+        "-s", "TELNETCONSOLE_ENABLED=False", "-s", "HOLOCRON_MAX_ATTEMPTS=1", *args,
     ]  # fmt: skip
     log_path = tmp_path / "crawl.log"
     with log_path.open("wb") as out:
@@ -252,3 +252,64 @@ def test_a_batch_of_non_latin_titles_is_crawled_whatever_its_url_length(
     assert result.stat("holocron/mediawiki/continuations") >= 1
     assert "dropped in flight" not in result.log
     assert result.stat("urllength/request_ignored_count") == 0
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+API_KEY = "sk-live-3141592653"
+TOKEN = "tok-2718281828"
+X_API_KEY = "xak-1618033988"
+SECRETS = (API_KEY, TOKEN, X_API_KEY)
+
+
+def test_secrets_stay_home_and_are_stored_nowhere(
+    site: HostileSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing that 302s to another host, next links to and from it, records that echo the
+    URL they were asked with: the source's params and secret headers reach its own host only,
+    and no secret is in any log line, row, column, lake file or lake file name."""
+    monkeypatch.setenv("HOLOCRON_TEST_API_KEY", API_KEY)
+    monkeypatch.setenv("HOLOCRON_TEST_TOKEN", TOKEN)
+    start = len(site.seen)
+    document = {
+        "seeds": ["sec/a"],
+        "params": {"api_key": "${HOLOCRON_TEST_API_KEY}"},
+        "headers": {"X-Token": "${HOLOCRON_TEST_TOKEN}", "X-Api-Key": X_API_KEY},
+        "pagination": {"json_next": "next"},
+        "discovery": {
+            "json_fields": [{"field": "results.id"}],
+            "allowed_domains": ["127.0.0.1", "localhost"],
+        },
+    }
+    crawl, name = http_crawl(site, tmp_path, "secrets", document, "-s", "LOG_LEVEL=DEBUG")
+    crawl.result.check()
+    seen = site.seen[start:]
+    home = [(path, headers) for _, path, headers in seen if "127.0.0.1" in headers["Host"]]
+    away = [(path, headers) for _, path, headers in seen if "localhost" in headers["Host"]]
+    assert sorted(p.split("?")[0] for p, _ in away if p.startswith("/sec/")) == [
+        "/sec/b",
+        "/sec/d",
+        "/sec/item/2",
+    ]
+    for path, headers in away:
+        sent = f"{path} {headers}"
+        assert not [s for s in SECRETS if s in sent], f"a secret went to another host: {sent}"
+    for path, headers in home:  # the source's own host gets them all
+        if path.startswith("/sec/"):
+            assert f"api_key={API_KEY}" in path
+            assert (headers.get("X-Token"), headers.get("X-Api-Key")) == (TOKEN, X_API_KEY)
+    statuses = {k.removeprefix(site.url).removeprefix(site.other_url): v["status"]
+                for k, v in crawl.items.items()}  # fmt: skip
+    assert statuses == {
+        "/sec/a": "completed",
+        "/sec/item/1": "completed",
+        "/sec/item/2": "completed",
+    }
+    crawl.verify_clean(name)
+    stored = [crawl.result.log, repr(crawl.db.work_items()), repr(crawl.db.records())]
+    stored += [str(p) for p in crawl.lake.rglob("*")]
+    stored += [p.read_text("utf-8") for p in crawl.lake.rglob("*") if p.is_file()]
+    leaks = [(s, text[max(0, text.find(s) - 200) :][:400]) for text in stored for s in SECRETS
+             if s in text]  # fmt: skip
+    assert not leaks, leaks
+    assert "***" in repr(crawl.db.records())  # the echoes are there, masked
