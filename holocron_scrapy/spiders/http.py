@@ -206,7 +206,6 @@ class HttpSpider(SourceSpider):
     ) -> scrapy.Request:
         """A request for ``url``, as a POST when ``seed`` is one: with the source's params and
         headers on its own hosts, without them elsewhere (:mod:`holocron_scrapy.secrets`)."""
-        url = self.secrets.strip_params(url)
         own = self.secrets.own(url)
         if not own:
             self.stats.inc_value("holocron/secrets/withheld")
