@@ -131,6 +131,11 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
             id="invalid-value",
         ),
         pytest.param("max_depth: [1", "<yaml>: ", id="invalid-yaml"),
+        pytest.param(
+            "max_depth: 2026-02-30",
+            "discovery.max_depth: line ",
+            id="yaml-pyyaml-cannot-construct",
+        ),
     ],
 )
 def test_a_broken_source_file_is_one_error_line_and_touches_nothing(
@@ -149,6 +154,14 @@ def test_a_broken_source_file_is_one_error_line_and_touches_nothing(
     assert line.startswith(f"scrapy: error: {source}: {error}"), line
     assert not (tmp_path / "state").exists()
     assert not (tmp_path / "lake").exists()
+
+
+def test_a_fifo_as_source_file_is_one_error_line_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    result = scrapy_crawl(["-a", f"source={fifo}"], f"sqlite:///{tmp_path / 'state' / 's.db'}")
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [f"scrapy: error: {fifo}: source: is a FIFO, not a YAML file"]
 
 
 def test_an_unreachable_database_is_reported_with_the_password_masked(tmp_path: Path) -> None:
