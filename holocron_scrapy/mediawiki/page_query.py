@@ -20,6 +20,7 @@ from holocron_scrapy.mediawiki.api_request import answered_url, api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
 from holocron_scrapy.recrawl import deletion_payload
+from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -102,7 +103,8 @@ class PageQuery:
             yield Outcome.skipped(item, f"unresolved title {target!r} ({reason})")
             return
         if page.get("invalid"):
-            yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+            reason = printable(page.get("invalidreason"))
+            yield Outcome.skipped(item, f"invalid title: {reason}")
             return
         if page.get("missing"):
             if item.version is not None and item.version != DELETED_VERSION:

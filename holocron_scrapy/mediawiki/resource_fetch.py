@@ -11,6 +11,7 @@ from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import Outcome, Status
+from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -139,7 +140,8 @@ class ResourceFetch:
             if page is None:
                 yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")
             elif page.get("invalid"):
-                yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+                reason = printable(page.get("invalidreason"))
+                yield Outcome.skipped(item, f"invalid title: {reason}")
             elif page.get("missing"):
                 yield Outcome.skipped(item, "missing: the page does not exist")
             else:

@@ -87,7 +87,7 @@ class RevisionCheck:
         spider = self.spider
         stats = spider.stats
         try:
-            data = mwapi.check_envelope(decode_json(response))
+            data = mwapi.check_shape(mwapi.check_envelope(decode_json(response)))
         except mwapi.ApiError as exc:
             stats.inc_value("holocron/recrawl/check_errors")
             logger.warning(

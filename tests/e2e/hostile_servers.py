@@ -7,6 +7,8 @@ answer depends on the title asked for (one title per request):
 * ``Same continue``: its links go on for ever with the same ``plcontinue``;
 * ``New continue``: its links go on for ever with ever-new ``plcontinue`` tokens;
 * ``Redirect N``: a redirect to ``Redirect N+1`` (ever-new titles);
+* ``Forged log``, ``Warned 1``: an error and a warning whose text holds a log line and ANSI
+  escapes; ``Wrong shape``, ``Wrong continue``: answers of the wrong shape;
 
 and its ``list=allpages`` answers the same ``apcontinue`` for ever. Every request is counted.
 """
@@ -19,6 +21,9 @@ import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+#: What a hostile server would have the crawl's log say.
+FORGED_LINE = "2026-01-01 00:00:00 [scrapy.core.engine] INFO: Spider closed (finished)"
 
 
 def _page(title: str, pageid: int, **extra: Any) -> dict[str, Any]:
@@ -84,6 +89,17 @@ class HostileWiki:
             redirects = [{"from": title, "to": target}]
             page = _page(target, 100 + int(target.split()[1]))
             return {"batchcomplete": True, "query": {"redirects": redirects, "pages": [page]}}
+        if title == "Forged log":  # an error whose text would forge log lines
+            info = f"boom\n{FORGED_LINE}\x1b[2J\u202e"
+            return {"error": {"code": "evil\nerror", "info": info}}
+        if title == "Wrong shape":
+            return {"batchcomplete": True, "query": {"pages": "oops"}}
+        if title == "Wrong continue":
+            return {"continue": "more", "query": {"pages": [_page(title, 9)]}}
+        if title == "Warned 1":
+            warnings = {"main": {"warnings": f"careful\n{FORGED_LINE}\x1b[31m"}}
+            page = _page(title, 10_001)
+            return {"batchcomplete": True, "warnings": warnings, "query": {"pages": [page]}}
         number = int(title.split()[-1]) if title.split()[-1].isdigit() else 0
         return {"batchcomplete": True, "query": {"pages": [_page(title, 10_000 + number)]}}
 

@@ -28,7 +28,7 @@ from tests.e2e.crawl_helpers import (
     run_crawl,
     write_source,
 )
-from tests.e2e.hostile_servers import HostileSite, HostileWiki
+from tests.e2e.hostile_servers import FORGED_LINE, HostileSite, HostileWiki
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,7 +73,16 @@ def wiki_crawl(wiki: HostileWiki, tmp_path_factory: pytest.TempPathFactory) -> C
         "api_url": wiki.api_url,
         "user_agent": USER_AGENT,
         "seeds": {
-            "titles": ["Good 1", "Same continue", "New continue", "Redirect 0"],
+            "titles": [
+                "Good 1",
+                "Same continue",
+                "New continue",
+                "Redirect 0",
+                "Forged log",
+                "Wrong shape",
+                "Wrong continue",
+                "Warned 1",
+            ],
             "allpages": [0],
         },
         "discovery": {"max_depth": 0, "namespaces": [0]},
@@ -103,6 +112,10 @@ WIKI_ITEMS = [
     ("Redirect 0", "skipped", "redirect to 'Redirect 1'", 1),
     ("Redirect 2", "skipped", "redirect to 'Redirect 3'", 1),
     ("Redirect 3", "failed", f"more than {MAX_REDIRECTS} (HOLOCRON_MAX_REDIRECTS)", 1),
+    ("Forged log", "failed", "MediaWiki API error evil\\nerror: boom\\n2026-01-01", 1),
+    ("Wrong shape", "failed", "the answer's query.pages is str, expected a list of objects", 1),
+    ("Wrong continue", "failed", "the answer's continue is str, expected an object", 1),
+    ("Warned 1", "completed", None, 1),
 ]
 
 
@@ -125,7 +138,13 @@ def test_hostile_wiki_crawl_ends(wiki_crawl: Crawl) -> None:
     wiki_crawl.result.check()
     assert "Redirect 4" not in wiki_crawl.items  # the hop limit ends the chain
     recorded = {r["resource_id"] for r in wiki_crawl.db.records()}
-    assert recorded == {"Good 1"}
+    assert recorded == {"Good 1", "Warned 1"}
+    # What the server said is in the log, escaped: no forged line, no terminal escape.
+    log = wiki_crawl.result.log
+    assert "\\x1b[2J\\u202e" in log
+    assert "careful\\n2026-01-01" in log  # the warning
+    assert not [line for line in log.splitlines() if line.startswith(FORGED_LINE[:19])]
+    assert not [c for c in log if c in "\x1b\u202e"]
     assert wiki_crawl.result.stat("holocron/limits/chain_stopped") == 2
     assert wiki_crawl.result.stat("holocron/limits/listing_stopped") == 1
     assert wiki_crawl.result.stat("holocron/limits/redirects_refused") == 1
