@@ -57,6 +57,7 @@ class Tables:
     ingest_records: sa.Table
     runs: sa.Table
     source_budget: sa.Table
+    source_identities: sa.Table
 
 
 def _zero() -> sa.TextClause:
@@ -173,6 +174,20 @@ def _source_budget(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _source_identities(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "source_identities",
+        metadata,
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        # What the source's name stood for when it was first crawled into this database (its
+        # api_url or base_url): a source file of the same name elsewhere is refused.
+        sa.Column("source_url", sa.Unicode(2000), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("source_system", "source_name", name="pk_source_identities"),
+    )
+
+
 def build_tables(schema: str | None) -> Tables:
     """Build the tables in ``schema`` (``None``: the connection's default, e.g. on SQLite)."""
     metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
@@ -182,4 +197,5 @@ def build_tables(schema: str | None) -> Tables:
         ingest_records=_ingest_records(metadata),
         runs=_runs(metadata),
         source_budget=_source_budget(metadata),
+        source_identities=_source_identities(metadata),
     )

@@ -86,6 +86,18 @@ CREATE TABLE ingest.source_budget (
 END
 GO
 
+IF OBJECT_ID(N'[ingest].[source_identities]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.source_identities (
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	source_url NVARCHAR(2000) NOT NULL,
+	created_at DATETIME2 NOT NULL,
+	CONSTRAINT pk_source_identities PRIMARY KEY (source_system, source_name)
+);
+END
+GO
+
 IF OBJECT_ID(N'[ingest].[work_items]', N'U') IS NULL
 BEGIN
 CREATE TABLE ingest.work_items (

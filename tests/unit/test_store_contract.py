@@ -255,6 +255,20 @@ def test_the_redirect_hops_of_an_item_are_stored_and_claimed(store: StateStore) 
     assert row_of(store, "After")["hops"] == 1
 
 
+def test_a_source_url_is_recorded_once_and_then_answered(store: StateStore) -> None:
+    """``source_identities`` (issue 10): the first crawl of a name records its URL; later ones
+    get that URL back, whatever they say."""
+    args = {"source_system": SYSTEM, "source_name": NAME}
+    assert store.source_url(**args, url="https://a.example.org/api.php") == (
+        "https://a.example.org/api.php"
+    )
+    assert store.source_url(**args, url="https://b.example.org/api.php") == (
+        "https://a.example.org/api.php"
+    )
+    other = {"source_system": "http", "source_name": NAME}
+    assert store.source_url(**other, url="https://b.example.org/") == "https://b.example.org/"
+
+
 def test_long_unicode_resource_ids(store: StateStore) -> None:
     # 2000 code points (the column limit); and 2000 UTF-16 units with astral characters
     # (what SQL Server's NVARCHAR(2000) counts).
