@@ -75,4 +75,28 @@ def test_a_request_scrapy_would_drop_fails_its_items_with_the_reason(crawl: Craw
     assert row["error_message"].startswith(
         f"request URL of {len(too_long.url)} characters, over URLLENGTH_LIMIT (2083): "
     )
-    assert crawl.stat("holocron/state/url_too_long") == 1
+    assert crawl.stat("holocron/state/refused/urllength") == 1
+
+
+def test_a_request_over_depth_limit_fails_its_items_with_the_reason(
+    make_crawl: Callable[..., Crawl],
+) -> None:
+    crawl = make_crawl({"DEPTH_LIMIT": 2})
+    mw = build_from_crawler(StateMiddleware, crawl.crawler)
+    items = claim(crawl)
+    continued = request_for(items[:1], f"{API}?action=query&titles=A&plcontinue=3")
+    response = response_to(request_for(items[:1]))
+    response.meta["depth"] = 2  # the third request of a chain
+
+    async def output() -> AsyncIterator[Any]:
+        yield continued
+
+    async def run() -> list[Any]:
+        out = [obj async for obj in mw.process_spider_output(response, output())]
+        await crawl.frontier.flush()
+        return out
+
+    assert asyncio.run(run()) == []
+    message = crawl.item_rows()[items[0].resource_id]["error_message"]
+    assert message.startswith("request at Scrapy depth 3, over DEPTH_LIMIT (2; it counts")
+    assert crawl.stat("holocron/state/refused/depth") == 1
