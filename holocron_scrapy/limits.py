@@ -44,7 +44,7 @@ _SHOWN = 200
 @dataclass(frozen=True, slots=True)
 class Limits:
     chain_max_pages: int = 1000
-    chain_max_bytes: int = 128 * 1024 * 1024
+    chain_max_bytes: int = 64 * 1024 * 1024
     listing_max_pages: int = 100_000
     max_redirects: int = 10
 

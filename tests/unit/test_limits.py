@@ -13,7 +13,7 @@ from holocron_scrapy.limits import Chain, Limits
 
 
 def test_the_defaults_and_the_settings_that_change_them() -> None:
-    assert Limits.from_settings(Settings()) == Limits(1000, 128 * 1024 * 1024, 100_000, 10)
+    assert Limits.from_settings(Settings()) == Limits(1000, 64 * 1024 * 1024, 100_000, 10)
     limits = Limits.from_settings(
         Settings(
             {
