@@ -9,9 +9,11 @@ One crawl per spider covers all its hostile endpoints.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 import yaml
 
 from holocron_scrapy.verify import verify
+from tests.e2e.conftest import E2E_PG_URL_ENV, _in_ci
 from tests.e2e.crawl_helpers import (
     FAST_SETTINGS,
     REPO_ROOT,
@@ -64,8 +67,34 @@ def wiki() -> Iterator[HostileWiki]:
     server.stop()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def wiki_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """The hostile wiki's crawl state on SQLite, and on PostgreSQL (``work_items.hops``)."""
+    if request.param == "sqlite":
+        yield Database("sqlite", f"sqlite:///{tmp_path_factory.mktemp('db') / 's.db'}", None)
+        return
+    url = os.environ.get(E2E_PG_URL_ENV, "").strip()
+    if not url:
+        if _in_ci():
+            pytest.fail(f"{E2E_PG_URL_ENV} is not set: PostgreSQL tests must run in CI")
+        pytest.skip(f"{E2E_PG_URL_ENV} is not set")
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    yield Database("postgresql", url, schema)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="module")
-def wiki_crawl(wiki: HostileWiki, tmp_path_factory: pytest.TempPathFactory) -> Crawl:
+def wiki_crawl(
+    wiki: HostileWiki, wiki_db: Database, tmp_path_factory: pytest.TempPathFactory
+) -> Crawl:
+    wiki.requests.clear()
     tmp_path = tmp_path_factory.mktemp("hostile-wiki")
     document = {
         "name": "hostile",
@@ -96,7 +125,7 @@ def wiki_crawl(wiki: HostileWiki, tmp_path_factory: pytest.TempPathFactory) -> C
     }
     source = tmp_path / "hostile.yaml"
     source.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
-    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    db = wiki_db
     lake = tmp_path / "lake"
     result = run_crawl(source, lake, db, tmp_path / "crawl.log", timeout=90)
     items = {item["resource_id"]: item for item in db.work_items()}
@@ -137,6 +166,8 @@ def test_hostile_wiki_items_end(
 def test_hostile_wiki_crawl_ends(wiki_crawl: Crawl) -> None:
     wiki_crawl.result.check()
     assert "Redirect 4" not in wiki_crawl.items  # the hop limit ends the chain
+    hops = {n: wiki_crawl.items[f"Redirect {n}"]["hops"] for n in range(4)}
+    assert hops == {0: None, 1: 1, 2: 2, 3: 3}  # carried with each item (NULL: none)
     recorded = {r["resource_id"] for r in wiki_crawl.db.records()}
     assert recorded == {"Good 1", "Warned 1"}
     # What the server said is in the log, escaped: no forged line, no terminal escape.
