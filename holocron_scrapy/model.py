@@ -53,7 +53,7 @@ class NewWorkItem:
     priority: int = 0
     discovered_from: int | None = None  # work_items.id of the item whose response linked here
     run_id: str | None = None
-    hops: int = 0  # redirects from the last resource that was no redirect (limits.Limits)
+    hops: int = 0  # redirects from the last resource that was no redirect (bounds.Bounds)
 
     @property
     def dedupe_key(self) -> str:

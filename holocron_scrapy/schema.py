@@ -93,7 +93,7 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
         # Where an unfinished listing stands: the JSON of the API's last ``continue`` object.
         sa.Column("cursor", LONG_TEXT, nullable=True),
         # The redirects that led here from a resource that was no redirect (NULL: none), which
-        # count toward HOLOCRON_MAX_REDIRECTS (holocron_scrapy.limits).
+        # count toward HOLOCRON_MAX_REDIRECTS (holocron_scrapy.bounds).
         sa.Column("hops", sa.Integer(), nullable=True),
         sa.Column("error_message", LONG_TEXT, nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),

@@ -34,7 +34,7 @@ class Discoverer:
         resource_type: str = resources.PAGE,
         hops: int = 0,
     ) -> NewWorkItem:
-        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.limits`)."""
+        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
         strategy = self.config.discovery.strategy
         return NewWorkItem(
             source_system=self.spider.source_system,

@@ -10,8 +10,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from holocron_scrapy import listings, mwapi
+from holocron_scrapy.bounds import Chain, stopped
 from holocron_scrapy.frontier import work_items_of
-from holocron_scrapy.limits import Chain, stopped
 from holocron_scrapy.mediawiki.api_request import api_request, query_url_of
 from holocron_scrapy.model import Outcome, Status, WorkItem, canonical_json
 
@@ -47,7 +47,7 @@ class ListingFetch:
                     "Listing %(listing)s resumes from its cursor %(cursor)s",
                     {"listing": item.resource_id, "cursor": item.cursor},
                 )
-            requests.append(self.request(item, listing, cont, self.spider.limits.listing()))
+            requests.append(self.request(item, listing, cont, self.spider.bounds.listing()))
         return requests
 
     def request(

@@ -116,9 +116,9 @@ class PageQuery:
         resource_type = discoverer.resource_type_for(page.get("ns"))
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            refused = self.spider.limits.redirect_refused(item.hops)
+            refused = self.spider.bounds.redirect_refused(item.hops)
             if refused is not None:
-                self.spider.stats.inc_value("holocron/limits/redirects_refused")
+                self.spider.stats.inc_value("holocron/bounds/redirects_refused")
                 yield Outcome(item.id, Status.FAILED, f"{how} to {target!r}: {refused}")
                 return
             yield discoverer.work_item(target, item.depth, item, resource_type, item.hops + 1)

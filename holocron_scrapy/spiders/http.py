@@ -36,10 +36,10 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import http_api
+from holocron_scrapy.bounds import Bounds, Chain, stopped
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.limits import Chain, Limits, stopped
 from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
@@ -78,14 +78,14 @@ class HttpSpider(SourceSpider):
     _seeds: dict[str, HttpSeed]
     _link_extractor: LinkExtractor | None
     _log_filter: RedactingFilter
-    limits: Limits = Limits()
+    bounds: Bounds = Bounds()
     secrets: SourceSecrets
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.config = apply_source(crawler, spider.source, load_http_source)
-        spider.limits = Limits.from_settings(crawler.settings)
+        spider.bounds = Bounds.from_settings(crawler.settings)
         config = spider.config
         spider.secrets = SourceSecrets.of(
             urls=[config.base_url, *(seed.url for seed in config.seeds)],
@@ -158,7 +158,7 @@ class HttpSpider(SourceSpider):
         resource_type: str = "",
         hops: int = 0,
     ) -> NewWorkItem:
-        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.limits`)."""
+        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
         return NewWorkItem(
             source_system=self.source_system,
             source_name=self.source_name,
@@ -263,7 +263,7 @@ class HttpSpider(SourceSpider):
             )
         if url is None:
             url = self._first_page(seed.url)
-        chain = chain or self.limits.listing()
+        chain = chain or self.bounds.listing()
         # A redirect is followed by parse_listing, which leaves the secrets home when it leads
         # to another host (Scrapy's RedirectMiddleware would send every header there).
         meta = {
@@ -349,9 +349,9 @@ class HttpSpider(SourceSpider):
         if not http_api.host_allowed(target, self.config.allowed_domains):
             yield Outcome.skipped(item, f"redirect to {target!r}, outside allowed_domains")
             return
-        refused = self.limits.redirect_refused(item.hops)
+        refused = self.bounds.redirect_refused(item.hops)
         if refused is not None:
-            self.stats.inc_value("holocron/limits/redirects_refused")
+            self.stats.inc_value("holocron/bounds/redirects_refused")
             yield Outcome(item.id, Status.FAILED, f"redirect to {target!r}: {refused}")
             return
         yield self.new_work_item(target, item.depth, item, item.resource_type, item.hops + 1)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Self
 from scrapy.exceptions import UsageError
 
 from holocron_scrapy import listings, mwapi, resources
+from holocron_scrapy.bounds import Bounds, stopped
 from holocron_scrapy.frontier import work_items_of
-from holocron_scrapy.limits import Limits, stopped
 from holocron_scrapy.mediawiki.api_request import query_url_of, shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
@@ -60,7 +60,7 @@ class MediaWikiSpider(SourceSpider):
     maxlag: float = mwapi.DEFAULT_MAXLAG
     list_limit: str = "max"
     revisions_content: bool = False
-    limits: Limits = Limits()
+    bounds: Bounds = Bounds()
     url_limit: int = 2083  # URLLENGTH_LIMIT: longer queries are POSTed (mediawiki.api_request)
 
     def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
@@ -81,7 +81,7 @@ class MediaWikiSpider(SourceSpider):
                 f"{spider.config.path}: type: run this source with the spider "
                 f"named {spider.config.type!r}, not 'mediawiki'"
             )
-        spider.limits = Limits.from_settings(crawler.settings)
+        spider.bounds = Bounds.from_settings(crawler.settings)
         spider.url_limit = crawler.settings.getint("URLLENGTH_LIMIT")
         spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
         spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
@@ -150,8 +150,9 @@ class MediaWikiSpider(SourceSpider):
     ) -> list[Any] | None:
         """Count a response of the continuation chain ``state`` describes (whose next
         ``continue`` is ``cont``): ``None`` while it may go on, else its items failed with the
-        reason (a repeated continuation, too many responses or bytes; see :mod:`.limits`)."""
-        chain = state.setdefault("chain", self.limits.chain())
+        reason (a repeated continuation, too many responses or bytes; see
+        :mod:`holocron_scrapy.bounds`)."""
+        chain = state.setdefault("chain", self.bounds.chain())
         reason = chain.step(len(response.body), None if cont is None else canonical_json(cont))
         if reason is None:
             return None

@@ -176,9 +176,9 @@ def test_hostile_wiki_crawl_ends(wiki_crawl: Crawl) -> None:
     assert "careful\\n2026-01-01" in log  # the warning
     assert not [line for line in log.splitlines() if line.startswith(FORGED_LINE[:19])]
     assert not [c for c in log if c in "\x1b\u202e"]
-    assert wiki_crawl.result.stat("holocron/limits/chain_stopped") == 2
-    assert wiki_crawl.result.stat("holocron/limits/listing_stopped") == 1
-    assert wiki_crawl.result.stat("holocron/limits/redirects_refused") == 1
+    assert wiki_crawl.result.stat("holocron/bounds/chain_stopped") == 2
+    assert wiki_crawl.result.stat("holocron/bounds/listing_stopped") == 1
+    assert wiki_crawl.result.stat("holocron/bounds/redirects_refused") == 1
     wiki_crawl.verify_clean("hostile")
     assert "Traceback" not in wiki_crawl.result.log
 
@@ -251,7 +251,7 @@ def test_a_cycling_http_listing_fails_and_the_crawl_ends(
     listings = [i for i in crawl.items.values() if i["resource_type"] == "listing"]
     assert [(i["status"], fragment in i["error_message"]) for i in listings] == [("failed", True)]
     assert site.hits(prefix) - before == requests
-    assert crawl.result.stat("holocron/limits/listing_stopped") == 1
+    assert crawl.result.stat("holocron/bounds/listing_stopped") == 1
     crawl.verify_clean(name)
 
 

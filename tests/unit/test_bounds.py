@@ -1,4 +1,4 @@
-"""The bounds of holocron_scrapy.limits (issue 10, loops): settings, chains and hop limits.
+"""The bounds of holocron_scrapy.bounds (issue 10, loops): settings, chains and hop limits.
 The crawls that meet them are in tests/e2e/test_hostile.py."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 from scrapy.exceptions import UsageError
 from scrapy.settings import Settings
 
-from holocron_scrapy.limits import Chain, Limits
+from holocron_scrapy.bounds import Bounds, Chain
 
 
 def test_the_defaults_and_the_settings_that_change_them() -> None:
-    assert Limits.from_settings(Settings()) == Limits(1000, 64 * 1024 * 1024, 100_000, 10)
-    limits = Limits.from_settings(
+    assert Bounds.from_settings(Settings()) == Bounds(1000, 64 * 1024 * 1024, 100_000, 10)
+    bounds = Bounds.from_settings(
         Settings(
             {
                 "HOLOCRON_CHAIN_MAX_PAGES": "7",
@@ -24,8 +24,8 @@ def test_the_defaults_and_the_settings_that_change_them() -> None:
             }
         )
     )
-    assert limits == Limits(7, 1000, 9, 0)
-    assert limits.redirect_refused(0) == (
+    assert bounds == Bounds(7, 1000, 9, 0)
+    assert bounds.redirect_refused(0) == (
         "too many redirects: more than 0 (HOLOCRON_MAX_REDIRECTS)"
     )
 
@@ -36,13 +36,13 @@ CAPS = ["HOLOCRON_CHAIN_MAX_PAGES", "HOLOCRON_CHAIN_MAX_BYTES", "HOLOCRON_LISTIN
 @pytest.mark.parametrize("setting", CAPS)
 def test_a_limit_below_one_is_a_usage_error(setting: str) -> None:
     with pytest.raises(UsageError, match=f"{setting}: 0 is out of range"):
-        Limits.from_settings(Settings({setting: 0}))
+        Bounds.from_settings(Settings({setting: 0}))
     with pytest.raises(UsageError, match="HOLOCRON_MAX_REDIRECTS: -1"):
-        Limits.from_settings(Settings({"HOLOCRON_MAX_REDIRECTS": -1}))
+        Bounds.from_settings(Settings({"HOLOCRON_MAX_REDIRECTS": -1}))
 
 
 def test_a_continuation_seen_before_ends_the_chain_even_after_others() -> None:
-    chain = Limits().chain()
+    chain = Bounds().chain()
     assert chain.step(10, '{"c":"A"}') is None
     assert chain.step(10, '{"c":"B"}') is None
     assert chain.step(10, None) is None  # the end of a chain: nothing to compare
@@ -63,20 +63,20 @@ def test_a_chain_ends_at_its_page_and_byte_caps() -> None:
         None,
         "continuation chain: more than 250 bytes merged (HOLOCRON_CHAIN_MAX_BYTES)",
     ]
-    listing = Limits(listing_max_pages=2).listing()
+    listing = Bounds(listing_max_pages=2).listing()
     assert listing.step(10**9, "a") is None  # a listing merges nothing: no byte cap
     assert listing.step(1, "b") == "listing: more than 2 pages (HOLOCRON_LISTING_MAX_PAGES)"
 
 
 def test_a_page_with_the_body_of_an_earlier_one_ends_the_chain() -> None:
-    chain = Limits().listing()
+    chain = Bounds().listing()
     assert chain.step(3, "?page=2", b"abc") is None
     assert chain.step(3, "?page=3", b"abd") is None
     assert chain.step(3, "?page=4", b"abc") == "listing: page 3 has the body of an earlier page"
 
 
 def test_a_long_continuation_is_quoted_short_and_a_chain_pickles() -> None:
-    chain = Limits().chain()
+    chain = Bounds().chain()
     token = "x" * 10_000
     chain.step(1, token)
     reason = chain.step(1, token)

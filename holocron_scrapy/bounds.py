@@ -42,14 +42,14 @@ _SHOWN = 200
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class Bounds:
     chain_max_pages: int = 1000
     chain_max_bytes: int = 64 * 1024 * 1024
     listing_max_pages: int = 100_000
     max_redirects: int = 10
 
     @classmethod
-    def from_settings(cls, settings: BaseSettings) -> Limits:
+    def from_settings(cls, settings: BaseSettings) -> Bounds:
         """The ``HOLOCRON_*`` limits of the crawl (a usage error when one is out of range)."""
         default = cls()
         values = {
@@ -128,7 +128,7 @@ def stopped(
     items: Iterable[WorkItem], reason: str, url: str, stats: StatsCollector, event: str
 ) -> list[Outcome]:
     """The items of a chain stopped for ``reason`` (at ``url``, as logged), failed; counted as
-    ``holocron/limits/<event>``."""
-    stats.inc_value(f"holocron/limits/{event}")
+    ``holocron/bounds/<event>``."""
+    stats.inc_value(f"holocron/bounds/{event}")
     logger.warning("Stopped: %(reason)s (at %(url)s)", {"reason": reason, "url": url})
     return [Outcome(i.id, Status.FAILED, reason, depth=i.depth) for i in items]
