@@ -17,6 +17,7 @@ class HolocronAddon:
     def update_settings(self, settings: Settings) -> None:
         settings["EXTENSIONS"][f"{PREFIX}.frontier.Frontier"] = 100
         settings["EXTENSIONS"][f"{PREFIX}.progress.CrawlProgress"] = 500
+        settings["EXTENSIONS"][f"{PREFIX}.extensions.manifest.RunManifest"] = 600
         # Close to the spider, so discoveries and outcomes leave the stream first.
         settings["SPIDER_MIDDLEWARES"][f"{PREFIX}.middlewares.state.StateMiddleware"] = 950
         settings["DOWNLOADER_MIDDLEWARES"][f"{PREFIX}.middlewares.claims.ClaimCheckMiddleware"] = 50
@@ -28,5 +29,7 @@ class HolocronAddon:
         settings["DOWNLOADER_MIDDLEWARES"][
             f"{PREFIX}.middlewares.retry_after.RetryAfterMiddleware"
         ] = 560
+        # Next to the downloader: responses as received, before decompression and redirects.
+        settings["DOWNLOADER_MIDDLEWARES"][f"{PREFIX}.middlewares.warc.WarcMiddleware"] = 950
         settings["ITEM_PIPELINES"][f"{PREFIX}.pipelines.lake.LakePipeline"] = 300
         settings["ITEM_PIPELINES"][f"{PREFIX}.pipelines.ingest.IngestRecordsPipeline"] = 400

@@ -10,6 +10,7 @@ claimable, nothing is buffered and nothing is in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -20,6 +21,7 @@ from scrapy.utils.asyncio import run_in_thread, sleep
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
+from holocron_scrapy import limits
 from holocron_scrapy.frontier_leases import Leases
 from holocron_scrapy.frontier_runs import close_run, open_run
 from holocron_scrapy.frontier_settings import (
@@ -37,6 +39,7 @@ from holocron_scrapy.model import (
     WorkItem,
 )
 from holocron_scrapy.outage import Outage, database_unreachable, short_error
+from holocron_scrapy.signals import run_closed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -112,6 +115,7 @@ class Frontier:
         retry_wait_max: float = 600.0,
         idle_poll: float = 2.0,
         outage_max_seconds: float = 3600.0,
+        dead_after_leases: float = 2.0,
     ) -> None:
         self.crawler = crawler
         self.store = store
@@ -119,12 +123,17 @@ class Frontier:
         self.stats: StatsCollector = crawler.stats
         self.claim_size = claim_size
         self.lease_seconds = lease_seconds
+        # A running run without a heartbeat for this long is dead (heartbeats: every lease / 3).
+        self.dead_after_seconds = dead_after_leases * lease_seconds
         self.flush_interval = flush_interval
         self.worker_id = worker_id
         self.run_id = ""
         self.owner = ""
         self.spider: FrontierSpider | None = None
         self.in_flight: set[int] = set()
+        # The claim (attempt) of each work item in flight: outcomes and renewals are fenced by
+        # it, so nothing of an earlier claim applies to a later one of the same item.
+        self.claim_attempts: dict[int, int] = {}
         self.retry = retry or RetryPolicy()
         self.db_outage = Outage(
             "database", "State database", self.stats, max_seconds=outage_max_seconds
@@ -148,6 +157,12 @@ class Frontier:
         settings = crawler.settings
         if not settings.getbool("HOLOCRON_ENABLED", True):
             raise NotConfigured("HOLOCRON_ENABLED is off")
+        dead_after_leases = settings.getfloat("HOLOCRON_DEAD_AFTER_LEASES", 2.0)
+        if dead_after_leases < 1:
+            raise NotConfigured(
+                f"HOLOCRON_DEAD_AFTER_LEASES must be 1 or more, not {dead_after_leases}: "
+                "live runs write their heartbeat every third of a lease"
+            )
         store = state_store_from_settings(settings)
         frontier = cls(
             crawler,
@@ -162,6 +177,7 @@ class Frontier:
             retry_wait_max=settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", 600.0),
             idle_poll=settings.getfloat("HOLOCRON_IDLE_POLL", 2.0),
             outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
+            dead_after_leases=dead_after_leases,
         )
         crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(frontier.spider_closed, signal=signals.spider_closed)
@@ -211,6 +227,15 @@ class Frontier:
                 "starts again",
                 {"run": self.run_id, "error": short_error(exc)},
             )
+        else:
+            await self.crawler.signals.send_catch_log_async(
+                run_closed,
+                run_id=self.run_id,
+                source_system=self.spider.source_system,
+                source_name=self.spider.source_name,
+                reason=reason,
+                store=self.store,
+            )
         finally:
             await run_in_thread(self.store.dispose)
 
@@ -219,16 +244,56 @@ class Frontier:
     def discover(self, item: NewWorkItem) -> None:
         """Buffer a discovered resource; it is inserted if new at the next flush (see
         :meth:`WriteBuffer.discover`)."""
-        self.writes.discover(item)
+        fitted = limits.fit_work_item(item)
+        if fitted is not item:
+            self.stats.inc_value("holocron/limits/work_item_fitted")
+        self.writes.discover(fitted)
 
     def finish(self, outcome: Outcome) -> None:
-        """Buffer the end of a work item (skipped or failed; completion comes with its record)."""
-        self.in_flight.discard(outcome.work_item_id)
-        self.writes.finish(outcome)
+        """Buffer the end of a work item (skipped or failed; completion comes with its record).
 
-    def fail(self, items: Iterable[WorkItem], message: str) -> None:
+        An outcome that names no claim ends the claim this run holds on the item."""
+        held = self.claim_attempts.get(outcome.work_item_id)
+        if outcome.attempt is None and held is not None:
+            outcome = dataclasses.replace(outcome, attempt=held)
+        elif outcome.attempt is not None and held is not None and outcome.attempt < held:
+            # An earlier claim's (the store would refuse it): it must not take the place of
+            # the held claim's outcome in the buffer.
+            self.stats.inc_value("holocron/outcomes/stale_lease")
+            logger.debug(
+                "Dropped the outcome of attempt %(old)d of work item %(id)d (attempt %(new)d "
+                "holds it)",
+                {"old": outcome.attempt, "id": outcome.work_item_id, "new": held},
+            )
+            return
+        self._ended(outcome)
+        self.writes.finish(self._fit(outcome))
+
+    def _fit(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with values its columns can store (see :mod:`holocron_scrapy.limits`)."""
+        fitted = limits.fit_outcome(outcome)
+        if fitted is not outcome:
+            self.stats.inc_value("holocron/limits/outcome_fitted")
+        return fitted
+
+    def fail(self, items: Iterable[WorkItem], message: str, *, final: bool = False) -> None:
+        """Fail ``items`` with ``message``; ``final``: not retried, whatever the retry policy."""
         for item in items:
-            self.finish(Outcome(item.id, Status.FAILED, message))
+            self.finish(Outcome.failed(item, message, final=final))
+
+    def _ended(self, outcome: Outcome) -> None:
+        """The claim the outcome ends is no longer in flight (a later claim of the item is)."""
+        held = self.claim_attempts.get(outcome.work_item_id)
+        if outcome.attempt is None or held is None or held == outcome.attempt:
+            self.in_flight.discard(outcome.work_item_id)
+
+    def hold(self, items: Sequence[WorkItem]) -> None:
+        """The claimed ``items`` are in flight, under their claims (their attempts)."""
+        self.claim_attempts = {
+            i: attempt for i, attempt in self.claim_attempts.items() if i in self.in_flight
+        }
+        self.in_flight.update(item.id for item in items)
+        self.claim_attempts.update((item.id, item.attempt) for item in items)
 
     async def requeue(self, work_item_ids: Sequence[int], dedupe_keys: Sequence[str] = ()) -> int:
         """Put completed items back into the queue (in a thread) and claim them soon: the
@@ -252,7 +317,9 @@ class Frontier:
         return await self.leases.save_cursor(item, cont)
 
     def is_claimed(self, item: WorkItem) -> bool:
-        return item.id in self.in_flight
+        """``item`` is in flight under this very claim (not an earlier claim of the item)."""
+        held = self.claim_attempts.get(item.id, item.attempt)
+        return item.id in self.in_flight and held == item.attempt
 
     async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
         """Write records and complete their work items in one transaction (in a thread).
@@ -264,6 +331,7 @@ class Frontier:
         their rows (see :meth:`StateStore.commit_records`).
         """
         await self.writes.flush_or_wait("links not queued")
+        outcomes = [self._fit(outcome) for outcome in outcomes]
         ids = {outcome.work_item_id for outcome in outcomes}
         self.leases.committing |= ids
         try:
@@ -274,7 +342,7 @@ class Frontier:
             self.leases.committing -= ids
         self.dirty = True  # an outcome can reopen its item (found closer while in flight)
         for outcome in outcomes:
-            self.in_flight.discard(outcome.work_item_id)
+            self._ended(outcome)
         self.writes.count(applied)
         self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
 
@@ -308,14 +376,14 @@ class Frontier:
     # -- writes ------------------------------------------------------------------------------
 
     def _periodic_flush(self) -> Any:
-        renew = self.leases.renewal_due()
-        if self.writes.pending() or (renew and self.in_flight):
+        renew = self.leases.renewal_due()  # the heartbeat too: claims in flight or none
+        if self.writes.pending() or renew:
             return deferred_from_coro(self._periodic(renew=renew))
         return None
 
     async def _periodic(self, *, renew: bool) -> None:
         await self.flush()
-        if renew and self.in_flight and not self.db_outage.waiting():
+        if renew and not self.db_outage.waiting():
             await self.renew_leases()
 
     async def flush(self) -> bool:
@@ -407,7 +475,7 @@ class Frontier:
         if items:
             self.waits.claimed()
         self._exhausted = not items
-        self.in_flight.update(item.id for item in items)
+        self.hold(items)
         self.stats.inc_value("holocron/frontier/claimed", len(items))
         if not items and not self.in_flight and not self.writes.pending():
             await self.waits.plan()

@@ -1,9 +1,11 @@
-"""The leases on the frontier's claims: renewal, lost claims, dead owners, orphans, release.
+"""The leases on the frontier's claims: renewal, heartbeat, lost claims, dead runs, orphans,
+release.
 
-A claim is a lease (owner ``worker_id:pid:run_id``) that the crawl renews every third of its
-length while the claim is in flight. A claim whose lease another worker took is given up; the
-claims of a dead process of this worker, and claims committed while their answer was lost with
-the connection, go back to the queue; unfinished claims are released when the crawl closes.
+A claim is a lease (owner ``worker_id:pid:run_id``) of one attempt at an item, which the crawl
+renews every third of its length while the claim is in flight; the same renewal writes the
+run's heartbeat. A claim whose lease another worker took is given up; the claims of dead runs
+(see :func:`dead_reason`), and claims committed while their answer was lost with the
+connection, go back to the queue; unfinished claims are released when the crawl closes.
 """
 
 from __future__ import annotations
@@ -11,23 +13,45 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy.model import canonical_json
 from holocron_scrapy.outage import database_unreachable, short_error
+from holocron_scrapy.store_sql import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
 
     from holocron_scrapy.frontier import Frontier, FrontierSpider
     from holocron_scrapy.model import WorkItem
+    from holocron_scrapy.store_runs import RunState
 
 logger = logging.getLogger(__name__)
 
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_RUNNING = "running"
+
+
+def pid_namespace() -> str | None:
+    """Whose pids this process sees: ``"<boot_id>/pid:[<inode>]"``, the kernel's boot and this
+    process's pid namespace (Linux; None elsewhere). Containers on one host share the boot but
+    not the pid namespace, even when they share a host name; pids mean something only within
+    one namespace of one boot."""
+    try:
+        boot = _BOOT_ID.read_text(encoding="ascii").strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
 
 def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():  # this process runs another run: that run's process is gone
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -37,11 +61,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def dead_reason(
+    run: RunState,
+    *,
+    now: datetime,
+    dead_after: float,
+    namespace: str | None,
+    alive: Callable[[int], bool] = _pid_alive,
+) -> str | None:
+    """Why ``run`` is dead (its claims may be released at once), or None: it may be alive.
+
+    Dead: it ended (its leftover claims are nobody's); or it wrote no heartbeat for
+    ``dead_after`` seconds; or its process, in this very pid namespace of this boot
+    (``namespace``, see :func:`pid_namespace`), is gone. A host name or a pid alone proves
+    nothing: a run of another container sharing the host name lives in another namespace, and
+    is judged by its heartbeat only.
+    """
+    if run.status != _RUNNING:
+        return f"it ended ({run.status})"
+    silent = (now - run.last_seen).total_seconds()
+    if silent > dead_after:
+        return f"no heartbeat for {silent:.0f} s"
+    if namespace is not None and run.pid_namespace == namespace and not alive(run.pid):
+        return f"its process {run.pid} on this machine has stopped"
+    return None
+
+
 class Leases:
     """The leases of ``frontier``'s claims."""
 
     def __init__(self, frontier: Frontier) -> None:
         self.frontier = frontier
+        self.namespace = pid_namespace()
         self.renewed_at = time.monotonic()
         self.committing: set[int] = set()  # work items whose records are being committed
 
@@ -50,40 +101,53 @@ class Leases:
         return time.monotonic() - self.renewed_at >= self.frontier.lease_seconds / 3
 
     async def release_dead_owners(self, spider: FrontierSpider) -> None:
-        """Claims of a crashed process of this worker go back to the queue now, not when their
-        lease expires (a lease owner is ``worker_id:pid:run_id``; only this worker's own dead
-        pids on this machine are known to be dead; other workers' leases simply expire)."""
+        """Claims of dead runs (see :func:`dead_reason`) go back to the queue now, not when
+        their lease expires; a released claim does not count as an attempt. A lease owner is
+        ``worker_id:pid:run_id``; owners without a ``runs`` row are left to their leases."""
         frontier = self.frontier
         owners = await run_in_thread(
             frontier.store.lease_owners,
             source_system=spider.source_system,
             source_name=spider.source_name,
         )
-        for owner in owners:
-            worker, _, rest = owner.rpartition(":")[0].rpartition(":")
-            pid = int(rest) if rest.isdigit() else 0
-            if worker != frontier.worker_id or pid <= 0 or pid == os.getpid() or _pid_alive(pid):
+        by_run = {o.rpartition(":")[2]: o for o in owners if o != frontier.owner}
+        runs: list[RunState] = await run_in_thread(frontier.store.run_states, sorted(by_run))
+        now = utcnow()
+        for run in runs:
+            why = dead_reason(
+                run, now=now, dead_after=frontier.dead_after_seconds, namespace=self.namespace
+            )
+            if why is None:
                 continue
-            n = await run_in_thread(frontier.store.release, owner=owner)
+            owner = by_run[run.run_id]
+            n = await run_in_thread(
+                frontier.store.release,
+                owner=owner,
+                source=(spider.source_system, spider.source_name),
+            )
             frontier.stats.inc_value("holocron/frontier/released_dead", n)
             logger.info(
-                "Released %(n)d claims of a stopped process (%(owner)s)", {"n": n, "owner": owner}
+                "Released %(n)d claims of the dead run %(run)s (%(owner)s): %(why)s",
+                {"n": n, "run": run.run_id, "owner": owner, "why": why},
             )
 
     async def renew(self) -> int:
-        """Extend the leases of this run's claims in flight (every third of the lease), so that
-        a long wait (Retry-After, a slow listing, a database outage shorter than the lease) does
-        not hand live work to another worker."""
+        """Extend the leases of this run's claims in flight and write its heartbeat (every
+        third of the lease), so that a long wait (Retry-After, a slow listing, a database
+        outage shorter than the lease) does not hand live work to another worker, and other
+        runs see this one alive."""
         frontier = self.frontier
         self.renewed_at = time.monotonic()
         # Claims made while this runs are not part of it (they were not renewed, nor checked).
         renewing = set(frontier.in_flight)
+        claims = {i: frontier.claim_attempts[i] for i in renewing if i in frontier.claim_attempts}
         try:
             n: int = await run_in_thread(
                 frontier.store.renew_leases,
                 owner=frontier.owner,
-                work_item_ids=sorted(renewing),
+                claims=claims,
                 lease_seconds=frontier.lease_seconds,
+                run_id=frontier.run_id,
             )
         except Exception as exc:
             if not database_unreachable(exc):
@@ -132,6 +196,7 @@ class Leases:
             None if cont is None else canonical_json(cont),
             owner=frontier.owner,
             lease_seconds=frontier.lease_seconds,
+            attempt=item.attempt,
         )
         if saved:
             frontier.stats.inc_value("holocron/frontier/cursors_saved")

@@ -1,7 +1,7 @@
 """The frontier's run bookkeeping: how a run starts (seeds, recrawl) and how it ends.
 
 A run is a row of ``runs``; its id names this process's leases (``worker_id:pid:run_id``). At
-the start the claims of dead processes of this worker go back to the queue and the seeds are
+the start the claims of dead runs go back to the queue and the seeds are
 added (a recrawl adds none); at the end the unfinished claims are released and the run's counts
 recorded.
 """
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from scrapy.utils.asyncio import run_in_thread
 
+from holocron_scrapy import limits
 from holocron_scrapy.frontier_settings import SQLSERVER_HINT
 from holocron_scrapy.model import Status
 
@@ -39,6 +40,7 @@ async def open_run(frontier: Frontier, spider: FrontierSpider) -> None:
         worker_id=frontier.worker_id,
         hostname=socket.gethostname(),
         pid=os.getpid(),
+        pid_namespace=frontier.leases.namespace,
     )
     frontier.owner = f"{frontier.worker_id}:{os.getpid()}:{frontier.run_id}"
     await frontier.leases.release_dead_owners(spider)
@@ -58,7 +60,10 @@ async def open_run(frontier: Frontier, spider: FrontierSpider) -> None:
             {"run": frontier.run_id, "source": spider.source_name, "mode": spider.recrawl},
         )
     else:
-        seeds = [dataclasses.replace(s, run_id=frontier.run_id) for s in spider.seed_work_items()]
+        seeds = [
+            dataclasses.replace(limits.fit_work_item(s), run_id=frontier.run_id)
+            for s in spider.seed_work_items()
+        ]
         added = await run_in_thread(frontier.store.add_work_items, seeds)
         frontier.stats.inc_value("holocron/frontier/seeded", added)
         logger.info(

@@ -3,7 +3,10 @@
 What the crawl learns (discovered links, skipped or failed work items) is kept in memory and
 written in one batch per flush (every ``HOLOCRON_FLUSH_INTERVAL``, or as soon as
 ``HOLOCRON_FLUSH_SIZE`` entries wait), never on the reactor. What could not be written stays
-buffered for the next try; during a database outage the next try waits for the back-off.
+buffered for the next try; during a database outage the next try waits for the back-off. A
+batch the database refuses for its data (a value too long, one it cannot encode) is split until
+the refused entry stands alone (:mod:`.split_writes`): a refused discovery is logged and
+counted, a refused outcome fails its work item, for good, with the database's message.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from scrapy.utils.asyncio import run_in_thread, sleep
 from scrapy.utils.defer import deferred_from_coro
 
+from holocron_scrapy.model import Outcome, Status
 from holocron_scrapy.outage import database_unreachable, short_error
+from holocron_scrapy.split_writes import refusal_reason, write_split
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from holocron_scrapy.frontier import Frontier
-    from holocron_scrapy.model import Applied, NewWorkItem, Outcome
+    from holocron_scrapy.model import Applied, NewWorkItem
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class WriteBuffer:
         self._queued: dict[str, int] = {}  # dedupe key -> smallest depth queued by this run
         self._flush_scheduled = False
         self._stale_logged = False
+        self._failing = 0  # failed writes in a row that were neither outages nor refusals
 
     def pending(self) -> bool:
         """Something is buffered (a discovery adds work, a failure may be retried)."""
@@ -92,18 +98,13 @@ class WriteBuffer:
                 return False
             try:
                 if discovered:
-                    added = await run_in_thread(frontier.store.add_work_items, discovered)
-                    frontier.stats.inc_value("holocron/frontier/discovered_new", added)
-                    frontier.dirty = True
-                    discovered = []
-                if outcomes:
-                    applied = await run_in_thread(
-                        frontier.store.finish_items,
-                        outcomes,
-                        owner=frontier.owner,
-                        retry=frontier.retry,
+                    added = await write_split(
+                        frontier.store.add_work_items, discovered, self._refused_discovery
                     )
-                    self.count(applied)
+                    frontier.stats.inc_value("holocron/frontier/discovered_new", sum(added))
+                    frontier.dirty = True
+                if outcomes:
+                    await self._finish_items(outcomes)
                     frontier.dirty = True  # an outcome can reopen its item
             except Exception as exc:
                 frontier.stats.inc_value("holocron/frontier/write_errors")
@@ -113,14 +114,60 @@ class WriteBuffer:
                     if frontier.db_outage.exceeded():
                         frontier.give_up(exc)
                 else:
-                    logger.warning(
+                    # A mistake (a missing table, a permission): logged once, not every second.
+                    self._failing += 1
+                    logger.log(
+                        logging.WARNING if self._failing == 1 else logging.DEBUG,
                         "Could not write crawl state (%(error)s); will retry",
                         {"error": short_error(exc)},
                         exc_info=True,
                     )
                 return False
             frontier.db_outage.recovered()
+            if self._failing:
+                logger.info(
+                    "Crawl state written again after %(n)d failed tries", {"n": self._failing}
+                )
+                self._failing = 0
             return True
+
+    def _write_outcomes(self, outcomes: list[Outcome]) -> Applied:
+        frontier = self.frontier
+        return frontier.store.finish_items(outcomes, owner=frontier.owner, retry=frontier.retry)
+
+    async def _finish_items(self, outcomes: list[Outcome]) -> None:
+        """Write ``outcomes`` (what is not written stays in the list); an outcome the database
+        refuses fails its work item with the database's message instead, for good."""
+        refused: list[Outcome] = []
+
+        def refuse(outcome: Outcome, exc: BaseException) -> None:
+            reason = refusal_reason(exc)
+            self._log_refused("outcome", f"of work item {outcome.work_item_id}", reason)
+            message = f"the crawl state database refused this outcome: {reason}"
+            refused.append(Outcome(outcome.work_item_id, Status.FAILED, message, final=True))
+
+        def drop(outcome: Outcome, exc: BaseException) -> None:
+            # Only our own plain text is left: the lease of the item expires, the next run has it.
+            why = refusal_reason(exc)
+            self._log_refused("failure", f"of work item {outcome.work_item_id}", why)
+
+        for applied in await write_split(self._write_outcomes, outcomes, refuse):
+            self.count(applied)
+        try:
+            for applied in await write_split(self._write_outcomes, refused, drop):
+                self.count(applied)
+        finally:
+            outcomes += refused  # what an outage left unwritten
+
+    def _refused_discovery(self, item: NewWorkItem, exc: BaseException) -> None:
+        self._log_refused("discovery", repr(item.dedupe_key[:200]), refusal_reason(exc))
+
+    def _log_refused(self, kind: str, which: str, reason: str) -> None:
+        self.frontier.stats.inc_value(f"holocron/frontier/refused/{kind}")
+        logger.warning(
+            "The crawl state database refused the %(kind)s %(which)s: %(reason)s",
+            {"kind": kind, "which": which, "reason": reason},
+        )
 
     async def call(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
         """``fn`` in a thread; while the database is unreachable, wait and call it again (until

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import add_or_replace_parameter, canonicalize_url
 
+from holocron_scrapy.limits import clean_text
 from holocron_scrapy.model import canonical_json
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def discovered_url(value: Any, template: str | None, base_url: str) -> str | Non
     ``base_url``), or ``template`` with ``{value}`` and ``{last_segment}`` filled in."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    text = str(value).strip()
+    text = clean_text(str(value).strip())  # a lone surrogate has no URL encoding
     if not text:
         return None
     if template is not None:

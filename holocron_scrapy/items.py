@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from holocron_scrapy.limits import clean_text, fit_resource_id, fit_row
 from holocron_scrapy.model import IngestRow, canonical_json
 
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ResourceRecord:
-    """A fetched resource on its way to the lake and ``IngestRecords``.
+    """A fetched resource on its way to the lake and ``IngestRecords``; its ``resource_id`` and
+    ``request_uri`` fitted to their columns (see :mod:`holocron_scrapy.limits`).
 
     ``work_item`` is the claimed queue row it completes; its ``content_hash`` is the hash of the
     last record ingested for that resource, so an unchanged resource is recognised and skipped.
@@ -43,6 +45,11 @@ class ResourceRecord:
     # ({content_type, encoding, text}) or "base64" ({content_type, encoding, base64}).
     payload_format: str = "json"
 
+    def __post_init__(self) -> None:
+        # Fitted once, so the lake file's name and metadata and the row agree.
+        self.resource_id = fit_resource_id(self.resource_id)
+        self.request_uri = clean_text(self.request_uri)
+
     @cached_property
     def payload_json(self) -> str:
         return canonical_json(self.payload)
@@ -57,25 +64,29 @@ class ResourceRecord:
         return self.work_item.content_hash == self.hash_sha256
 
     def ingest_row(self) -> IngestRow:
+        """The row (and the lake file's metadata), with values its columns can store: a
+        ``resource_id`` too long is shortened (see :mod:`holocron_scrapy.limits`)."""
         assert self.fetched_at_utc is not None
-        return IngestRow(
-            source_system=self.work_item.source_system,
-            source_name=self.work_item.source_name,
-            resource_type=self.resource_type,
-            resource_id=self.resource_id,
-            request_uri=self.request_uri,
-            request_method=self.request_method,
-            request_headers=self.request_headers,
-            status_code=self.status_code,
-            response_headers=self.response_headers,
-            payload=self.payload,
-            fetched_at_utc=self.fetched_at_utc,
-            hash_sha256=self.hash_sha256,
-            run_id=self.run_id,
-            work_item_id=self.work_item.id,
-            attempt=self.work_item.attempt,
-            duration_ms=self.duration_ms,
-            payload_json=self.payload_json,
+        return fit_row(
+            IngestRow(
+                source_system=self.work_item.source_system,
+                source_name=self.work_item.source_name,
+                resource_type=self.resource_type,
+                resource_id=self.resource_id,
+                request_uri=self.request_uri,
+                request_method=self.request_method,
+                request_headers=self.request_headers,
+                status_code=self.status_code,
+                response_headers=self.response_headers,
+                payload=self.payload,
+                fetched_at_utc=self.fetched_at_utc,
+                hash_sha256=self.hash_sha256,
+                run_id=self.run_id,
+                work_item_id=self.work_item.id,
+                attempt=self.work_item.attempt,
+                duration_ms=self.duration_ms,
+                payload_json=self.payload_json,
+            )
         )
 
     def lake_document(self) -> bytes:

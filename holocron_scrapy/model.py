@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,19 @@ class Status(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def canonical_json(obj: Any) -> str:
     """The one serialization of payloads and headers (stored, written to the lake and hashed):
-    sorted keys, compact, UTF-8 text kept as is."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    sorted keys, compact, UTF-8 text kept as is, except a lone surrogate (a JSON ``"\\ud800"``
+    that pairs with nothing): it stays a JSON escape, which no encoder refuses and which reads
+    back as the same value."""
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    # isascii() is O(1); the search costs about a sixth of the dumps, on text that is not.
+    if not text.isascii() and _LONE_SURROGATE.search(text):  # only in strings
+        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 def dedupe_key(source_system: str, source_name: str, resource_type: str, resource_id: str) -> str:
@@ -64,7 +74,7 @@ class NewWorkItem:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """A claimed row of ``work_items``."""
+    """A claimed row of ``work_items``; ``attempt`` names the claim (see :class:`Outcome`)."""
 
     id: int
     source_system: str
@@ -99,6 +109,12 @@ class Outcome:
     # For completed items: the resource's version at the source (a MediaWiki page's
     # ``lastrevid``, or DELETED_VERSION), which a recrawl compares with the current one.
     version: str | None = None
+    # The claim this outcome ends (``WorkItem.attempt``): it applies only while that claim
+    # holds, never to a later claim of the same item, even by the same owner. None: any claim
+    # of the writer (tools and tests writing outcomes directly).
+    attempt: int | None = None
+    # A failure another attempt cannot cure (a value the database refuses): not retried.
+    final: bool = False
 
     @classmethod
     def completed(cls, item: WorkItem, content_hash: str, version: str | None = None) -> Outcome:
@@ -108,11 +124,16 @@ class Outcome:
             content_hash=content_hash,
             depth=item.depth,
             version=version,
+            attempt=item.attempt,
         )
 
     @classmethod
     def skipped(cls, item: WorkItem, reason: str) -> Outcome:
-        return cls(item.id, Status.SKIPPED, reason, depth=item.depth)
+        return cls(item.id, Status.SKIPPED, reason, depth=item.depth, attempt=item.attempt)
+
+    @classmethod
+    def failed(cls, item: WorkItem, message: str, *, final: bool = False) -> Outcome:
+        return cls(item.id, Status.FAILED, message, attempt=item.attempt, final=final)
 
 
 @dataclass(slots=True)

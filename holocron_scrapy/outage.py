@@ -1,11 +1,14 @@
 """Dependencies of the crawl out of reach for a while: which errors are passing outages (the
-state database down or locked, the lake unwritable) and :class:`Outage`, the back-off and the
-log lines (one when it starts, one when it ends) for each."""
+state database down or locked, the lake unwritable), which are lost transaction conflicts
+(deadlocks, serialization failures: run the transaction again, they are no outage), and
+:class:`Outage`, the back-off and the log lines (one when it starts, one when it ends) for
+each."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -28,10 +31,44 @@ def short_error(exc: BaseException) -> str:
 _SQLITE_TRANSIENT = ("locked", "busy", "readonly", "disk i/o", "unable to open", "disk is full")
 
 
+#: SQLSTATEs of a transaction that lost to a concurrent one: serialization failure (40001, also
+#: SQL Server's deadlock victim through ODBC) and PostgreSQL's deadlock_detected (40P01).
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+#: SQL Server's native errors of the same kind, "(1205)" / "(1222)" in an ODBC message: chosen
+#: as the deadlock victim; lock request time out period exceeded (under SET LOCK_TIMEOUT).
+_MSSQL_CONFLICT = re.compile(r"\((?:1205|1222)\)")
+
+
+def transaction_conflict(exc: BaseException) -> bool:
+    """A database error that says the transaction lost a conflict with another one (a deadlock
+    victim, a serialization failure, a lock wait timed out) and was rolled back: running it
+    again is the cure. Not an outage, not a mistake.
+
+    PostgreSQL (psycopg) gives the SQLSTATE as ``sqlstate`` (``pgcode`` in psycopg2); pyodbc as
+    its first argument, with SQL Server's native error number in the message."""
+    if not isinstance(exc, sa.exc.DBAPIError) or exc.connection_invalidated:
+        return False
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state in CONFLICT_SQLSTATES:
+        return True
+    if not type(orig).__module__.startswith(("pyodbc", "pymssql")):
+        return False
+    args = getattr(orig, "args", ())
+    if args and args[0] in CONFLICT_SQLSTATES:
+        return True
+    return bool(_MSSQL_CONFLICT.search(str(orig)))
+
+
 def database_unreachable(exc: BaseException) -> bool:
     """A database error that waiting may cure: the server is down or restarting, the connection
     died, the pool timed out (PostgreSQL's and SQL Server's drivers raise ``OperationalError``
-    for these, ``ProgrammingError`` for mistakes); SQLite locked, read-only or out of disk."""
+    for these, ``ProgrammingError`` for mistakes); SQLite locked, read-only or out of disk.
+
+    A lost transaction conflict (:func:`transaction_conflict`: psycopg raises deadlocks as
+    ``OperationalError`` too) is not: the store runs its transaction again."""
+    if transaction_conflict(exc):
+        return False
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa.exc.InterfaceError | sa.exc.TimeoutError):

@@ -33,10 +33,14 @@ RESOURCE_ID_LENGTH = 2000
 DEDUPE_KEY_LENGTH = 64 + 128 + 64 + RESOURCE_ID_LENGTH + 3
 
 VERSION_LENGTH = 64
+PID_NAMESPACE_LENGTH = 100
 
 #: Nullable columns added after a table was first released: create_tables() and the SQL Server
 #: script add them to tables created by an older version.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"work_items": ("version", "cursor", "hops")}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "work_items": ("version", "cursor", "hops"),
+    "runs": ("heartbeat_at", "pid_namespace"),
+}
 
 RUN_COUNT_COLUMNS = (
     "items_discovered",
@@ -136,6 +140,10 @@ def _ingest_records(metadata: sa.MetaData) -> sa.Table:
         sa.PrimaryKeyConstraint("ingest_id", name="pk_ingest_records"),
         sa.Index("ix_ingest_records_work_item_id", "work_item_id"),
         sa.Index("ix_ingest_records_resource", "source_system", "source_name", "resource_type"),
+        # A source's records in id order: the incremental Parquet export (lake_export.py).
+        sa.Index("ix_ingest_records_source_ingest", "source_system", "source_name", "ingest_id"),
+        # A run's records: its manifest (manifest.py).
+        sa.Index("ix_ingest_records_run", "run_id"),
     )
 
 
@@ -154,6 +162,11 @@ def _runs(metadata: sa.MetaData) -> sa.Table:
         sa.Column("finish_reason", sa.Unicode(200), nullable=True),
         sa.Column("started_at", UTC_DATETIME, nullable=False),
         sa.Column("finished_at", UTC_DATETIME, nullable=True),
+        # Written by the run's lease renewal loop: a running run without one for long is dead.
+        sa.Column("heartbeat_at", UTC_DATETIME, nullable=True),
+        # The kernel boot and pid namespace ``pid`` belongs to ("<boot_id>/pid:[<inode>]"):
+        # two containers sharing a host name have different ones.
+        sa.Column("pid_namespace", sa.Unicode(PID_NAMESPACE_LENGTH), nullable=True),
         *(
             sa.Column(name, sa.Integer(), nullable=False, server_default=_zero())
             for name in RUN_COUNT_COLUMNS

@@ -18,7 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateSchema
 
-from holocron_scrapy import store_budget, store_leases, store_queue, store_records, store_sources
+from holocron_scrapy import (
+    store_budget,
+    store_leases,
+    store_queue,
+    store_records,
+    store_runs,
+    store_sources,
+)
 from holocron_scrapy.dburl import masked, validate_schema_name
 from holocron_scrapy.model import (
     NO_RETRIES,
@@ -33,6 +40,8 @@ from holocron_scrapy.model import (
 )
 from holocron_scrapy.schema import ADDED_COLUMNS, RUN_COUNT_COLUMNS, Tables, build_tables
 from holocron_scrapy.store_leases import Outlook
+from holocron_scrapy.store_retry import retry_conflicts
+from holocron_scrapy.store_runs import RunState
 from holocron_scrapy.store_sql import (
     InsertStyle,
     dedupe_hash,
@@ -47,7 +56,15 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["InsertStyle", "Outlook", "StateStore", "canonical_json", "dedupe_hash", "utcnow"]
+__all__ = [
+    "InsertStyle",
+    "Outlook",
+    "RunState",
+    "StateStore",
+    "canonical_json",
+    "dedupe_hash",
+    "utcnow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +73,9 @@ _RUNNING = "running"
 
 class StateStore:
     """Crawl state in SQL: the ``work_items`` queue, ``IngestRecords`` and ``runs``.
+
+    Each method is one transaction; one that lost a conflict with another (a deadlock victim,
+    a serialization failure) is run again, a few times (:func:`store_retry.retry_conflicts`).
 
     ``insert_style`` picks how :meth:`add_work_items` inserts if new; by default
     ``"on_conflict"`` (``INSERT ... ON CONFLICT DO NOTHING``) on SQLite and PostgreSQL, else
@@ -105,10 +125,21 @@ class StateStore:
                 conn.execute(CreateSchema(schema))
             self.tables.metadata.create_all(conn, checkfirst=True)
             self._add_missing_columns(conn)
+            self._add_missing_indexes(conn)
         logger.debug("State tables ready on %(url)s", {"url": self.url_for_log})
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def _add_missing_indexes(self, conn: Connection) -> None:
+        """Create the indexes that tables created by an older version lack."""
+        inspector = sa.inspect(conn)
+        for table in self.tables.metadata.sorted_tables:
+            present = {i["name"] for i in inspector.get_indexes(table.name, table.schema)}
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                if index.name not in present and not index.unique:
+                    index.create(conn)
+                    logger.info("Created the index %(index)s", {"index": index.name})
 
     def _add_missing_columns(self, conn: Connection) -> None:
         """Add the :data:`ADDED_COLUMNS` that tables created by an older version lack."""
@@ -130,11 +161,21 @@ class StateStore:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    @retry_conflicts
     def start_run(
-        self, *, source_system: str, source_name: str, worker_id: str, hostname: str, pid: int
+        self,
+        *,
+        source_system: str,
+        source_name: str,
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        pid_namespace: str | None = None,
     ) -> str:
-        """Record a new run as ``running`` and return its id (``uuid4().hex``)."""
+        """Record a new run as ``running`` (its first heartbeat) and return its id
+        (``uuid4().hex``); ``pid_namespace`` tells whose ``pid`` it is (see ``runs``)."""
         run_id = uuid.uuid4().hex
+        now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.insert(self.tables.runs).values(
@@ -144,12 +185,15 @@ class StateStore:
                     worker_id=worker_id,
                     hostname=hostname,
                     pid=pid,
+                    pid_namespace=pid_namespace,
                     status=_RUNNING,
-                    started_at=utcnow(),
+                    started_at=now,
+                    heartbeat_at=now,
                 )
             )
         return run_id
 
+    @retry_conflicts
     def finish_run(
         self, run_id: str, *, status: str, reason: str | None, counts: Mapping[str, int]
     ) -> None:
@@ -169,6 +213,7 @@ class StateStore:
 
     # -- the queue ----------------------------------------------------------------------------
 
+    @retry_conflicts
     def add_work_items(self, items: Sequence[NewWorkItem]) -> int:
         """Insert the items whose dedupe key is new; return how many were inserted.
 
@@ -192,6 +237,7 @@ class StateStore:
         )
         return len(inserted)
 
+    @retry_conflicts
     def claim(
         self,
         *,
@@ -221,6 +267,7 @@ class StateStore:
                 lease_seconds=lease_seconds,
             )
 
+    @retry_conflicts
     def finish_items(
         self,
         outcomes: Sequence[Outcome],
@@ -229,8 +276,10 @@ class StateStore:
         retry: RetryPolicy = NO_RETRIES,
     ) -> Applied:
         """Apply outcomes to items still ``in_progress`` (and, given an ``owner``, still leased
-        to it); a failure below ``retry.max_attempts`` goes back to ``pending`` until its
-        ``next_retry_at``. The others are dropped and listed in :attr:`Applied.stale`."""
+        to it) under the claim an outcome names (its ``attempt``: never a later claim of the
+        item, even by the same owner); a failure below ``retry.max_attempts`` goes back to
+        ``pending`` until its ``next_retry_at``. The others are dropped and listed in
+        :attr:`Applied.stale`."""
         if not outcomes:
             return Applied()
         with self.engine.begin() as conn:
@@ -238,6 +287,7 @@ class StateStore:
                 conn, self.tables.work_items, outcomes, owner, retry
             )
 
+    @retry_conflicts
     def commit_records(
         self,
         rows: Sequence[IngestRow],
@@ -267,30 +317,51 @@ class StateStore:
                 )
         return applied
 
+    @retry_conflicts
     def renew_leases(
-        self, *, owner: str, work_item_ids: Sequence[int], lease_seconds: float
+        self,
+        *,
+        owner: str,
+        claims: Mapping[int, int],
+        lease_seconds: float,
+        run_id: str | None = None,
     ) -> int:
-        """Extend ``owner``'s leases on these items (still ``in_progress``) by ``lease_seconds``
-        from now: a live crawl keeps its long-running claims. Returns how many were renewed."""
+        """Extend ``owner``'s leases on these claims (work item id -> the claim's attempt;
+        items still ``in_progress`` under that very claim) by ``lease_seconds`` from now: a live
+        crawl keeps its long-running claims. Given a ``run_id``, the run's heartbeat
+        (``runs.heartbeat_at``) is written in the same transaction, claims or none. Returns how
+        many leases were renewed."""
         now = utcnow()
-        ids = sorted(set(work_item_ids))
-        if not ids:
+        if not claims and run_id is None:
             return 0
         with self.engine.begin() as conn:
+            if run_id is not None:
+                store_runs.heartbeat(conn, self.tables.runs, run_id, now)
             return store_leases.renew(
                 conn,
                 self.tables.work_items,
                 owner=owner,
-                ids=ids,
+                claims=claims,
                 now=now,
                 lease_seconds=lease_seconds,
             )
 
+    @retry_conflicts
+    def run_states(self, run_ids: Sequence[str]) -> list[RunState]:
+        """What tells whether these runs are alive: status, process, last heartbeat."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return store_runs.run_states(conn, self.tables.runs, ids)
+
+    @retry_conflicts
     def leased_ids(self, *, owner: str) -> list[int]:
         """The ids of the items ``in_progress`` under ``owner``'s lease."""
         with self.engine.connect() as conn:
             return store_leases.leased_ids(conn, self.tables.work_items, owner=owner)
 
+    @retry_conflicts
     def outlook(self, *, source_system: str, source_name: str, owner: str) -> Outlook:
         """What may still come of a source when nothing is claimable now: failures scheduled
         for a later attempt, and items in flight under other owners' live leases."""
@@ -303,13 +374,21 @@ class StateStore:
                 owner=owner,
             )
 
+    @retry_conflicts
     def save_cursor(
-        self, work_item_id: int, cursor: str | None, *, owner: str, lease_seconds: float
+        self,
+        work_item_id: int,
+        cursor: str | None,
+        *,
+        owner: str,
+        lease_seconds: float,
+        attempt: int | None = None,
     ) -> bool:
         """Store a listing's continuation (``work_items.cursor``) and renew its lease.
 
-        Only while the item is ``in_progress`` and leased to ``owner``; returns whether it was
-        (False: the claim was lost, e.g. its lease expired and another worker took it).
+        Only while the item is ``in_progress`` and leased to ``owner`` (under the claim
+        ``attempt``, when given); returns whether it was (False: the claim was lost, e.g. its
+        lease expired and another worker took it).
         """
         with self.engine.begin() as conn:
             return store_leases.save_cursor(
@@ -319,18 +398,32 @@ class StateStore:
                 cursor,
                 owner=owner,
                 lease_seconds=lease_seconds,
+                attempt=attempt,
             )
 
-    def release(self, *, owner: str, work_item_ids: Sequence[int] | None = None) -> int:
-        """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``.
+    @retry_conflicts
+    def release(
+        self,
+        *,
+        owner: str,
+        work_item_ids: Sequence[int] | None = None,
+        source: tuple[str, str] | None = None,
+    ) -> int:
+        """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``; given a
+        ``source`` (system, name), only that source's (found by the claim index, not a scan).
 
         A released claim does not count as an attempt. Returns how many items were released.
         """
         with self.engine.begin() as conn:
             return store_leases.release(
-                conn, self.tables.work_items, owner=owner, work_item_ids=work_item_ids
+                conn,
+                self.tables.work_items,
+                owner=owner,
+                work_item_ids=work_item_ids,
+                source=source,
             )
 
+    @retry_conflicts
     def completed_versions(
         self,
         *,
@@ -353,6 +446,7 @@ class StateStore:
                 limit=limit,
             )
 
+    @retry_conflicts
     def requeue_ids(self, work_item_ids: Sequence[int]) -> int:
         """Put the given ``completed`` items back to ``pending`` (attempt 0), keeping their
         ``content_hash`` and ``version``; return how many were requeued."""
@@ -362,6 +456,7 @@ class StateStore:
         with self.engine.begin() as conn:
             return store_queue.requeue_ids(conn, self.tables.work_items, ids)
 
+    @retry_conflicts
     def requeue_keys(self, dedupe_keys: Sequence[str]) -> int:
         """Put the items with these dedupe keys back to ``pending`` (attempt 0) if they ended
         ``completed`` or ``skipped``, keeping their ``content_hash`` and ``version``; unknown keys
@@ -377,6 +472,7 @@ class StateStore:
         with self.engine.begin() as conn:
             return store_queue.requeue_hashes(conn, self.tables.work_items, hashes)
 
+    @retry_conflicts
     def lease_owners(self, *, source_system: str, source_name: str) -> list[str]:
         """The owners holding leases on the source's ``in_progress`` items."""
         with self.engine.connect() as conn:
@@ -384,6 +480,7 @@ class StateStore:
                 conn, self.tables.work_items, source_system=source_system, source_name=source_name
             )
 
+    @retry_conflicts
     def requeue(self, *, source_system: str, source_name: str, statuses: Sequence[Status]) -> int:
         """Put the source's items in ``statuses`` back to ``pending`` with attempt 0."""
         if not statuses:
@@ -408,6 +505,7 @@ class StateStore:
             url=url,
         )
 
+    @retry_conflicts
     def reserve_request(
         self, *, source_system: str, source_name: str, interval_seconds: float
     ) -> float:
@@ -427,6 +525,7 @@ class StateStore:
             interval_seconds=interval_seconds,
         )
 
+    @retry_conflicts
     def counts(self, *, source_system: str, source_name: str) -> dict[str, int]:
         """Items of the source per status, every :class:`Status` value present."""
         wi = self.tables.work_items

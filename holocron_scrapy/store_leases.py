@@ -9,6 +9,7 @@ transaction :class:`~holocron_scrapy.store.StateStore` owns.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from holocron_scrapy.model import Status, WorkItem
 from holocron_scrapy.store_sql import as_datetime, update_in, utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy.engine import Connection
 
@@ -62,7 +63,7 @@ def claim(
         .order_by(wi.c.priority.desc(), wi.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .with_hint(wi, "WITH (UPDLOCK, READPAST, ROWLOCK)", dialect_name="mssql")
+        .with_hint(wi, "WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)", dialect_name="mssql")
     )
     stmt = (
         sa.update(wi)
@@ -122,17 +123,29 @@ def renew(
     wi: sa.Table,
     *,
     owner: str,
-    ids: Sequence[int],
+    claims: Mapping[int, int],
     now: datetime,
     lease_seconds: float,
 ) -> int:
-    """Extend ``owner``'s leases on the ``in_progress`` items among ``ids``."""
-    stmt = (
-        sa.update(wi)
-        .where(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner)
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
-    )
-    return update_in(conn, stmt, wi.c.id, ids)
+    """Extend ``owner``'s leases on the ``in_progress`` items of ``claims`` (id -> attempt),
+    each only under the claim named by its attempt: one statement per attempt number (a few)
+    and chunk of ids, taken in id order."""
+    by_attempt: dict[int, list[int]] = defaultdict(list)
+    for work_item_id, attempt in sorted(claims.items()):
+        by_attempt[attempt].append(work_item_id)
+    renewed = 0
+    for attempt, ids in sorted(by_attempt.items()):
+        stmt = (
+            sa.update(wi)
+            .where(
+                wi.c.status == Status.IN_PROGRESS.value,
+                wi.c.lease_owner == owner,
+                wi.c.attempt == attempt,
+            )
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        )
+        renewed += update_in(conn, stmt, wi.c.id, ids)
+    return renewed
 
 
 def leased_ids(conn: Connection, wi: sa.Table, *, owner: str) -> list[int]:
@@ -181,16 +194,21 @@ def save_cursor(
     *,
     owner: str,
     lease_seconds: float,
+    attempt: int | None,
 ) -> bool:
-    """Store a listing's cursor and renew its lease, if it is still ``owner``'s."""
+    """Store a listing's cursor and renew its lease, if it is still ``owner``'s (under the
+    claim ``attempt`` when given)."""
     now = utcnow()
+    live = [
+        wi.c.id == work_item_id,
+        wi.c.status == Status.IN_PROGRESS.value,
+        wi.c.lease_owner == owner,
+    ]
+    if attempt is not None:
+        live.append(wi.c.attempt == attempt)
     stmt = (
         sa.update(wi)
-        .where(
-            wi.c.id == work_item_id,
-            wi.c.status == Status.IN_PROGRESS.value,
-            wi.c.lease_owner == owner,
-        )
+        .where(*live)
         .values(
             cursor=cursor,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
@@ -201,12 +219,21 @@ def save_cursor(
 
 
 def release(
-    conn: Connection, wi: sa.Table, *, owner: str, work_item_ids: Sequence[int] | None
+    conn: Connection,
+    wi: sa.Table,
+    *,
+    owner: str,
+    work_item_ids: Sequence[int] | None,
+    source: tuple[str, str] | None = None,
 ) -> int:
-    """Return ``owner``'s leased items (or only ``work_item_ids``) to ``pending``."""
+    """Return ``owner``'s leased items (or only ``work_item_ids``; of ``source`` only, when
+    given) to ``pending``."""
+    where = [wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner]
+    if source is not None:
+        where += [wi.c.source_system == source[0], wi.c.source_name == source[1]]
     stmt = (
         sa.update(wi)
-        .where(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner)
+        .where(*where)
         .values(
             status=Status.PENDING.value,
             attempt=sa.case((wi.c.attempt > 0, wi.c.attempt - 1), else_=0),

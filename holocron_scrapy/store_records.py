@@ -1,6 +1,7 @@
 """The statements that end work items: outcomes, and the ingest records written with them.
 
-Outcomes apply only to items still ``in_progress`` (under the writer's lease when one is given),
+Outcomes apply only to items still ``in_progress`` (under the writer's lease when one is given,
+and under the claim, ``attempt``, that the outcome names),
 read and locked first in one lock order; a failure below the retry policy's limit goes back to
 ``pending`` until its ``next_retry_at``. Each function runs on a connection whose transaction
 :class:`~holocron_scrapy.store.StateStore` owns.
@@ -71,6 +72,8 @@ def apply_outcomes(
     by_id = {outcome.work_item_id: outcome for outcome in outcomes}
     ids = sorted(by_id)  # one lock order for concurrent writers
     live = _live(conn, wi, ids, owner)
+    # Fenced by the claim: an outcome of an earlier claim (attempt) of the item is stale.
+    live = {i: v for i, v in live.items() if by_id[i].attempt in (None, v[0])}
     applied = Applied(stale=[i for i in ids if i not in live])
     params = []
     for work_item_id in ids:
@@ -82,7 +85,7 @@ def apply_outcomes(
         closer = outcome.depth is not None and depth < outcome.depth
         if outcome.status in REOPENABLE and closer:
             status = Status.PENDING.value  # found closer while in flight: expand it again
-        elif outcome.status == Status.FAILED and retry.retries(attempt):
+        elif outcome.status == Status.FAILED and not outcome.final and retry.retries(attempt):
             status = Status.PENDING.value
             retry_at = now + timedelta(seconds=retry.delay(attempt))
         if retry_at is None:
@@ -92,6 +95,7 @@ def apply_outcomes(
         params.append(
             {
                 "b_id": work_item_id,
+                "b_attempt": attempt,
                 "b_status": status,
                 "b_error_message": _truncate(outcome.error_message),
                 "b_content_hash": outcome.content_hash,
@@ -102,7 +106,11 @@ def apply_outcomes(
                 "b_keep_cursor": retry_at is not None,
             }
         )
-    where = [wi.c.id == sa.bindparam("b_id"), wi.c.status == Status.IN_PROGRESS.value]
+    where = [
+        wi.c.id == sa.bindparam("b_id"),
+        wi.c.status == Status.IN_PROGRESS.value,
+        wi.c.attempt == sa.bindparam("b_attempt", type_=sa.Integer),  # the claim's fence
+    ]
     if owner is not None:
         where.append(wi.c.lease_owner == owner)
     stmt = (
@@ -131,7 +139,8 @@ def apply_outcomes(
     execute_counting(conn, stmt, params)
     if applied.stale:
         logger.debug(
-            "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s",
+            "Dropped the outcomes of %(n)d work items no longer leased to %(owner)s under "
+            "the claim the outcome ends",
             {"n": len(applied.stale), "owner": owner},
         )
     return applied

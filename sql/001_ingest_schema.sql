@@ -46,6 +46,14 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_resour
     CREATE INDEX ix_ingest_records_resource ON ingest.[IngestRecords] (source_system, source_name, resource_type);
 GO
 
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_run' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
+    CREATE INDEX ix_ingest_records_run ON ingest.[IngestRecords] (run_id);
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_source_ingest' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
+    CREATE INDEX ix_ingest_records_source_ingest ON ingest.[IngestRecords] (source_system, source_name, ingest_id);
+GO
+
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ingest_records_work_item_id' AND object_id = OBJECT_ID(N'[ingest].[IngestRecords]'))
     CREATE INDEX ix_ingest_records_work_item_id ON ingest.[IngestRecords] (work_item_id);
 GO
@@ -63,6 +71,8 @@ CREATE TABLE ingest.runs (
 	finish_reason NVARCHAR(200) NULL,
 	started_at DATETIME2 NOT NULL,
 	finished_at DATETIME2 NULL,
+	heartbeat_at DATETIME2 NULL,
+	pid_namespace NVARCHAR(100) NULL,
 	items_discovered INTEGER NOT NULL DEFAULT 0,
 	items_completed INTEGER NOT NULL DEFAULT 0,
 	items_failed INTEGER NOT NULL DEFAULT 0,
@@ -72,6 +82,14 @@ CREATE TABLE ingest.runs (
 	CONSTRAINT pk_runs PRIMARY KEY (run_id)
 );
 END
+GO
+
+IF COL_LENGTH(N'[ingest].[runs]', N'heartbeat_at') IS NULL
+    ALTER TABLE [ingest].[runs] ADD heartbeat_at DATETIME2 NULL;
+GO
+
+IF COL_LENGTH(N'[ingest].[runs]', N'pid_namespace') IS NULL
+    ALTER TABLE [ingest].[runs] ADD pid_namespace NVARCHAR(100) NULL;
 GO
 
 IF OBJECT_ID(N'[ingest].[source_budget]', N'U') IS NULL

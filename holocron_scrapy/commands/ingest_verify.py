@@ -16,21 +16,16 @@ source, a bad source file, a database or ground truth that cannot be read).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
-from scrapy.utils.conf import arglist_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.dburl import DatabaseConfigError, masked, resolve_db_url, resolve_schema
-from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
+from holocron_scrapy.dburl import masked
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.schema import build_tables
-from holocron_scrapy.sources import SourceConfigError, load_source
-from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, read_only_engine, verify
+from holocron_scrapy.source_command import SourceCommand
+from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, verify
 
 if TYPE_CHECKING:
     import argparse
@@ -40,28 +35,12 @@ if TYPE_CHECKING:
 EXIT_PROBLEMS = 1
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings = {"LOG_ENABLED": False}
-
-    def syntax(self) -> str:
-        return "-a source=NAME [options]"
-
+class Command(SourceCommand):
     def short_desc(self) -> str:
         return "Audit a source's lake and state database (records, files, hashes, work items)"
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
-        parser.add_argument(
-            "-a",
-            dest="spargs",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="source=NAME (a source name, or a source file's path)",
-        )
-        parser.add_argument("--source", help="the same as -a source=NAME")
         parser.add_argument(
             "--ground-truth",
             metavar="FILE",
@@ -82,20 +61,13 @@ class Command(ScrapyCommand):
             help=f"examples shown per problem class (default {DEFAULT_EXAMPLES})",
         )
 
-    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
-        super().process_options(args, opts)
-        try:
-            opts.spargs = arglist_to_dict(opts.spargs)
-        except ValueError:
-            raise UsageError("Invalid -a value, use -a NAME=VALUE", print_help=False) from None
-
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         if args:
             raise UsageError(f"unexpected arguments: {' '.join(args)}")
         if opts.examples < 0:
             raise UsageError("--examples must be 0 or more", print_help=False)
-        source_name = self._source_name(opts)
+        source_name = self.source_name(opts)
         truth = None
         if opts.ground_truth:
             try:
@@ -107,39 +79,14 @@ class Command(ScrapyCommand):
             print(line)
         self.exitcode = 0 if report.ok else EXIT_PROBLEMS
 
-    def _source_name(self, opts: argparse.Namespace) -> str:
-        assert self.settings is not None
-        ref = opts.source or opts.spargs.get("source")
-        if not ref:
-            raise UsageError("which source? -a source=NAME (or --source NAME)")
-        if ref.endswith((".yaml", ".yml")) or os.sep in ref:
-            sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
-            try:
-                return load_source(ref, Path(sources_dir) if sources_dir else None).name
-            except SourceConfigError as exc:
-                raise UsageError(str(exc), print_help=False) from exc
-        try:
-            return safe_component(ref)
-        except LakePathError:
-            raise UsageError(
-                f"source {ref!r} is neither a source name ({COMPONENT_PATTERN}) nor a "
-                ".yaml source file",
-                print_help=False,
-            ) from None
-
     def _verify(self, source_name: str, truth: set[str] | None, opts: argparse.Namespace) -> Report:
         assert self.settings is not None
-        try:
-            url = resolve_db_url(self.settings.get("HOLOCRON_DB_URL"), os.environ)
-            schema = resolve_schema(self.settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
-            engine = read_only_engine(url)
-        except (DatabaseConfigError, FileNotFoundError) as exc:
-            raise UsageError(str(exc), print_help=False) from exc
-        lake = Path(self.settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
+        engine, tables, url = self.read_only_database()
+        lake = self.lake_dir()
         try:
             return verify(
                 engine,
-                build_tables(schema),
+                tables,
                 lake,
                 source_name,
                 ground_truth=truth,

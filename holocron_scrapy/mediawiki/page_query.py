@@ -7,7 +7,9 @@ pages are merged by page id across those responses. Then each title ends one way
   ``max_depth``, what it leads to (see :class:`.discovery.Discoverer`);
 * a redirect or a non-canonical title: skipped, and the target page queued at the same depth
   (the target is the record, the redirect is not);
-* missing: a record of its deletion if it had a record before, else skipped; invalid: skipped.
+* missing: a record of its deletion if it had a record before, else skipped; invalid: skipped;
+* an answer that mixes up identities (one page id for two titles, one title with two page ids):
+  failed, naming the conflict; nothing of the other title is merged into its record.
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ class PageQuery:
     ) -> Iterator[Any]:
         discoverer = self.spider.discoverer
         target = pages.resolve(item.resource_id)
+        conflict = pages.conflict(item.resource_id, target)
+        if conflict is not None:
+            self.spider.stats.inc_value("holocron/mediawiki/identity_conflicts")
+            yield Outcome(item.id, Status.FAILED, conflict, depth=item.depth)
+            return
         page = pages.page(target)
         if page is None:
             reason = "interwiki" if target in pages.interwiki else "not in the API's answer"

@@ -136,8 +136,13 @@ class ResourceFetch:
             yield self.request(url, items, request.callback, state)
             return
         for item in items:
-            page = pages.page(pages.resolve(item.resource_id))
-            if page is None:
+            target = pages.resolve(item.resource_id)
+            page = pages.page(target)
+            conflict = pages.conflict(item.resource_id, target)
+            if conflict is not None:
+                self.spider.stats.inc_value("holocron/mediawiki/identity_conflicts")
+                yield Outcome(item.id, Status.FAILED, conflict)
+            elif page is None:
                 yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")
             elif page.get("invalid"):
                 reason = printable(page.get("invalidreason"))

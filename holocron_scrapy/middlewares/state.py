@@ -14,6 +14,7 @@ the reason, instead of letting it go.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
@@ -46,11 +47,15 @@ class StateMiddleware:
     async def process_spider_output(
         self, response: Response, result: AsyncIterator[Any]
     ) -> AsyncIterator[Any]:
+        # The claims the response serves: an outcome ends the claim its request was made for.
+        request = response.request
+        claims = {} if request is None else {i.id: i.attempt for i in work_items_of(request)}
         async for obj in result:
             if isinstance(obj, NewWorkItem):
                 self.frontier.discover(obj)
             elif isinstance(obj, Outcome):
-                self.frontier.finish(obj)
+                attempt = claims.get(obj.work_item_id) if obj.attempt is None else obj.attempt
+                self.frontier.finish(dataclasses.replace(obj, attempt=attempt))
             elif isinstance(obj, Request) and self._refused(obj, response):
                 continue
             else:

@@ -3,8 +3,11 @@ transaction that completes its work items.
 
 An item waits for its batch (at most ``HOLOCRON_INGEST_BATCH_SIZE`` rows or
 ``HOLOCRON_INGEST_MAX_DELAY`` seconds), so Scrapy's item stats and back-pressure stay honest. An
-unchanged resource completes its work item with no new row. A failed batch fails its work items
-with the error and drops the items: never completed, never silently lost.
+unchanged resource completes its work item with no new row. A batch the database refuses for its
+data (a value too long, one it cannot encode) is split in halves until the refused record stands
+alone: it fails, for good, with the database's message, the others are written. Another failed
+batch fails its work items with the error. A failed item is dropped: never completed, never
+silently lost.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.model import IngestRow, Outcome
 from holocron_scrapy.outage import short_error
+from holocron_scrapy.split_writes import refusal_reason, refused_by_database
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -92,10 +96,22 @@ class IngestRecordsPipeline:
         try:
             await self.frontier.commit_records(rows, [e.outcome for e in batch])
         except Exception as exc:
-            message = f"IngestRecords write failed: {short_error(exc)}"
-            logger.exception("%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)})
+            refused = refused_by_database(exc)
+            if refused and len(batch) > 1:
+                # One bad row must not take the others with it: each half on its own.
+                self.stats.inc_value("holocron/ingest/split")
+                middle = len(batch) // 2
+                await self._flush(batch[:middle])
+                await self._flush(batch[middle:])
+                return
+            reason = refusal_reason(exc) if refused else short_error(exc)
+            message = f"IngestRecords write failed: {reason}"
+            logger.error(
+                "%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)}, exc_info=not refused
+            )
             self.stats.inc_value("holocron/ingest/errors")
-            self.frontier.fail([e.record.work_item for e in batch], message)
+            # Refused data is refused again: no retry (an outage or a mistake may pass).
+            self.frontier.fail([e.record.work_item for e in batch], message, final=refused)
             for entry in batch:
                 entry.future.set_exception(DropItem(message))
             return

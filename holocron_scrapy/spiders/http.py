@@ -40,6 +40,7 @@ from holocron_scrapy.bounds import Bounds, Chain, stopped
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.limits import fit_resource_id, is_shortened, resource_id_length
 from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
@@ -97,7 +98,8 @@ class HttpSpider(SourceSpider):
         spider._log_filter = RedactingFilter(spider.secrets)
         crawler.signals.connect(spider._filter_logs, signal=signals.engine_started)
         crawler.signals.connect(spider._unfilter_logs, signal=signals.engine_stopped)
-        spider._seeds = {seed.resource_id: seed for seed in spider.config.seeds}
+        # By the id their work items hold: a long POST body's is shortened (holocron_scrapy.limits).
+        spider._seeds = {fit_resource_id(seed.resource_id): seed for seed in spider.config.seeds}
         links = spider.config.discovery.html_links
         # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
         # allow_domains would compare host:port with them).
@@ -229,6 +231,15 @@ class HttpSpider(SourceSpider):
     def _resource_request(self, item: WorkItem) -> scrapy.Request | None:
         seed = self._seed_of(item)
         if seed is None and item.resource_id.startswith("POST "):
+            return None
+        if seed is None and is_shortened(item.resource_id):
+            # Only a prefix and a digest of the URL are kept: it cannot be requested.
+            message = (
+                f"URL longer than {resource_id_length()} characters (work_items.resource_id): "
+                "kept as a prefix and its sha256, it cannot be requested"
+            )
+            self.stats.inc_value("holocron/http/url_too_long")
+            self.frontier().fail([item], message, final=True)
             return None
         request = self._request(
             seed.url if seed else item.resource_id,

@@ -248,20 +248,27 @@ class LakeFile:
         return payload
 
 
-def read_lake(lake: Path) -> list[LakeFile]:
-    """Every file under the lake directory (all must be JSON lake documents)."""
+def record_files(lake: Path) -> list[Path]:
+    """Every record file of the lake (not the run manifests in ``_runs/``)."""
     if not lake.exists():
         return []
+    return sorted(
+        p for p in lake.rglob("*") if p.is_file() and p.relative_to(lake).parts[0] != "_runs"
+    )
+
+
+def read_lake(lake: Path) -> list[LakeFile]:
+    """Every record file under the lake directory (all must be JSON lake documents)."""
     files = []
-    for path in sorted(p for p in lake.rglob("*") if p.is_file()):
+    for path in record_files(lake):
         raw = path.read_text("utf-8")
         files.append(LakeFile(path, json.loads(raw), raw))
     return files
 
 
 def lake_snapshot(lake: Path) -> dict[Path, int]:
-    """path -> mtime (ns) of every file of the lake."""
-    return {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+    """path -> mtime (ns) of every record file of the lake."""
+    return {p: p.stat().st_mtime_ns for p in record_files(lake)}
 
 
 # ---------------------------------------------------------------------------------- the model

@@ -26,6 +26,7 @@ from tests.e2e.crawl_helpers import (
     Database,
     crawl_command,
     expect_crawl,
+    record_files,
     run_crawl,
     write_source,
 )
@@ -56,7 +57,7 @@ def outcome(db: Database, lake: Path) -> dict[str, Any]:
         (i["resource_type"], i["resource_id"], i["status"], i["depth"], i["error_message"])
         for i in db.work_items()
     )
-    files = sorted(str(p.relative_to(lake)) for p in lake.rglob("*") if p.is_file())
+    files = [str(p.relative_to(lake)) for p in record_files(lake)]
     return {"records": records, "work_items": items, "lake_files": files}
 
 

@@ -51,6 +51,7 @@ from tests.e2e.crawl_helpers import (
     LakeFile,
     assert_same_set,
     crawl_command,
+    record_files,
 )
 
 if TYPE_CHECKING:
@@ -329,7 +330,9 @@ def assert_final_state(h: Harness, truth: set[str], replay: str) -> None:
 
 def lake_records(lake: Path) -> list[LakeFile]:
     """The lake's record files: not the temporary files of writes cut short by a kill."""
-    paths = sorted(p for p in lake.rglob("*.json") if not p.name.startswith(TEMP_PREFIX))
+    paths = [
+        p for p in record_files(lake) if p.suffix == ".json" and not p.name.startswith(TEMP_PREFIX)
+    ]
     return [LakeFile(p, json.loads(raw), raw) for p in paths if (raw := p.read_text("utf-8"))]
 
 

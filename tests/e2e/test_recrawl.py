@@ -5,17 +5,24 @@ The test edits and deletes pages, so it runs on a wiki of its own (not the sessi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import subprocess
+import sys
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pytest
 import yaml
+from warcio.archiveiterator import ArchiveIterator
 
 from tests.e2e.crawl_helpers import (
+    REPO_ROOT,
+    SOURCE_NAME,
     Database,
     read_lake,
     run_crawl,
@@ -46,7 +53,9 @@ def own_wiki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaWiki]:
         pytest.skip(f"MediaWiki test bed not available ({'; '.join(problems)})")
     wiki = MediaWiki.create(tmp_path_factory.mktemp("wiki"), 300)
     try:
-        wiki.start()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MW_QUIET", "0")  # every request in server.log (the WARC test counts)
+            wiki.start()
         yield wiki
     finally:
         wiki.stop()
@@ -286,3 +295,133 @@ def test_recrawl_changed_refreshes_edited_categories_templates_and_files(
         assert "Edited by the recrawl types test" in record["payload"]
     [file_record] = [r for r in new_records if r["resource_type"] == "file"]
     assert json.loads(file_record["payload"])["imageinfo"][0]["mime"] == "image/png"
+
+
+# ----------------------------------------------------------- WARC, run manifest, Parquet export
+
+SERVED_RE = re.compile(r"\[\d{3}\]: (GET|POST) /")
+
+
+def _served(wiki: MediaWiki) -> int:
+    """The requests the wiki's server has answered so far (its log, MW_QUIET=0)."""
+    return len(SERVED_RE.findall((wiki.root / "server.log").read_text("utf-8", "replace")))
+
+
+def _export(db: Database, lake: Path, out: Path, log: Path) -> str:
+    cmd = [
+        sys.executable,
+        "-m",
+        "scrapy",
+        "lake_export",
+        "-a",
+        f"source={SOURCE_NAME}",
+        "--output",
+        str(out),
+        "-s",
+        f"HOLOCRON_LAKE_DIR={lake}",
+        *db.settings_args(),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    log.write_text(proc.stdout + proc.stderr, "utf-8")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _parquet_rows(out: Path) -> list[dict[str, Any]]:
+    con = duckdb.connect()
+    try:
+        cursor = con.execute(
+            "SELECT * FROM read_parquet(?, hive_partitioning = true) ORDER BY ingest_id",
+            [str(out / "**" / "*.parquet")],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def test_warc_manifest_and_incremental_parquet_export_of_an_edited_wiki(
+    own_wiki: MediaWiki, tmp_path: Path
+) -> None:
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake, warcs, out = tmp_path / "lake", tmp_path / "warc", tmp_path / "parquet"
+    source = write_source(tmp_path / "e2ewiki.yaml", own_wiki.api_url, [SEED], max_depth=1)
+    served_before = _served(own_wiki)
+    warc_args = ["-s", f"HOLOCRON_WARC_DIR={warcs}", "-s", "HOLOCRON_WARC_MAX_BYTES=50000"]
+    result = run_crawl(source, lake, db, tmp_path / "crawl.log", args=warc_args).check()
+
+    # WARC: every exchange, valid files (warcio check), rolled, none left open.
+    served = _served(own_wiki) - served_before
+    files = sorted(warcs.iterdir())
+    assert files, "no WARC file written"
+    assert all(f.name.endswith(".warc.gz") for f in files), [f.name for f in files]
+    assert len(files) > 1  # rolled at HOLOCRON_WARC_MAX_BYTES
+    check = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    kinds: Counter[str] = Counter()
+    concurrent: set[str] = set()
+    response_ids: set[str] = set()
+    for path in files:
+        with path.open("rb") as f:
+            for record in ArchiveIterator(f):
+                kinds[record.rec_type] += 1
+                if record.rec_type == "response":
+                    response_ids.add(record.rec_headers.get_header("WARC-Record-ID"))
+                    assert record.http_headers.get_statuscode() == "200"
+                    assert record.content_stream().read()
+                elif record.rec_type == "request":
+                    concurrent.add(record.rec_headers.get_header("WARC-Concurrent-To"))
+    assert kinds["warcinfo"] == len(files)
+    assert kinds["response"] == served == result.stat("downloader/response_count")
+    assert concurrent == response_ids  # every response has its request, linked
+
+    # The run's manifest: every record of the run, with its file and hash.
+    [run] = db.runs()
+    manifest = json.loads((lake / "_runs" / f"{run['run_id']}.json").read_text("utf-8"))
+    assert manifest["run"]["status"] == "finished"
+    records = db.records()
+    assert manifest["records"]["count"] == len(records)
+    assert manifest["records"]["by_resource_type"] == dict(
+        Counter(r["resource_type"] for r in records)
+    )
+    listed = (lake / manifest["records"]["file"]).read_bytes()
+    assert hashlib.sha256(listed).hexdigest() == manifest["records"]["sha256"]
+    entries = [json.loads(line) for line in listed.splitlines()]
+    assert sorted(e["ingest_id"] for e in entries) == sorted(r["ingest_id"] for r in records)
+    for entry in entries:
+        document = json.loads((lake / entry["file"]).read_text("utf-8"))
+        assert document["hash_sha256"] == entry["hash_sha256"]
+
+    # The export: one row per record, each payload the lake file's.
+    first = _export(db, lake, out, tmp_path / "export.log")
+    assert f"exported {len(records)} records" in first
+    rows = _parquet_rows(out)
+    assert [r["ingest_id"] for r in rows] == sorted(r["ingest_id"] for r in records)
+    lake_payloads = {f.document["hash_sha256"]: f.payload for f in read_lake(lake)}
+    for row in rows:
+        assert json.loads(row["payload"]) == lake_payloads[row["hash_sha256"]]
+        assert row["source_name"] == SOURCE_NAME
+    assert len(list(out.rglob("*.parquet"))) < len(rows)  # not one file per record
+
+    # Three edits, a refresh, a second export: exactly the three new records.
+    completed = sorted(
+        (w for w in db.work_items() if w["status"] == "completed" and w["depth"] == 1),
+        key=lambda w: w["id"],
+    )
+    edited = [w["resource_id"] for w in completed[-3:]]
+    for n, title in enumerate(edited):
+        _edit(own_wiki, title, "export test", f"Edited by the export test ({n}).\n")
+    run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
+    second = _export(db, lake, out, tmp_path / "export2.log")
+    assert "exported 3 records" in second
+    rows = _parquet_rows(out)
+    assert len(rows) == len(records) + 3
+    assert sorted(r["resource_id"] for r in rows[-3:]) == sorted(edited)
+    assert all("Edited by the export test" in r["payload"] for r in rows[-3:])

@@ -40,6 +40,7 @@ def test_the_addon_enables_every_component_at_its_priority() -> None:
     assert settings.getdict("EXTENSIONS") == {
         "holocron_scrapy.frontier.Frontier": 100,
         "holocron_scrapy.progress.CrawlProgress": 500,
+        "holocron_scrapy.extensions.manifest.RunManifest": 600,
     }
     assert settings.getdict("SPIDER_MIDDLEWARES") == {
         "holocron_scrapy.middlewares.state.StateMiddleware": 950,
@@ -48,6 +49,7 @@ def test_the_addon_enables_every_component_at_its_priority() -> None:
         "holocron_scrapy.middlewares.claims.ClaimCheckMiddleware": 50,
         "holocron_scrapy.middlewares.budget.SharedBudgetMiddleware": 60,
         "holocron_scrapy.middlewares.retry_after.RetryAfterMiddleware": 560,
+        "holocron_scrapy.middlewares.warc.WarcMiddleware": 950,
     }
     assert settings.getdict("ITEM_PIPELINES") == {
         "holocron_scrapy.pipelines.lake.LakePipeline": 300,

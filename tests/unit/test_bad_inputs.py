@@ -10,6 +10,7 @@ titles; ``resolve_schema`` and ``StateStore.from_url`` for schema names, and the
 
 from __future__ import annotations
 
+import json
 import os
 import unicodedata
 from datetime import datetime
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 from holocron_scrapy.dburl import DatabaseConfigError, resolve_schema
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake import MAX_FILENAME_BYTES, record_path, write_json_atomic
+from holocron_scrapy.limits import fit_resource_id
 from holocron_scrapy.model import NewWorkItem, Outcome, WorkItem
 from holocron_scrapy.sources import SourceConfigError, load_source
 from holocron_scrapy.store import StateStore
@@ -254,7 +256,8 @@ def test_hostile_ids_never_share_a_file_even_case_insensitively(tmp_path: Path) 
     when case is ignored (Windows, macOS), and the audit finds everything in order."""
     lake = tmp_path / "lake"
     with open_test_store("sqlite", tmp_path) as store:
-        ids = [v for _, v in HOSTILE_IDS]
+        # As the frontier hands them to the store (a NUL escaped: see holocron_scrapy.limits).
+        ids = [fit_resource_id(v) for _, v in HOSTILE_IDS]
         store.add_work_items([NewWorkItem("mediawiki", "badinputs", "page", v) for v in ids])
         claimed = store.claim(
             source_system="mediawiki",
@@ -285,19 +288,19 @@ def test_hostile_ids_never_share_a_file_even_case_insensitively(tmp_path: Path) 
     # ...but two ids to the wiki and to the lake: two files (checked above).
 
 
-def test_an_id_with_a_lone_surrogate_fails_its_write_clearly(tmp_path: Path) -> None:
-    """JSON can carry "\\udcff" (not MediaWiki, but a generic HTTP source): the lake path is
-    safe, and the document cannot be written as UTF-8 — the lake pipeline fails the work item
-    with this error ("lake write failed: UnicodeEncodeError: ...") rather than write a bad file."""
-    resource_id = "a\udcffb"
-    record = lake_record(1, resource_id)
+def test_an_id_with_a_lone_surrogate_is_stored_escaped(tmp_path: Path) -> None:
+    """JSON can carry "\\udcff" (not MediaWiki, but a generic HTTP source): no encoder takes it,
+    so the record holds it escaped (``a\\udcffb``, see holocron_scrapy.limits): the lake path is
+    safe and the document is UTF-8."""
+    record = lake_record(1, "a\udcffb")
+    assert record.resource_id == "a\\udcffb"
     path = record_path(
-        tmp_path / "lake", "mediawiki", "badinputs", "page", resource_id, record.hash_sha256
+        tmp_path / "lake", "mediawiki", "badinputs", "page", record.resource_id, record.hash_sha256
     )
     assert path.resolve().is_relative_to((tmp_path / "lake").resolve())
-    assert path.name.startswith("a_b~")
-    with pytest.raises(UnicodeEncodeError, match="surrogates not allowed"):
-        record.lake_document()
+    assert path.name.startswith("a_udcffb~")
+    document = json.loads(record.lake_document())
+    assert document["resource_id"] == "a\\udcffb"
 
 
 # -- schema names --------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
 import subprocess
 import sys
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,9 +26,10 @@ from holocron_scrapy.frontier import (
     state_store_from_settings,
     work_items_of,
 )
-from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.frontier_leases import dead_reason, pid_namespace
+from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.store import StateStore, utcnow
+from holocron_scrapy.store import RunState, StateStore, utcnow
 from tests.unit.conftest import SEEDS, SOURCE_NAME, WORKER_ID, RecordingEngine, wait_for
 
 if TYPE_CHECKING:
@@ -447,26 +449,25 @@ def test_commit_records_writes_buffered_discoveries_before_completing(crawl: Cra
 def test_a_page_is_not_completed_while_its_links_are_unwritten(crawl: Crawl) -> None:
     frontier, spider = crawl.frontier, crawl.spider
     items: list[WorkItem] = []
-    no_new_items = (
-        "CREATE TRIGGER no_new_items BEFORE INSERT ON work_items "
-        "BEGIN SELECT RAISE(ABORT, 'no new work items'); END"
-    )
+
+    def rename(old: str, new: str) -> None:
+        with crawl.store.engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
 
     async def run() -> None:
         await frontier.spider_opened(spider)
         items.extend(await frontier.claim_batch())
-        # A real write failure that hits new queue rows only, not the completion.
-        with crawl.store.engine.begin() as conn:
-            conn.execute(sa.text(no_new_items))
+        # A real write failure, neither an outage nor a row the database refuses for its data
+        # (such a row alone is dropped, see test_refused_values): the queue table is away.
+        rename("work_items", "work_items_away")
         frontier.discover(spider.new_work_item("Chopper", 1, items[0]))
         completion = Outcome(items[0].id, Status.COMPLETED, content_hash="ef" * 32)
         with pytest.raises(CrawlStateError, match=r"links not queued"):
             await frontier.commit_records([], [completion])
+        rename("work_items_away", "work_items")
         assert frontier.is_claimed(items[0])
         assert crawl.item_rows()[items[0].resource_id]["status"] == "in_progress"
         # Once the queue takes writes again, the links go first, then the page completes.
-        with crawl.store.engine.begin() as conn:
-            conn.execute(sa.text("DROP TRIGGER no_new_items"))
         await frontier.commit_records([], [completion])
 
     asyncio.run(run())
@@ -480,48 +481,139 @@ def test_a_page_is_not_completed_while_its_links_are_unwritten(crawl: Crawl) -> 
     )
 
 
-def test_claims_of_a_stopped_process_of_this_worker_are_released_at_start(
+def test_claims_of_dead_runs_are_released_at_start_and_live_runs_keep_theirs(
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Runs are judged by their heartbeat (and, in this very pid namespace, by their process),
+    never by a host name and a pid: a twin in another container with the same host name and
+    pid keeps its claims while it heartbeats."""
     stopped = subprocess.Popen([sys.executable, "-c", "pass"])
     stopped.wait()
     store = StateStore.from_url(crawl.frontier.store.engine.url)
     crawl.stores.append(store)
     store.create_tables()
-    store.add_work_items(crawl.spider.seed_work_items())
-    owners = [
-        f"{WORKER_ID}:{stopped.pid}:deadrun",  # this worker, a stopped process: released
-        f"other-worker:{stopped.pid}:otherrun",  # another machine's pid means nothing here
-        f"{WORKER_ID}:{os.getppid()}:liverun",  # a process of this worker still running
-    ]
-    claimed = {}
-    for owner in owners:
-        [claimed[owner]] = store.claim(
+    extra = [NewWorkItem("mediawiki", SOURCE_NAME, "page", f"Extra {n}") for n in range(4)]
+    store.add_work_items([*crawl.spider.seed_work_items(), *extra])
+    here = pid_namespace()
+    assert here is not None
+    elsewhere = "5b0c7c4e-0000-4000-8000-000000000000/pid:[4026532999]"  # another container
+    long_ago = utcnow() - timedelta(seconds=crawl.frontier.dead_after_seconds + 60)
+    runs: dict[str, tuple[int, str, Any, str]] = {  # pid, namespace, heartbeat, status
+        "twin": (os.getpid(), elsewhere, None, "running"),  # heartbeating: alive
+        "silent twin": (os.getpid(), elsewhere, long_ago, "running"),  # dead
+        "stopped": (stopped.pid, here, None, "running"),  # here, its process gone: dead
+        "live": (os.getppid(), here, None, "running"),  # here, its process alive
+        "ended": (os.getppid(), here, None, "cancelled"),  # left claims behind: dead
+    }
+    claimed: dict[str, WorkItem] = {}
+    owners: dict[str, str] = {}
+    rt = store.tables.runs
+    for name, (pid, namespace, heartbeat, status) in runs.items():
+        run_id = store.start_run(
             source_system="mediawiki",
             source_name=SOURCE_NAME,
-            owner=owner,
-            run_id=owner[-7:],
+            worker_id=WORKER_ID,
+            hostname=socket.gethostname(),
+            pid=pid,
+            pid_namespace=namespace,
+        )
+        values = {"status": status} if heartbeat is None else {"heartbeat_at": heartbeat}
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(rt).where(rt.c.run_id == run_id).values(**values))
+        owners[name] = f"{WORKER_ID}:{pid}:{run_id}"
+        [claimed[name]] = store.claim(
+            source_system="mediawiki",
+            source_name=SOURCE_NAME,
+            owner=owners[name],
+            run_id=run_id,
             limit=1,
             lease_seconds=600,
         )
+    [unknown] = store.claim(  # an owner without a runs row: left to its lease
+        source_system="mediawiki",
+        source_name=SOURCE_NAME,
+        owner="elsewhere:1:norow",
+        run_id="norow",
+        limit=1,
+        lease_seconds=600,
+    )
 
     async def run() -> list[WorkItem]:
         await crawl.frontier.spider_opened(crawl.spider)
         return await crawl.frontier.claim_batch()
 
     reclaimed = asyncio.run(run())
-    assert crawl.stat("holocron/frontier/released_dead") == 1
-    assert f"Released 1 claims of a stopped process ({owners[0]})" in frontier_logs(
-        caplog, logging.INFO
-    )
-    # Released without counting the dead process's attempt, then claimed by this run.
-    assert [(i.id, i.attempt) for i in reclaimed] == [(claimed[owners[0]].id, 1)]
+    dead = ["silent twin", "stopped", "ended"]
+    assert crawl.stat("holocron/frontier/released_dead") == len(dead)
+    released = sorted(m for m in frontier_logs(caplog, logging.INFO) if "of the dead run" in m)
+    reasons = {
+        "silent twin": "no heartbeat for",
+        "stopped": f"its process {stopped.pid} on this machine has stopped",
+        "ended": "it ended (cancelled)",
+    }
+    assert len(released) == len(dead)
+    for name in dead:
+        [line] = [m for m in released if f"({owners[name]})" in m]
+        assert line.startswith("Released 1 claims of the dead run")
+        assert reasons[name] in line
+    # Released without counting the dead run's attempt, then claimed by this run.
+    mine = {i.id: i.attempt for i in reclaimed}
+    assert {claimed[name].id: mine.get(claimed[name].id) for name in dead} == {
+        claimed[name].id: 1 for name in dead
+    }
     rows = {row["id"]: row for row in crawl.rows("work_items")}
-    assert [rows[claimed[owner].id]["lease_owner"] for owner in owners] == [
-        crawl.frontier.owner,
-        owners[1],
-        owners[2],
-    ]
+    assert {name: rows[claimed[name].id]["lease_owner"] for name in runs} == {
+        "twin": owners["twin"],
+        "silent twin": crawl.frontier.owner,
+        "stopped": crawl.frontier.owner,
+        "live": owners["live"],
+        "ended": crawl.frontier.owner,
+    }
+    assert rows[unknown.id]["lease_owner"] == "elsewhere:1:norow"
+
+
+def test_a_run_is_dead_once_its_heartbeat_is_older_than_the_limit() -> None:
+    """On a clock the test sets: silent for more than ``dead_after`` seconds is dead; within
+    it, a run is alive unless its process is gone from this very pid namespace."""
+    seen = datetime(2026, 1, 1, 12, 0, 0)
+    run = RunState("r1", "running", "crawler", 7, "boot/pid:[1]", last_seen=seen)
+
+    def reason(after: float, namespace: str, *, alive: bool = True) -> str | None:
+        return dead_reason(
+            run,
+            now=seen + timedelta(seconds=after),
+            dead_after=1200,
+            namespace=namespace,
+            alive=lambda pid: alive,
+        )
+
+    assert reason(1199, "boot/pid:[2]") is None
+    assert reason(1201, "boot/pid:[2]") == "no heartbeat for 1201 s"
+    assert reason(1, "boot/pid:[2]", alive=False) is None  # another namespace: pid means nothing
+    assert reason(1, "boot/pid:[1]") is None
+    assert reason(1, "boot/pid:[1]", alive=False) == "its process 7 on this machine has stopped"
+    ended = dataclasses.replace(run, status="finished")
+    assert dead_reason(ended, now=seen, dead_after=1200, namespace=None) == "it ended (finished)"
+
+
+def test_the_renewal_loop_writes_the_heartbeat_even_with_nothing_in_flight(crawl: Crawl) -> None:
+    frontier, spider = crawl.frontier, crawl.spider
+    rt = crawl.store.tables.runs
+    long_ago = utcnow() - timedelta(hours=1)
+
+    async def run() -> None:
+        await frontier.spider_opened(spider)
+        assert frontier.in_flight == set()
+        with crawl.store.engine.begin() as conn:
+            conn.execute(sa.update(rt).values(heartbeat_at=long_ago))
+        before = utcnow()
+        assert await frontier.renew_leases() == 0
+        [row] = crawl.rows("runs", order_by="run_id")
+        assert row["heartbeat_at"] >= before
+        assert row["pid_namespace"] == pid_namespace()
+        await frontier.spider_closed(spider, "shutdown")
+
+    asyncio.run(run())
 
 
 # -- idle and close ------------------------------------------------------------------------------

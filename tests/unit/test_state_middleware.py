@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from scrapy import Request
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import TextResponse
@@ -19,6 +20,7 @@ from holocron_scrapy.middlewares.budget import SharedBudgetMiddleware
 from holocron_scrapy.middlewares.claims import ClaimCheckMiddleware, StaleClaim
 from holocron_scrapy.middlewares.state import StateMiddleware
 from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.store_sql import utcnow
 from tests.unit.conftest import SOURCE_NAME
 from tests.unit.test_frontier import read_only_store
 
@@ -91,6 +93,70 @@ def test_discoveries_and_outcomes_leave_the_output_for_the_frontier(crawl: Crawl
         "skipped",
         "missing: the page does not exist",
     )
+
+
+def test_the_response_of_an_earlier_claim_neither_ends_nor_fetches_the_later_one(
+    crawl: Crawl,
+) -> None:
+    """This run's claim of an item expired (a database outage longer than the lease) and this
+    run claimed it again (attempt 2); the response to attempt 1's request then comes back: its
+    outcome (built from the id alone, as a spider does) is dropped as stale, and attempt 2
+    stays in flight, its own request still fetched and attempt 1's queued one dropped."""
+    mw = build_from_crawler(StateMiddleware, crawl.crawler)
+    check = build_from_crawler(ClaimCheckMiddleware, crawl.crawler)
+    items = claim(crawl)
+    first = items[0]
+    wi = crawl.store.tables.work_items
+    with crawl.store.engine.begin() as conn:
+        conn.execute(sa.update(wi).where(wi.c.id == first.id).values(lease_expires_at=utcnow()))
+
+    async def run() -> list[WorkItem]:
+        again = await crawl.frontier.claim_batch()
+        old = Outcome(first.id, Status.SKIPPED, "missing: the page does not exist")
+
+        async def output() -> AsyncIterator[Any]:
+            yield old
+
+        out = mw.process_spider_output(response_to(request_for([first])), output())
+        assert [obj async for obj in out] == []
+        await crawl.frontier.flush()
+        return again
+
+    [second] = asyncio.run(run())
+    assert (second.id, second.attempt) == (first.id, 2)
+    assert crawl.stat("holocron/outcomes/stale_lease") == 1
+    row = crawl.item_rows()[first.resource_id]
+    assert (row["status"], row["attempt"], row["error_message"]) == ("in_progress", 2, None)
+    assert crawl.frontier.is_claimed(second)
+    assert not crawl.frontier.is_claimed(first)
+    with pytest.raises(StaleClaim):
+        check.process_request(request_for([first]))
+    assert check.process_request(request_for([second])) is None
+
+
+def test_an_earlier_claims_outcome_never_takes_the_place_of_the_held_claims(
+    crawl: Crawl,
+) -> None:
+    """Attempt 2's outcome is buffered first, attempt 1's late one after it (both of this run):
+    the buffer keeps attempt 2's, which ends the item."""
+    items = claim(crawl)
+    first = items[0]
+    wi = crawl.store.tables.work_items
+    with crawl.store.engine.begin() as conn:
+        conn.execute(sa.update(wi).where(wi.c.id == first.id).values(lease_expires_at=utcnow()))
+
+    async def run() -> None:
+        [second] = await crawl.frontier.claim_batch()
+        assert second.attempt == 2
+        crawl.frontier.finish(Outcome.skipped(second, "redirect to 'Chopper'"))
+        crawl.frontier.finish(Outcome.failed(first, "HTTP 500 from the first try"))
+        await crawl.frontier.flush()
+
+    asyncio.run(run())
+    row = crawl.item_rows()[first.resource_id]
+    assert (row["status"], row["error_message"]) == ("skipped", "redirect to 'Chopper'")
+    assert crawl.stat("holocron/outcomes/stale_lease") == 1
+    assert crawl.stat("holocron/work_items/skipped") == 1
 
 
 def test_a_callback_exception_fails_the_claimed_items_of_the_response(

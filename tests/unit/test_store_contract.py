@@ -603,7 +603,9 @@ def test_renew_leases_extends_the_owners_in_progress_items_only(store: StateStor
     [theirs] = claim(store, limit=1, owner="them", lease_seconds=10)
     before = utcnow()
     renewed = store.renew_leases(
-        owner="me", work_item_ids=[w.id for w in mine] + [theirs.id], lease_seconds=600
+        owner="me",
+        claims={w.id: w.attempt for w in [*mine, theirs]},
+        lease_seconds=600,
     )
     assert renewed == 2
     for w in mine:
@@ -611,7 +613,67 @@ def test_renew_leases_extends_the_owners_in_progress_items_only(store: StateStor
         assert expires >= before + timedelta(seconds=599)
     assert row_of(store, theirs.resource_id)["lease_expires_at"] < before + timedelta(seconds=11)
     assert store.leased_ids(owner="me") == sorted(w.id for w in mine)
-    assert store.renew_leases(owner="me", work_item_ids=[], lease_seconds=600) == 0
+    assert store.renew_leases(owner="me", claims={}, lease_seconds=600) == 0
+
+
+@pytest.mark.parametrize("how", ["finish_items", "commit_records"])
+def test_an_outcome_of_an_earlier_claim_by_the_same_owner_is_refused(
+    store: StateStore, how: str
+) -> None:
+    """Attempt 1's lease expired (say, a database outage longer than the lease); the same
+    owner claimed the item again (attempt 2): attempt 1's outcome must not end attempt 2."""
+    store.add_work_items([item("A"), item("B")])
+    first, b = claim(store, owner="me", lease_seconds=60)
+    set_columns(store, first.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    [second] = claim(store, owner="me")
+    assert (second.id, first.attempt, second.attempt) == (first.id, 1, 2)
+    outcomes = [Outcome.completed(first, "1" * 64), Outcome.failed(b, "HTTP 500")]
+    if how == "finish_items":
+        applied = store.finish_items(outcomes, owner="me")
+    else:
+        applied = store.commit_records([ingest_row(first), ingest_row(b)], outcomes, owner="me")
+        with store.engine.connect() as conn:
+            ir = store.tables.ingest_records
+            assert list(conn.execute(sa.select(ir.c.work_item_id)).scalars()) == [b.id]
+    assert (applied.stale, dict(applied.statuses)) == ([first.id], {"failed": 1})
+    row = row_of(store, "A")
+    assert (row["status"], row["lease_owner"], row["attempt"], row["content_hash"]) == (
+        "in_progress",
+        "me",
+        2,
+        None,
+    )
+    # Without an owner the claim still fences it.
+    assert store.finish_items([Outcome.completed(first, "1" * 64)]).stale == [first.id]
+    # The claim held now ends it.
+    assert store.finish_items([Outcome.completed(second, "2" * 64)], owner="me").applied == 1
+    assert (row_of(store, "A")["status"], row_of(store, "A")["content_hash"]) == (
+        "completed",
+        "2" * 64,
+    )
+
+
+def test_renewals_and_cursors_of_an_earlier_claim_by_the_same_owner_are_refused(
+    store: StateStore,
+) -> None:
+    store.add_work_items([item("L", resource_type="allpages")])
+    [first] = claim(store, owner="me", lease_seconds=60)
+    set_columns(store, first.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    [second] = claim(store, owner="me", lease_seconds=60)
+    expires = row_of(store, "L")["lease_expires_at"]
+    assert store.renew_leases(owner="me", claims={first.id: first.attempt}, lease_seconds=600) == 0
+    assert not store.save_cursor(
+        first.id, '{"c":"1"}', owner="me", lease_seconds=600, attempt=first.attempt
+    )
+    row = row_of(store, "L")
+    assert (row["lease_expires_at"], row["cursor"]) == (expires, None)
+    assert store.renew_leases(owner="me", claims={second.id: second.attempt}, lease_seconds=600)
+    assert store.save_cursor(
+        second.id, '{"c":"2"}', owner="me", lease_seconds=600, attempt=second.attempt
+    )
+    row = row_of(store, "L")
+    assert row["lease_expires_at"] > expires + timedelta(seconds=500)
+    assert row["cursor"] == '{"c":"2"}'
 
 
 def test_outlook_counts_scheduled_retries_and_other_workers_live_leases(
@@ -700,6 +762,16 @@ def test_release(store: StateStore) -> None:
     again = {w.resource_id: w for w in claim(store, owner="me")}
     assert again[mine[0].resource_id].attempt == 1
     assert row_of(store, theirs[0].resource_id)["lease_owner"] == "them"
+
+
+def test_release_of_one_source_only(store: StateStore) -> None:
+    store.add_work_items([item("A"), item("B", source_name="other")])
+    [a] = claim(store, owner="dead")
+    [b] = claim(store, owner="dead", source_name="other")
+    assert store.release(owner="dead", source=(SYSTEM, "other")) == 1
+    assert (row_of(store, "A")["lease_owner"], row_of(store, "B")["status"]) == ("dead", "pending")
+    assert store.release(owner="dead", source=(SYSTEM, NAME)) == 1
+    assert {a.id, b.id} == {row_of(store, r)["id"] for r in "AB"}
 
 
 def test_requeue(store: StateStore) -> None:
@@ -871,6 +943,23 @@ def test_create_tables_adds_the_cursor_column_to_an_older_table(store: StateStor
     assert row_of(store, "A")["cursor"] == '{"apcontinue":"B"}'
 
 
+def test_create_tables_adds_the_heartbeat_columns_to_an_older_runs_table(
+    store: StateStore,
+) -> None:
+    table = store.engine.dialect.identifier_preparer.format_table(store.tables.runs)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN heartbeat_at"))
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN pid_namespace"))
+    store.create_tables()
+    store.create_tables()
+    run_id = store.start_run(
+        source_system=SYSTEM, source_name=NAME, worker_id="w", hostname="h", pid=1
+    )
+    assert store.renew_leases(owner="o", claims={}, lease_seconds=60, run_id=run_id) == 0
+    [state] = store.run_states([run_id])
+    assert (state.status, state.pid_namespace) == ("running", None)
+
+
 def test_save_cursor_renews_the_lease_of_the_owner_only(store: StateStore) -> None:
     store.add_work_items([item("L", resource_type="listing"), item("P")])
     by_id = {w.resource_id: w for w in claim(store, lease_seconds=5)}
@@ -962,6 +1051,49 @@ def test_runs_start_and_finish(store: StateStore) -> None:
     )
     assert row.finished_at >= row.started_at
     store.finish_run("0" * 32, status="failed", reason=None, counts={})  # unknown run: no error
+
+
+def test_renewals_write_the_runs_heartbeat_which_run_states_read(store: StateStore) -> None:
+    namespace = "b03b2d13-094b-4519-b67d-3a5a1c25e7b1/pid:[4026531836]"
+    run_id = store.start_run(
+        source_system=SYSTEM,
+        source_name=NAME,
+        worker_id="host",
+        hostname="host",
+        pid=123,
+        pid_namespace=namespace,
+    )
+    other = store.start_run(
+        source_system=SYSTEM, source_name=NAME, worker_id="host", hostname="host", pid=9
+    )
+    [started] = store.run_states([run_id])
+    assert (started.status, started.pid, started.pid_namespace) == ("running", 123, namespace)
+    runs = store.tables.runs
+    long_ago = datetime(2026, 1, 1, 12, 0, 0)
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(runs).values(heartbeat_at=long_ago))
+    store.add_work_items([item("A")])
+    [a] = claim(store, owner="me")
+    before = utcnow()
+    renewed = store.renew_leases(
+        owner="me", claims={a.id: a.attempt}, lease_seconds=600, run_id=run_id
+    )
+    assert renewed == 1
+    assert store.renew_leases(owner="me", claims={}, lease_seconds=600, run_id=run_id) == 0
+    states = {state.run_id: state for state in store.run_states([other, run_id, "unknown"])}
+    assert sorted(states) == sorted([run_id, other])
+    assert states[run_id].last_seen >= before
+    assert (states[other].last_seen, states[other].pid_namespace) == (long_ago, None)
+    # A run from before the heartbeat column: its start stands for its last sign of life.
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(runs).where(runs.c.run_id == other).values(heartbeat_at=None))
+    [old] = store.run_states([other])
+    with store.engine.connect() as conn:
+        started_at = conn.execute(
+            sa.select(runs.c.started_at).where(runs.c.run_id == other)
+        ).scalar_one()
+    assert old.last_seen == started_at
+    assert store.run_states([]) == []
 
 
 def test_create_tables_is_idempotent(store: StateStore) -> None:

@@ -95,7 +95,10 @@ def _exercise(store: StateStore) -> None:
         first.id,
         first.attempt,
     )
-    assert store.renew_leases(owner="o", work_item_ids=[first.id, second.id], lease_seconds=60) == 2
+    claims = {first.id: 1, second.id: 1}
+    assert store.renew_leases(owner="o", claims=claims, lease_seconds=60, run_id=run_id) == 2
+    assert [run.run_id for run in store.run_states([run_id])] == [run_id]
+    assert store.save_cursor(first.id, "{}", owner="o", lease_seconds=60, attempt=1)
     assert len(store.leased_ids(owner="o")) == 5
     committed = store.commit_records([row], [Outcome(first.id, Status.COMPLETED)], owner="o")
     assert len(committed.ingest_ids) == 1
@@ -106,6 +109,7 @@ def _exercise(store: StateStore) -> None:
     outlook = store.outlook(source_system=SYSTEM, source_name=NAME, owner="o")
     assert (outlook.scheduled, outlook.in_flight_elsewhere) == (1, 0)
     assert store.release(owner="o", work_item_ids=[third.id]) == 1
+    assert store.release(owner="o", source=(SYSTEM, "other")) == 0
     assert store.release(owner="o") == 2
     assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.PENDING]) == 5
     assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 5
@@ -147,7 +151,7 @@ def test_claim_compiles_to_top_readpast_output(captured: list[Captured]) -> None
     assert sql.startswith("UPDATE work_items SET")
     assert "OUTPUT inserted.id" in sql
     assert "WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id" in sql
-    assert "FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK)" in sql
+    assert "FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)" in sql
     assert "ORDER BY work_items.priority DESC, work_items.id" in sql
     assert "FOR UPDATE" not in sql
 

@@ -1,0 +1,1 @@
+"""Crawl extensions that are not the frontier itself."""
