@@ -128,6 +128,8 @@ class HttpSourceConfig:
     params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Headers whose value comes from the environment: masked in the stored request headers.
     secret_headers: frozenset[str] = frozenset()
+    # Params whose value comes from the environment: redacted wherever it would be stored.
+    secret_params: frozenset[str] = frozenset()
     resource_type: str = "resource"
     resource_id: str = "url"  # or a JSON path of the record (``id``)
     pagination: Pagination | None = None
@@ -220,6 +222,11 @@ class _HttpValidator(_Validator):
                 if isinstance(raw, str) and _ENV_RE.search(raw)
             ),
             params=MappingProxyType(values.get("params", {})),
+            secret_params=frozenset(
+                name
+                for name, raw in (document.get("params") or {}).items()
+                if isinstance(raw, str) and _ENV_RE.search(raw)
+            ),
             resource_type=values.get("resource_type", "resource"),
             resource_id=values.get("resource_id", "url"),
             pagination=values.get("pagination"),

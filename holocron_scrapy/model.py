@@ -63,6 +63,7 @@ class NewWorkItem:
     priority: int = 0
     discovered_from: int | None = None  # work_items.id of the item whose response linked here
     run_id: str | None = None
+    hops: int = 0  # redirects from the last resource that was no redirect (bounds.Bounds)
 
     @property
     def dedupe_key(self) -> str:
@@ -86,6 +87,7 @@ class WorkItem:
     content_hash: str | None = None  # hash_sha256 of the last record ingested for it
     version: str | None = None  # the resource's version at its last completion (see Outcome)
     cursor: str | None = None  # a listing's saved continuation (JSON), to resume from
+    hops: int = 0  # the redirects that led to it (see NewWorkItem.hops)
 
 
 #: ``work_items.version`` of a resource whose last record says it was deleted at the source.

@@ -11,6 +11,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from holocron_scrapy.safe_text import printable
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -134,6 +136,8 @@ class ApiError(Exception):
     """An API error envelope (``{"error": {...}}``, HTTP 200, ``MediaWiki-API-Error`` header)."""
 
     def __init__(self, code: str, info: str) -> None:
+        # Both come from the server: escaped, so that no message or log line can be forged.
+        code, info = printable(code, 100), printable(info)
         super().__init__(f"MediaWiki API error {code}: {info}")
         self.code = code
         self.info = info
@@ -191,12 +195,54 @@ def check_envelope(data: Any) -> dict[str, Any]:
     return data
 
 
+def check_shape(data: dict[str, Any]) -> dict[str, Any]:
+    """Return ``data`` when it has the shape the spider reads, else raise :class:`ApiError`
+    ``badresponse`` naming what is wrong (not a ``KeyError`` or ``AttributeError`` later):
+    ``query`` an object whose lists (pages, normalized, redirects, a listing's rows) hold
+    objects, each page's lists too; ``normalized``/``redirects`` with ``from`` and ``to``;
+    ``continue`` an object of strings or numbers; ``warnings`` an object."""
+    for key in ("query", "continue", "warnings"):
+        if key in data and not isinstance(data[key], dict):
+            _wrong(key, data[key], "an object")
+    for name, value in (data.get("continue") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            _wrong(f"continue.{name}", value, "a string or a number")
+    for name, rows in (data.get("query") or {}).items():
+        if not isinstance(rows, list):
+            if name in ("pages", "normalized", "redirects", "interwiki"):
+                _wrong(f"query.{name}", rows, "a list of objects")
+            continue  # searchinfo, a listing's counts...
+        for index, row in enumerate(rows):
+            where = f"query.{name}[{index}]"
+            if not isinstance(row, dict):
+                _wrong(where, row, "an object")
+            if name in ("normalized", "redirects"):
+                for end in ("from", "to"):
+                    if not isinstance(row.get(end), str):
+                        _wrong(f"{where}.{end}", row.get(end), "a title")
+            if name == "pages":
+                for prop in _PAGE_LISTS:
+                    values = row.get(prop, [])
+                    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+                        _wrong(f"{where}.{prop}", values, "a list of objects")
+    return data
+
+
+#: The lists of a page the spider reads (their entries are objects).
+_PAGE_LISTS = ("links", "categories", "templates", "revisions", "imageinfo")
+
+
+def _wrong(where: str, value: Any, expected: str) -> None:
+    kind = "null" if value is None else type(value).__name__
+    raise ApiError("badresponse", f"the answer's {where} is {kind}, expected {expected}")
+
+
 def warnings_of(data: dict[str, Any]) -> list[tuple[str, str]]:
     """``(module, text)`` for every warning in a response (formatversion 1 and 2 shapes)."""
     found = []
     for module, body in (data.get("warnings") or {}).items():
         text = body.get("warnings", body.get("*", "")) if isinstance(body, dict) else body
-        found.append((str(module), str(text)))
+        found.append((printable(module, 100), printable(text)))
     return found
 
 

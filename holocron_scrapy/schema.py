@@ -38,7 +38,7 @@ PID_NAMESPACE_LENGTH = 100
 #: Nullable columns added after a table was first released: create_tables() and the SQL Server
 #: script add them to tables created by an older version.
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "work_items": ("version", "cursor"),
+    "work_items": ("version", "cursor", "hops"),
     "runs": ("heartbeat_at", "pid_namespace"),
 }
 
@@ -61,6 +61,7 @@ class Tables:
     ingest_records: sa.Table
     runs: sa.Table
     source_budget: sa.Table
+    source_identities: sa.Table
 
 
 def _zero() -> sa.TextClause:
@@ -95,6 +96,9 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
         sa.Column("version", sa.Unicode(VERSION_LENGTH), nullable=True),
         # Where an unfinished listing stands: the JSON of the API's last ``continue`` object.
         sa.Column("cursor", LONG_TEXT, nullable=True),
+        # The redirects that led here from a resource that was no redirect (NULL: none), which
+        # count toward HOLOCRON_MAX_REDIRECTS (holocron_scrapy.bounds).
+        sa.Column("hops", sa.Integer(), nullable=True),
         sa.Column("error_message", LONG_TEXT, nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("updated_at", UTC_DATETIME, nullable=False),
@@ -183,6 +187,20 @@ def _source_budget(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _source_identities(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "source_identities",
+        metadata,
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        # What the source's name stood for when it was first crawled into this database (its
+        # api_url or base_url): a source file of the same name elsewhere is refused.
+        sa.Column("source_url", sa.Unicode(2000), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("source_system", "source_name", name="pk_source_identities"),
+    )
+
+
 def build_tables(schema: str | None) -> Tables:
     """Build the tables in ``schema`` (``None``: the connection's default, e.g. on SQLite)."""
     metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
@@ -192,4 +210,5 @@ def build_tables(schema: str | None) -> Tables:
         ingest_records=_ingest_records(metadata),
         runs=_runs(metadata),
         source_budget=_source_budget(metadata),
+        source_identities=_source_identities(metadata),
     )

@@ -44,6 +44,7 @@ import yaml
 from scrapy.utils.conf import closest_scrapy_cfg
 
 from holocron_scrapy.resources import DEFAULT_RESOURCES, PAGE, RESOURCE_TYPES
+from holocron_scrapy.source_reading import SourceReadError, load_yaml, read_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ _ILLEGAL_TITLE_CHARS = frozenset("#<>[]{}|\ufffd")
 
 # Settings that a top-level key already sets; two places for one value would be ambiguous.
 _SETTINGS_OWNED_BY_KEYS: Mapping[str, str] = MappingProxyType({"USER_AGENT": "user_agent"})
+#: Where a crawl keeps its state: read (and checked) before any source file is, so a source
+#: file may not name them (the check would validate another store than the crawl uses).
+_SETTINGS_OF_THE_CRAWL = ("HOLOCRON_DB_URL", "HOLOCRON_DB_SCHEMA", "HOLOCRON_LAKE_DIR")
 
 _PLACEHOLDER_CONTACT_RE = re.compile(r"example\.(?:org|com|net)\b|CHANGE[-_ ]?ME", re.IGNORECASE)
 
@@ -245,7 +249,9 @@ _StrictLoader.add_constructor(
 
 def _read_document(path: Path, sources_dir: Path) -> dict[Any, Any]:
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path)  # a regular file of a bounded size (not /dev/zero, a FIFO)
+    except SourceReadError as exc:
+        raise SourceConfigError(path, exc.key or "source", exc.message) from exc
     except FileNotFoundError as exc:
         names = available_sources(sources_dir)
         listing = ", ".join(names) if names else "none"
@@ -269,7 +275,10 @@ def _read_document(path: Path, sources_dir: Path) -> dict[Any, Any]:
         raise SourceConfigError(path, "<root>", "the file is empty")
 
     try:
-        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no tags run code
+        # A SafeLoader subclass (no tags run code); aliases bounded, unconstructable values named.
+        document = load_yaml(text, _StrictLoader)
+    except SourceReadError as exc:
+        raise SourceConfigError(path, exc.key or "<yaml>", exc.message) from exc
     except yaml.MarkedYAMLError as exc:
         raise SourceConfigError(path, "<yaml>", _describe_yaml_error(exc)) from exc
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a document
@@ -691,6 +700,12 @@ class _Validator:
                     f"{key}.{name}",
                     f"is not a Scrapy setting name{hint}; setting names match {SETTING_PATTERN}, "
                     "e.g. DOWNLOAD_DELAY",
+                )
+            if name in _SETTINGS_OF_THE_CRAWL:
+                self.fail(
+                    f"{key}.{name}",
+                    "is where the crawl keeps its state, not a setting of one source: give it "
+                    f"on the command line (-s {name}=…)",
                 )
             if name in _SETTINGS_OWNED_BY_KEYS:
                 self.fail(

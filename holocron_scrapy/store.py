@@ -18,7 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateSchema
 
-from holocron_scrapy import store_budget, store_leases, store_queue, store_records, store_runs
+from holocron_scrapy import (
+    store_budget,
+    store_leases,
+    store_queue,
+    store_records,
+    store_runs,
+    store_sources,
+)
 from holocron_scrapy.dburl import masked, validate_schema_name
 from holocron_scrapy.model import (
     NO_RETRIES,
@@ -486,6 +493,17 @@ class StateStore:
                 source_name=source_name,
                 statuses=sorted({str(status) for status in statuses}),
             )
+
+    def source_url(self, *, source_system: str, source_name: str, url: str) -> str:
+        """The URL recorded for a source on its first crawl (``url`` if this is the first);
+        see :mod:`holocron_scrapy.store_sources`."""
+        return store_sources.source_url(
+            self.engine,
+            self.tables.source_identities,
+            source_system=source_system,
+            source_name=source_name,
+            url=url,
+        )
 
     @retry_conflicts
     def reserve_request(

@@ -96,6 +96,7 @@ def claim(
             wi.c.content_hash,
             wi.c.version,
             wi.c.cursor,
+            wi.c.hops,
         )
     )
     claimed = [
@@ -111,6 +112,7 @@ def claim(
             content_hash=row.content_hash,
             version=row.version,
             cursor=row.cursor,
+            hops=row.hops or 0,
         )
         for row in conn.execute(stmt)
     ]

@@ -64,6 +64,7 @@ def new_rows(items: Sequence[NewWorkItem], now: datetime) -> list[dict[str, Any]
             "attempt": 0,
             "run_id": item.run_id,
             "discovered_from": item.discovered_from,
+            "hops": item.hops or None,
             "created_at": now,
             "updated_at": now,
         }

@@ -104,6 +104,18 @@ CREATE TABLE ingest.source_budget (
 END
 GO
 
+IF OBJECT_ID(N'[ingest].[source_identities]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.source_identities (
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	source_url NVARCHAR(2000) NOT NULL,
+	created_at DATETIME2 NOT NULL,
+	CONSTRAINT pk_source_identities PRIMARY KEY (source_system, source_name)
+);
+END
+GO
+
 IF OBJECT_ID(N'[ingest].[work_items]', N'U') IS NULL
 BEGIN
 CREATE TABLE ingest.work_items (
@@ -127,6 +139,7 @@ CREATE TABLE ingest.work_items (
 	content_hash VARCHAR(64) NULL,
 	version NVARCHAR(64) NULL,
 	[cursor] NVARCHAR(max) NULL,
+	hops INTEGER NULL,
 	error_message NVARCHAR(max) NULL,
 	created_at DATETIME2 NOT NULL,
 	updated_at DATETIME2 NOT NULL,
@@ -144,6 +157,10 @@ GO
 
 IF COL_LENGTH(N'[ingest].[work_items]', N'cursor') IS NULL
     ALTER TABLE [ingest].[work_items] ADD [cursor] NVARCHAR(max) NULL;
+GO
+
+IF COL_LENGTH(N'[ingest].[work_items]', N'hops') IS NULL
+    ALTER TABLE [ingest].[work_items] ADD hops INTEGER NULL;
 GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_claim' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))

@@ -32,7 +32,9 @@ class Discoverer:
         depth: int,
         parent: WorkItem | None,
         resource_type: str = resources.PAGE,
+        hops: int = 0,
     ) -> NewWorkItem:
+        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
         strategy = self.config.discovery.strategy
         return NewWorkItem(
             source_system=self.spider.source_system,
@@ -42,6 +44,7 @@ class Discoverer:
             depth=depth,
             priority=-depth if strategy == "breadth" else depth,
             discovered_from=parent.id if parent else None,
+            hops=hops,
         )
 
     def listing_item(

@@ -9,15 +9,16 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-import scrapy
-
 from holocron_scrapy import listings, mwapi
+from holocron_scrapy.bounds import Chain, stopped
 from holocron_scrapy.frontier import work_items_of
-from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.mediawiki.api_request import api_request, query_url_of
+from holocron_scrapy.model import Outcome, Status, WorkItem, canonical_json
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
@@ -46,23 +47,28 @@ class ListingFetch:
                     "Listing %(listing)s resumes from its cursor %(cursor)s",
                     {"listing": item.resource_id, "cursor": item.cursor},
                 )
-            requests.append(self.request(item, listing, cont))
+            requests.append(self.request(item, listing, cont, self.spider.bounds.listing()))
         return requests
 
     def request(
-        self, item: WorkItem, listing: listings.Listing, cont: dict[str, str] | None
+        self,
+        item: WorkItem,
+        listing: listings.Listing,
+        cont: dict[str, str] | None,
+        chain: Chain,
     ) -> scrapy.Request:
         spider = self.spider
         url = listings.listing_url(
             spider.config.api_url, listing, cont, limit=spider.list_limit, maxlag=spider.maxlag
         )
-        return scrapy.Request(
+        return api_request(
             url,
+            spider.url_limit,
             callback=spider.parse_listing,
             errback=spider.request_failed,
             dont_filter=True,
             priority=item.priority,
-            meta={"holocron_work_items": [item]},
+            meta={"holocron_work_items": [item], "holocron_chain": chain},
             cb_kwargs={"listing": listing},
         )
 
@@ -99,5 +105,12 @@ class ListingFetch:
         if cont is None:
             yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
             return
+        chain: Chain = request.meta["holocron_chain"]
+        reason = chain.step(len(response.body), canonical_json(cont))
+        if reason is not None:
+            url = query_url_of(request)
+            for outcome in stopped([item], reason, url, spider.stats, "listing_stopped"):
+                yield outcome
+            return
         if await frontier.save_cursor(item, cont):
-            yield self.request(item, listing, cont)
+            yield self.request(item, listing, cont, chain)

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import scrapy
-
 from holocron_scrapy import mwapi, resources
 from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.api_request import answered_url, api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
 from holocron_scrapy.recrawl import deletion_payload
+from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.items import ResourceRecord
@@ -58,8 +59,9 @@ class PageQuery:
         url = mwapi.query_url(
             spider.config.api_url, [i.resource_id for i in items], cont, spider.maxlag, props=props
         )
-        return scrapy.Request(
+        return api_request(
             url,
+            spider.url_limit,
             callback=spider.parse_query,
             errback=spider.request_failed,
             dont_filter=True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
@@ -78,9 +80,13 @@ class PageQuery:
             return
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
         pages.add(data)
-        state.setdefault("first_url", response.url)
+        state.setdefault("first_url", answered_url(response))
         note_response(state, request, response)
         cont = mwapi.next_continue(data, drop=(mwapi.OLDER_FILE_VERSIONS,))
+        stop = self.spider.chain_step(state, response, cont)
+        if stop is not None:
+            yield from stop
+            return
         if cont is not None:
             self.spider.stats.inc_value("holocron/mediawiki/continuations")
             yield self.request(items, state, cont)
@@ -104,7 +110,8 @@ class PageQuery:
             yield Outcome.skipped(item, f"unresolved title {target!r} ({reason})")
             return
         if page.get("invalid"):
-            yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+            reason = printable(page.get("invalidreason"))
+            yield Outcome.skipped(item, f"invalid title: {reason}")
             return
         if page.get("missing"):
             if item.version is not None and item.version != DELETED_VERSION:
@@ -116,7 +123,12 @@ class PageQuery:
         resource_type = discoverer.resource_type_for(page.get("ns"))
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            yield discoverer.work_item(target, item.depth, item, resource_type)
+            refused = self.spider.bounds.redirect_refused(item.hops)
+            if refused is not None:
+                self.spider.stats.inc_value("holocron/bounds/redirects_refused")
+                yield Outcome(item.id, Status.FAILED, f"{how} to {target!r}: {refused}")
+                return
+            yield discoverer.work_item(target, item.depth, item, resource_type, item.hops + 1)
             yield Outcome.skipped(item, f"{how} to {target!r}")
             return
         if resource_type != item.resource_type:

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import scrapy
-
 from holocron_scrapy import mwapi, resources
 from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import Outcome, Status
+from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.model import WorkItem
@@ -74,8 +75,9 @@ class ResourceFetch:
     ) -> scrapy.Request:
         """A request for other resources; ``state["first_url"]`` is the URL that continuations
         extend (see :func:`resources.continued`)."""
-        return scrapy.Request(
+        return api_request(
             url,
+            self.spider.url_limit,
             callback=callback,
             errback=self.spider.request_failed,
             dont_filter=True,
@@ -123,6 +125,10 @@ class ResourceFetch:
         pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
         pages.add(data)
         cont = mwapi.next_continue(data)
+        stop = self.spider.chain_step(state, response, cont)
+        if stop is not None:
+            yield from stop
+            return
         if cont is not None:
             self.spider.stats.inc_value("holocron/mediawiki/continuations")
             url = resources.continued(state["first_url"], cont)
@@ -139,7 +145,8 @@ class ResourceFetch:
             elif page is None:
                 yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")
             elif page.get("invalid"):
-                yield Outcome.skipped(item, f"invalid title: {page.get('invalidreason')}")
+                reason = printable(page.get("invalidreason"))
+                yield Outcome.skipped(item, f"invalid title: {reason}")
             elif page.get("missing"):
                 yield Outcome.skipped(item, "missing: the page does not exist")
             else:

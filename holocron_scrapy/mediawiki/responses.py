@@ -13,7 +13,9 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from holocron_scrapy import mwapi
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki.api_request import query_url_of
 from holocron_scrapy.model import Outcome, Status, WorkItem
+from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -63,7 +65,7 @@ class ApiResponses:
         another shape (``action=opensearch``'s array) into a query result first."""
         try:
             decoded = decode_json(response)
-            data = mwapi.check_envelope(adapt(decoded) if adapt else decoded)
+            data = mwapi.check_shape(mwapi.check_envelope(adapt(decoded) if adapt else decoded))
         except mwapi.ApiError as exc:
             return None, list(self._error(exc, request, items))
         self._log_warnings(data)
@@ -82,7 +84,7 @@ class ApiResponses:
             if retry is not None:
                 yield retry
                 return
-        logger.warning("%(error)s for %(url)s", {"error": exc, "url": request.url})
+        logger.warning("%(error)s for %(url)s", {"error": exc, "url": query_url_of(request)})
         status = Status.SKIPPED if rule.on_error is mwapi.OnError.SKIP else Status.FAILED
         yield from (Outcome(i.id, status, str(exc)) for i in items)
 
@@ -110,7 +112,7 @@ def failure_message(failure: Failure, request: scrapy.Request, default_maxsize: 
             f"DownloadCancelledError: Received a body larger than download max size "
             f"({maxsize} bytes, DOWNLOAD_MAXSIZE) in request <GET {request.url}>"
         )
-    detail = failure.getErrorMessage().strip() or _SILENT_ERRORS.get(
+    detail = printable(failure.getErrorMessage().strip()) or _SILENT_ERRORS.get(
         type(error).__name__, "no message"
     )
     return f"{type(error).__name__}: {detail} ({request.method} {request.url})"

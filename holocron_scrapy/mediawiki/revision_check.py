@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import scrapy
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import mwapi, resources
+from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.responses import decode_json
 from holocron_scrapy.model import dedupe_key
 from holocron_scrapy.recrawl import KnownPage, compare, info_url
@@ -19,6 +19,7 @@ from holocron_scrapy.recrawl import KnownPage, compare, info_url
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import scrapy
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
@@ -68,8 +69,9 @@ class RevisionCheck:
 
     def request(self, pages: list[KnownPage]) -> scrapy.Request:
         spider = self.spider
-        return scrapy.Request(
+        return api_request(
             info_url(spider.config.api_url, [page.title for page in pages], spider.maxlag),
+            spider.url_limit,
             callback=spider.parse_revisions,
             errback=spider.revisions_failed,
             dont_filter=True,
@@ -85,7 +87,7 @@ class RevisionCheck:
         spider = self.spider
         stats = spider.stats
         try:
-            data = mwapi.check_envelope(decode_json(response))
+            data = mwapi.check_shape(mwapi.check_envelope(decode_json(response)))
         except mwapi.ApiError as exc:
             stats.inc_value("holocron/recrawl/check_errors")
             logger.warning(

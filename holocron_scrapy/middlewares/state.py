@@ -5,6 +5,11 @@ pipelines, which complete their work items), :class:`NewWorkItem` (a discovered 
 the queue if new) and :class:`Outcome` (a work item skipped or failed). This middleware takes the
 last two out of the item stream and hands them to the frontier, and fails the work items of a
 response whose callback raised, so that no claim is ever left without an ending.
+
+It sees the spider's requests before Scrapy's own spider middlewares, and fails the work items
+of a request that one of them would drop without a word (``UrlLengthMiddleware``: a URL over
+``URLLENGTH_LIMIT``; ``DepthMiddleware``: a ``DEPTH_LIMIT``, which counts continuations) with
+the reason, instead of letting it go.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Self
+
+from scrapy import Request
 
 from holocron_scrapy.frontier import Frontier, frontier_of, work_items_of
 from holocron_scrapy.model import NewWorkItem, Outcome
@@ -26,13 +33,16 @@ logger = logging.getLogger(__name__)
 
 
 class StateMiddleware:
-    def __init__(self, frontier: Frontier) -> None:
+    def __init__(self, frontier: Frontier, url_limit: int = 0, depth_limit: int = 0) -> None:
         self.frontier = frontier
+        self.url_limit = url_limit  # URLLENGTH_LIMIT (0: none)
+        self.depth_limit = depth_limit  # DEPTH_LIMIT (0: none)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         frontier = frontier_of(crawler)
-        return cls(frontier)
+        settings = crawler.settings
+        return cls(frontier, settings.getint("URLLENGTH_LIMIT"), settings.getint("DEPTH_LIMIT"))
 
     async def process_spider_output(
         self, response: Response, result: AsyncIterator[Any]
@@ -46,8 +56,36 @@ class StateMiddleware:
             elif isinstance(obj, Outcome):
                 attempt = claims.get(obj.work_item_id) if obj.attempt is None else obj.attempt
                 self.frontier.finish(dataclasses.replace(obj, attempt=attempt))
+            elif isinstance(obj, Request) and self._refused(obj, response):
+                continue
             else:
                 yield obj
+
+    def _refused(self, request: Request, response: Response) -> bool:
+        """Fail the items of a request Scrapy would drop silently; True when it was one."""
+        shown = str(request.meta.get("holocron_url", request.url))  # without a source's params
+        depth = int(response.meta.get("depth", 0)) + 1  # as DepthMiddleware counts
+        if self.url_limit and len(request.url) > self.url_limit:
+            event = "urllength"
+            message = (
+                f"request URL of {len(request.url)} characters, over URLLENGTH_LIMIT "
+                f"({self.url_limit}): {shown[:200]}…"
+            )
+        elif self.depth_limit and depth > self.depth_limit:
+            event = "depth"
+            message = (
+                f"request at Scrapy depth {depth}, over DEPTH_LIMIT ({self.depth_limit}; "
+                f"it counts continuations, use discovery.max_depth instead): {shown[:200]}"
+            )
+        else:
+            return False
+        items = [i for i in work_items_of(request) if self.frontier.is_claimed(i)]
+        if not items:
+            return False
+        logger.warning("Failing %(n)d work items: %(msg)s", {"n": len(items), "msg": message})
+        self.frontier.stats.inc_value(f"holocron/state/refused/{event}")
+        self.frontier.fail(items, message)
+        return True
 
     def process_spider_exception(self, response: Response, exception: Exception) -> Iterable[Any]:
         items = [i for i in work_items_of(response.request) if self.frontier.is_claimed(i)]  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 import scrapy
+from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import FormRequest, JsonRequest, TextResponse
 from scrapy.linkextractors import LinkExtractor
@@ -35,6 +36,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import http_api
+from holocron_scrapy.bounds import Bounds, Chain, stopped
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
 from holocron_scrapy.items import ResourceRecord
@@ -42,6 +44,7 @@ from holocron_scrapy.limits import fit_resource_id, is_shortened, resource_id_le
 from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.secrets import RedactingFilter, SourceSecrets
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
 
 if TYPE_CHECKING:
@@ -75,11 +78,26 @@ class HttpSpider(SourceSpider):
     config: HttpSourceConfig
     _seeds: dict[str, HttpSeed]
     _link_extractor: LinkExtractor | None
+    _log_filter: RedactingFilter
+    bounds: Bounds = Bounds()
+    secrets: SourceSecrets
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.config = apply_source(crawler, spider.source, load_http_source)
+        spider.bounds = Bounds.from_settings(crawler.settings)
+        config = spider.config
+        spider.secrets = SourceSecrets.of(
+            urls=[config.base_url, *(seed.url for seed in config.seeds)],
+            headers=config.headers,
+            params=config.params,
+            secret_headers=config.secret_headers,
+            secret_params=config.secret_params,
+        )
+        spider._log_filter = RedactingFilter(spider.secrets)
+        crawler.signals.connect(spider._filter_logs, signal=signals.engine_started)
+        crawler.signals.connect(spider._unfilter_logs, signal=signals.engine_stopped)
         # By the id their work items hold: a long POST body's is shortened (holocron_scrapy.limits).
         spider._seeds = {fit_resource_id(seed.resource_id): seed for seed in spider.config.seeds}
         links = spider.config.discovery.html_links
@@ -135,8 +153,14 @@ class HttpSpider(SourceSpider):
         return -depth if self.config.discovery.strategy == "breadth" else depth
 
     def new_work_item(
-        self, resource_id: str, depth: int, parent: WorkItem | None, resource_type: str = ""
+        self,
+        resource_id: str,
+        depth: int,
+        parent: WorkItem | None,
+        resource_type: str = "",
+        hops: int = 0,
     ) -> NewWorkItem:
+        """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
         return NewWorkItem(
             source_system=self.source_system,
             source_name=self.source_name,
@@ -145,6 +169,7 @@ class HttpSpider(SourceSpider):
             depth=depth,
             priority=self.priority_for(depth),
             discovered_from=parent.id if parent else None,
+            hops=hops,
         )
 
     def seed_work_items(self) -> list[NewWorkItem]:
@@ -169,20 +194,34 @@ class HttpSpider(SourceSpider):
             self.frontier().fail([item], "this POST seed is no longer in the source file")
         return seed
 
+    def _filter_logs(self) -> None:
+        """Mask the source's secrets in every log line of the crawl (see :mod:`.secrets`)."""
+        for handler in logging.root.handlers:
+            handler.addFilter(self._log_filter)
+
+    def _unfilter_logs(self) -> None:
+        for handler in logging.root.handlers:
+            handler.removeFilter(self._log_filter)
+
     def _request(
         self, url: str, item: WorkItem, seed: HttpSeed | None, **kwargs: Any
     ) -> scrapy.Request:
-        """A request for ``url`` (with the source's params and headers), as a POST when
-        ``seed`` is one."""
-        full_url = http_api.with_params(url, self.config.params)
+        """A request for ``url``, as a POST when ``seed`` is one: with the source's params and
+        headers on its own hosts, without them elsewhere (:mod:`holocron_scrapy.secrets`)."""
+        own = self.secrets.own(url)
+        if not own:
+            self.stats.inc_value("holocron/secrets/withheld")
+        full_url = http_api.with_params(url, self.config.params) if own else url
         common: dict[str, Any] = {
-            "headers": dict(self.config.headers),
+            "headers": dict(self.config.headers) if own else {},
             "errback": self.request_failed,
             "dont_filter": True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
             "priority": item.priority,
             **kwargs,
         }
         common["meta"] = {"holocron_work_items": [item], "holocron_url": url, **common["meta"]}
+        if not own:  # the page that led here may name the source's params in its URL
+            common["meta"]["referrer_policy"] = "no-referrer"
         if seed is not None and seed.method == "POST":
             if seed.form is not None:
                 return FormRequest(full_url, formdata=dict(seed.form), **common)
@@ -218,7 +257,9 @@ class HttpSpider(SourceSpider):
                 request.headers[name] = value
         return request
 
-    def _listing_request(self, item: WorkItem, url: str | None = None) -> scrapy.Request | None:
+    def _listing_request(
+        self, item: WorkItem, url: str | None = None, chain: Chain | None = None
+    ) -> scrapy.Request | None:
         seed = self._seed_of(item)
         if seed is None:
             if not item.resource_id.startswith("POST "):
@@ -233,7 +274,15 @@ class HttpSpider(SourceSpider):
             )
         if url is None:
             url = self._first_page(seed.url)
-        return self._request(url, item, seed, callback=self.parse_listing, meta={})
+        chain = chain or self.bounds.listing()
+        # A redirect is followed by parse_listing, which leaves the secrets home when it leads
+        # to another host (Scrapy's RedirectMiddleware would send every header there).
+        meta = {
+            "holocron_chain": chain,
+            "dont_redirect": True,
+            "handle_httpstatus_list": list(REDIRECT_STATUSES),
+        }
+        return self._request(url, item, seed, callback=self.parse_listing, meta=meta)
 
     def _first_page(self, url: str) -> str:
         pagination = self.config.pagination
@@ -267,6 +316,9 @@ class HttpSpider(SourceSpider):
             yield decoded
             return
         payload, form = decoded
+        # The source's secrets, should the server echo them, are stored nowhere.
+        secrets = self.secrets
+        payload = secrets.redact_json(payload)
         resource_id = http_api.record_resource_id(
             payload, self.config.resource_id, item.resource_id
         )
@@ -285,11 +337,11 @@ class HttpSpider(SourceSpider):
             payload=payload,
             request_uri=request.meta["holocron_url"],
             request_method=request.method,
-            request_headers=http_api.masked_headers(
-                headers_of(request.headers), self.config.secret_headers
+            request_headers=secrets.redact_json(
+                http_api.masked_headers(headers_of(request.headers), self.config.secret_headers)
             ),
             status_code=response.status,
-            response_headers=headers_of(response.headers),
+            response_headers=secrets.redact_json(headers_of(response.headers)),
             fetched_at_utc=datetime.now(UTC).replace(tzinfo=None),
             duration_ms=round(request.meta.get("download_latency", 0.0) * 1000),
             version=http_api.version_of(
@@ -303,13 +355,22 @@ class HttpSpider(SourceSpider):
         if not location:
             yield Outcome(item.id, Status.FAILED, f"HTTP {response.status} without a Location")
             return
-        target = http_api.resource_key(http_api.absolute_url(response.url, location))
+        target = self._url_key(http_api.absolute_url(response.url, location))
         self.stats.inc_value("holocron/http/redirects")
         if not http_api.host_allowed(target, self.config.allowed_domains):
             yield Outcome.skipped(item, f"redirect to {target!r}, outside allowed_domains")
             return
-        yield self.new_work_item(target, item.depth, item, item.resource_type)
+        refused = self.bounds.redirect_refused(item.hops)
+        if refused is not None:
+            self.stats.inc_value("holocron/bounds/redirects_refused")
+            yield Outcome(item.id, Status.FAILED, f"redirect to {target!r}: {refused}")
+            return
+        yield self.new_work_item(target, item.depth, item, item.resource_type, item.hops + 1)
         yield Outcome.skipped(item, f"redirect to {target!r}")
+
+    def _url_key(self, url: str) -> str:
+        """The resource id of a URL the crawl found: canonical, without the source's params."""
+        return http_api.resource_key(self.secrets.strip_params(url))
 
     def _payload(
         self, response: Response, item: WorkItem
@@ -322,9 +383,10 @@ class HttpSpider(SourceSpider):
             return http_api.encode_payload(response.body, content_type, encoding)
         except http_api.PayloadError as exc:
             url = response.meta.get("holocron_url", response.url)
-            logger.warning("%(error)s for %(url)s", {"error": exc, "url": url})
+            message = self.secrets.redact(str(exc))
+            logger.warning("%(error)s for %(url)s", {"error": message, "url": url})
             self.stats.inc_value("holocron/http/bad_payload")
-            return Outcome(item.id, Status.FAILED, str(exc))
+            return Outcome(item.id, Status.FAILED, message)
 
     def _discovered_urls(self, response: Response, data: Any) -> Iterator[str]:
         """URLs of the JSON fields (in ``data``) and HTML links of a response, each once,
@@ -341,7 +403,7 @@ class HttpSpider(SourceSpider):
         if self._link_extractor is not None and isinstance(response, scrapy.http.HtmlResponse):
             candidates += [link.url for link in self._link_extractor.extract_links(response)]
         for url in candidates:
-            key = http_api.resource_key(url)
+            key = self._url_key(url)
             if key not in seen and http_api.host_allowed(key, self.config.allowed_domains):
                 seen.add(key)
                 yield key
@@ -355,6 +417,10 @@ class HttpSpider(SourceSpider):
         [item] = work_items_of(request)
         pagination = self.config.pagination
         assert pagination is not None
+        if response.status in REDIRECT_STATUSES:
+            for obj in self._listing_redirect(item, response):
+                yield obj
+            return
         decoded = self._payload(response, item)
         if isinstance(decoded, Outcome):
             yield decoded
@@ -373,16 +439,52 @@ class HttpSpider(SourceSpider):
         step = http_api.next_step(
             pagination, request.meta["holocron_url"], data, links, response.url
         )
+        if step.next_url is not None:
+            step = http_api.PageStep(self.secrets.strip_params(step.next_url), step.reason)
         if step.next_url is None:
             logger.debug(
                 "Listing %(id)s ends: %(why)s", {"id": item.resource_id, "why": step.reason}
             )
             yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
             return
+        chain: Chain = request.meta["holocron_chain"]
+        # A numbered page with the body of an earlier one: the API ignores the page parameter.
+        body = response.body if pagination.kind == "page_number" else None
+        reason = chain.step(len(response.body), step.next_url, body)
+        if reason is not None:
+            url = request.meta["holocron_url"]
+            for outcome in stopped([item], reason, url, self.stats, "listing_stopped"):
+                yield outcome
+            return
         if await frontier.save_cursor(item, {"next": step.next_url}):
-            next_request = self._listing_request(item, step.next_url)
+            next_request = self._listing_request(item, step.next_url, chain)
             if next_request is not None:
                 yield next_request
+
+    def _listing_redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:
+        """A listing page that moved: the same page asked for at its new place (within
+        ``allowed_domains``; with the source's secrets only on its own hosts)."""
+        request = response.request
+        assert request is not None
+        location = (response.headers.get("Location") or b"").decode("latin-1")
+        if not location:
+            yield Outcome(item.id, Status.FAILED, f"HTTP {response.status} without a Location")
+            return
+        target = self.secrets.strip_params(http_api.absolute_url(response.url, location))
+        self.stats.inc_value("holocron/http/redirects")
+        if not http_api.host_allowed(target, self.config.allowed_domains):
+            message = f"redirect to {target!r}, outside allowed_domains"
+            yield Outcome(item.id, Status.FAILED, message, depth=item.depth)
+            return
+        chain: Chain = request.meta["holocron_chain"]
+        reason = chain.step(len(response.body), target)
+        if reason is not None:
+            url = request.meta["holocron_url"]
+            yield from stopped([item], reason, url, self.stats, "listing_stopped")
+            return
+        next_request = self._listing_request(item, target, chain)
+        if next_request is not None:
+            yield next_request
 
     def request_failed(self, failure: Failure) -> None:
         """Errback: a request that failed for good (after retries) ends its work item."""
@@ -401,6 +503,7 @@ class HttpSpider(SourceSpider):
         else:
             default_maxsize = self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
             message = failure_message(failure, shown, default_maxsize)
+        message = self.secrets.redact(message)
         logger.warning("Request failed: %(msg)s", {"msg": message})
         frontier = self.frontier()
         for item in work_items_of(request):

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Self
 from scrapy.exceptions import UsageError
 
 from holocron_scrapy import listings, mwapi, resources
+from holocron_scrapy.bounds import Bounds, stopped
 from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.mediawiki.api_request import query_url_of, shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
 from holocron_scrapy.mediawiki.page_query import PageQuery
@@ -27,6 +29,7 @@ from holocron_scrapy.mediawiki.resource_fetch import ResourceFetch
 from holocron_scrapy.mediawiki.responses import ApiResponses, failure_message
 from holocron_scrapy.mediawiki.revision_check import RevisionCheck
 from holocron_scrapy.middlewares.claims import StaleClaim
+from holocron_scrapy.model import canonical_json
 from holocron_scrapy.sources import SourceConfig, load_source
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
 
@@ -57,6 +60,8 @@ class MediaWikiSpider(SourceSpider):
     maxlag: float = mwapi.DEFAULT_MAXLAG
     list_limit: str = "max"
     revisions_content: bool = False
+    bounds: Bounds = Bounds()
+    url_limit: int = 2083  # URLLENGTH_LIMIT: longer queries are POSTed (mediawiki.api_request)
 
     def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
         super().__init__(source, recrawl, **kwargs)
@@ -76,6 +81,8 @@ class MediaWikiSpider(SourceSpider):
                 f"{spider.config.path}: type: run this source with the spider "
                 f"named {spider.config.type!r}, not 'mediawiki'"
             )
+        spider.bounds = Bounds.from_settings(crawler.settings)
+        spider.url_limit = crawler.settings.getint("URLLENGTH_LIMIT")
         spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
         spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
         spider.revisions_content = crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
@@ -138,6 +145,22 @@ class MediaWikiSpider(SourceSpider):
             async for request in self.revision_check.requests():
                 yield request
 
+    def chain_step(
+        self, state: dict[str, Any], response: Response, cont: dict[str, str] | None
+    ) -> list[Any] | None:
+        """Count a response of the continuation chain ``state`` describes (whose next
+        ``continue`` is ``cont``): ``None`` while it may go on, else its items failed with the
+        reason (a repeated continuation, too many responses or bytes; see
+        :mod:`holocron_scrapy.bounds`)."""
+        chain = state.setdefault("chain", self.bounds.chain())
+        reason = chain.step(len(response.body), None if cont is None else canonical_json(cont))
+        if reason is None:
+            return None
+        request = response.request
+        assert request is not None
+        url = query_url_of(request)
+        return stopped(work_items_of(request), reason, url, self.stats, "chain_stopped")
+
     # -- callbacks (methods of the spider: JOBDIR serializes them by name) ---------------------
 
     def parse_query(self, response: Response) -> Iterator[Any]:
@@ -172,7 +195,7 @@ class MediaWikiSpider(SourceSpider):
         if isinstance(failure.value, StaleClaim):
             return
         maxsize = self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
-        message = failure_message(failure, request, maxsize)
+        message = failure_message(failure, shown(request), maxsize)
         logger.warning("Request failed: %(msg)s", {"msg": message})
         items = [i for i in work_items_of(request) if self.frontier().is_claimed(i)]
         self.frontier().fail(items, message)

@@ -22,7 +22,8 @@ from holocron_scrapy.middlewares.state import StateMiddleware
 from holocron_scrapy.pipelines.ingest import IngestRecordsPipeline
 from holocron_scrapy.pipelines.lake import LakePipeline
 from holocron_scrapy.progress import CrawlProgress
-from tests.unit.conftest import write_source
+from holocron_scrapy.store import StateStore
+from tests.unit.conftest import SOURCE_NAME, write_source
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -133,6 +134,11 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
             id="invalid-value",
         ),
         pytest.param("max_depth: [1", "<yaml>: ", id="invalid-yaml"),
+        pytest.param(
+            "max_depth: 2026-02-30",
+            "discovery.max_depth: line ",
+            id="yaml-pyyaml-cannot-construct",
+        ),
     ],
 )
 def test_a_broken_source_file_is_one_error_line_and_touches_nothing(
@@ -151,6 +157,38 @@ def test_a_broken_source_file_is_one_error_line_and_touches_nothing(
     assert line.startswith(f"scrapy: error: {source}: {error}"), line
     assert not (tmp_path / "state").exists()
     assert not (tmp_path / "lake").exists()
+
+
+def test_a_fifo_as_source_file_is_one_error_line_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    result = scrapy_crawl(["-a", f"source={fifo}"], f"sqlite:///{tmp_path / 'state' / 's.db'}")
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [f"scrapy: error: {fifo}: source: is a FIFO, not a YAML file"]
+
+
+def test_a_source_name_crawled_from_another_url_is_refused(tmp_path: Path) -> None:
+    """Two source files of one name and different ``api_url`` on one database: the second is
+    refused before anything starts (its state would merge into the first's)."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = StateStore.from_url(url)
+    try:
+        store.create_tables()
+        first = store.source_url(
+            source_system="mediawiki", source_name=SOURCE_NAME, url="https://a.example.org/api.php"
+        )
+    finally:
+        store.dispose()
+    assert first == "https://a.example.org/api.php"
+    source = write_source(tmp_path)  # its api_url is http://127.0.0.1:8091/api.php
+    result = scrapy_crawl(["-a", f"source={source}"], url)
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [
+        f"scrapy: error: {source}: name: {SOURCE_NAME!r} was crawled from "
+        f"https://a.example.org/api.php into this database (sqlite:///{tmp_path / 's.db'}), "
+        "not from http://127.0.0.1:8091/api.php: give this source another name, or use another "
+        "database"
+    ]
 
 
 def test_an_unreachable_database_is_reported_with_the_password_masked(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ titles; ``resolve_schema`` and ``StateStore.from_url`` for schema names, and the
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +99,41 @@ SOURCE_FILES = [
         "placeholder",
     ),
     ("user-agent-with-newline", doc(user_agent="a\nX-Evil: 1"), "user_agent", "control"),
+    # issue 10, careless inputs: YAML PyYAML cannot construct, alias bombs, the crawl's store
+    (
+        "integer-of-5000-digits",
+        doc(seeds={"titles": ["Yoda"], "pageids": [1, 2]}).replace("- 2", "- " + "9" * 5000),
+        "seeds.pageids[1]",
+        "exceeds the limit",
+    ),
+    (
+        "february-30",
+        doc(seeds={"titles": ["Yoda"], "recentchanges": {"since": "X"}}).replace("X", "2026-02-30"),
+        "seeds.recentchanges.since",
+        "'2026-02-30': cannot be read (day is out of range for month)",
+    ),
+    (
+        "alias-bomb-in-a-setting",
+        doc()
+        + "settings:\n  X0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"  X{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)),
+        "<yaml>",
+        "aliases expand to more than 100000 values",
+    ),
+    ("alias-to-itself", doc() + "settings: &s {X: *s}\n", "<yaml>", "refers to the node"),
+    ("nested-too-deeply", doc() + "settings: " + "[" * 5000 + "]" * 5000, "<yaml>", "nested"),
+    (
+        "db-url-in-settings",
+        doc(settings={"HOLOCRON_DB_URL": "sqlite:///other.db"}),
+        "settings.HOLOCRON_DB_URL",
+        "on the command line",
+    ),
+    (
+        "lake-dir-in-settings",
+        doc(settings={"HOLOCRON_LAKE_DIR": "/tmp/elsewhere"}),
+        "settings.HOLOCRON_LAKE_DIR",
+        "where the crawl keeps its state",
+    ),
 ]
 
 
@@ -117,6 +153,30 @@ def test_bad_source_file(tmp_path: Path, text: str | bytes, key: str, fragment: 
     assert (error.path, error.key) == (path.absolute(), key), str(error)
     assert fragment.lower() in error.message.lower(), str(error)
     assert str(error).startswith(f"{path.absolute()}: {key}: ")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-large"])
+def test_a_source_that_is_no_regular_file_or_too_large_is_refused(
+    tmp_path: Path, kind: str
+) -> None:
+    """Nothing unbounded is read: ``/dev/zero`` and a FIFO (which would block for ever) are
+    refused before reading, a regular file after its first megabyte."""
+    if kind == "fifo":
+        path = tmp_path / "badinputs.yaml"
+        os.mkfifo(path)
+        expected = "is a FIFO, not a YAML file"
+    elif kind == "dev-zero":
+        path = Path("/dev/zero")
+        expected = "is a character device, not a YAML file"
+    else:
+        path = tmp_path / "badinputs.yaml"
+        path.write_text(doc() + "# " + "x" * 2 * 1024 * 1024 + "\n", "utf-8")
+        expected = "is larger than 1048576 bytes"
+    with pytest.raises(SourceConfigError) as caught:
+        load_source(str(path), tmp_path)
+    assert str(caught.value) == f"{path.absolute()}: source: {expected}" + (
+        ": not a source file" if kind == "too-large" else ""
+    )
 
 
 def test_a_good_source_file_loads(tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def test_redirects_are_skipped_and_their_target_queued(
     (request,) = spider.requests_for([old])
     moved = Response(request.url, status=301, headers={"Location": "/site/new#x"}, request=request)
     target, outcome = request.callback(moved)
-    assert target == NewWorkItem("http", "site", "page", f"{BASE}site/new", 1, 1, old.id)
+    assert target == NewWorkItem("http", "site", "page", f"{BASE}site/new", 1, 1, old.id, hops=1)
     assert outcome == Outcome.skipped(old, f"redirect to '{BASE}site/new'")
     away = Response(
         request.url, status=302, headers={"Location": "https://else.test/"}, request=request

@@ -165,7 +165,7 @@ def test_batch_resolves_pages_redirects_missing_and_invalid(tmp_path: Path, fetc
     assert timeline["revisions"][0]["slots"]["main"]["content"]
     assert timeline["lastrevid"] == timeline["revisions"][0]["revid"]
     # Redirect target at the same depth; links of the pages at depth + 1, ns 0 only.
-    assert NewWorkItem("mediawiki", "testwiki", "page", "Anakin Skywalker", 0, 0, 1) in new
+    assert NewWorkItem("mediawiki", "testwiki", "page", "Anakin Skywalker", 0, 0, 1, hops=1) in new
     linked = {n.resource_id for n in new if n.depth == 1}
     assert {t for ns, t in links if ns == 0} <= linked
     assert all(n.priority == -n.depth for n in new)  # breadth first

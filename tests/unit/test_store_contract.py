@@ -241,6 +241,34 @@ def test_failed_outcome_is_not_reopened(store: StateStore) -> None:
     assert row_of(store, "A")["status"] == "failed"
 
 
+def test_the_redirect_hops_of_an_item_are_stored_and_claimed(store: StateStore) -> None:
+    """``work_items.hops`` (issue 10): what led to an item through redirects comes back with its
+    claim; a table created before the column existed gets it (NULL: no hops)."""
+    store.add_work_items([item("Target", hops=3), item("Plain")])
+    assert row_of(store, "Plain")["hops"] is None
+    assert {i.resource_id: i.hops for i in claim(store)} == {"Target": 3, "Plain": 0}
+    wi = store.tables.work_items
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {wi.fullname} DROP COLUMN hops"))
+    store.create_tables()
+    store.add_work_items([item("After", hops=1)])
+    assert row_of(store, "After")["hops"] == 1
+
+
+def test_a_source_url_is_recorded_once_and_then_answered(store: StateStore) -> None:
+    """``source_identities`` (issue 10): the first crawl of a name records its URL; later ones
+    get that URL back, whatever they say."""
+    args = {"source_system": SYSTEM, "source_name": NAME}
+    assert store.source_url(**args, url="https://a.example.org/api.php") == (
+        "https://a.example.org/api.php"
+    )
+    assert store.source_url(**args, url="https://b.example.org/api.php") == (
+        "https://a.example.org/api.php"
+    )
+    other = {"source_system": "http", "source_name": NAME}
+    assert store.source_url(**other, url="https://b.example.org/") == "https://b.example.org/"
+
+
 def test_long_unicode_resource_ids(store: StateStore) -> None:
     # 2000 code points (the column limit); and 2000 UTF-16 units with astral characters
     # (what SQL Server's NVARCHAR(2000) counts).
