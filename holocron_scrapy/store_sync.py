@@ -1,0 +1,134 @@
+"""The statements of ``recrawl=changed`` by change feeds: a source's sync point, and the items a
+batch of changed titles names.
+
+A sync point says where a source's change feeds were read to: the wiki's timestamp from which
+they are read next time, and the largest ``rcid`` / ``logid`` already applied. It is written
+only after the changes it covers are in the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from holocron_scrapy.store_sql import IN_LIST_CHUNK, as_datetime, chunks, utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection, Engine
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPoint:
+    """Where a source's change feeds stand: read them from ``timestamp`` (naive UTC, the
+    wiki's clock) on, skipping the entries up to ``rc_id`` / ``log_id`` (``None``: none known)."""
+
+    timestamp: datetime
+    rc_id: int | None = None
+    log_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownItem:
+    """A work item named by a changed title: what the feed sync decides from."""
+
+    id: int
+    dedupe_hash: str
+    resource_type: str
+    resource_id: str
+    status: str
+    version: str | None
+    depth: int
+
+
+def _key(table: sa.Table, source_system: str, source_name: str) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.source_system == source_system, table.c.source_name == source_name)
+
+
+def read_sync_point(
+    conn: Connection, table: sa.Table, *, source_system: str, source_name: str
+) -> SyncPoint | None:
+    row = conn.execute(
+        sa.select(table.c.feed_timestamp, table.c.rc_id, table.c.log_id).where(
+            _key(table, source_system, source_name)
+        )
+    ).first()
+    if row is None:
+        return None
+    timestamp = as_datetime(row[0])
+    assert timestamp is not None
+    return SyncPoint(timestamp, row[1], row[2])
+
+
+def write_sync_point(
+    engine: Engine,
+    table: sa.Table,
+    point: SyncPoint,
+    *,
+    source_system: str,
+    source_name: str,
+    run_id: str,
+    only_if_absent: bool = False,
+) -> bool:
+    """Set the source's sync point (one transaction: update, else insert; a lost race to
+    insert is retried as an update). ``only_if_absent``: leave an existing one alone. Return
+    whether it was written."""
+    values = {
+        "feed_timestamp": point.timestamp,
+        "rc_id": point.rc_id,
+        "log_id": point.log_id,
+        "run_id": run_id,
+        "updated_at": utcnow(),
+    }
+    for _ in range(2):
+        try:
+            with engine.begin() as conn:
+                if not only_if_absent:
+                    stmt = sa.update(table).where(_key(table, source_system, source_name))
+                    if conn.execute(stmt.values(**values)).rowcount:
+                        return True
+                elif read_sync_point(
+                    conn, table, source_system=source_system, source_name=source_name
+                ):
+                    return False
+                conn.execute(
+                    sa.insert(table).values(
+                        source_system=source_system, source_name=source_name, **values
+                    )
+                )
+                return True
+        except sa.exc.IntegrityError:
+            if only_if_absent:
+                return False
+            continue
+    raise RuntimeError("could not write the sync point")  # pragma: no cover
+
+
+def items_by_hashes(conn: Connection, wi: sa.Table, hashes: Sequence[str]) -> list[KnownItem]:
+    """The work items with these dedupe hashes (chunked IN lists on the unique index)."""
+    columns = (
+        wi.c.id,
+        wi.c.dedupe_hash,
+        wi.c.resource_type,
+        wi.c.resource_id,
+        wi.c.status,
+        wi.c.version,
+        wi.c.depth,
+    )
+    found: list[KnownItem] = []
+    for chunk in chunks(sorted(set(hashes)), IN_LIST_CHUNK):
+        rows = conn.execute(sa.select(*columns).where(wi.c.dedupe_hash.in_(chunk)))
+        found.extend(KnownItem(*row) for row in rows)
+    return found
+
+
+def first_run_started(
+    conn: Connection, runs: sa.Table, *, source_system: str, source_name: str
+) -> datetime | None:
+    """When the source's first run started (``None``: it has none)."""
+    stmt = sa.select(sa.func.min(runs.c.started_at)).where(_key(runs, source_system, source_name))
+    return as_datetime(conn.execute(stmt).scalar())
