@@ -164,7 +164,12 @@ async def _collect(crawl: Crawl) -> list[Any]:
     return [obj async for obj in crawl.spider.start()]
 
 
-def test_start_checks_every_completed_page_in_full_batches(
+async def _checks(crawl: Crawl) -> list[Any]:
+    """The full prop=info pass (when the change feeds do not reach back to the sync point)."""
+    return [obj async for obj in crawl.spider.revision_check.requests()]
+
+
+def test_info_pass_checks_every_completed_page_in_full_batches(
     opened: Crawl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(revision_check, "RECRAWL_READ_SIZE", 7)  # batches span the reads
@@ -172,7 +177,7 @@ def test_start_checks_every_completed_page_in_full_batches(
     ids = complete(opened, {t: str(i) for i, t in enumerate(titles)})
     complete(opened, {"Completed later": "5"})
     opened.store.requeue_ids([ids["Page 000"]])  # pending again: not checked
-    requests = asyncio.run(_collect(opened))
+    requests = asyncio.run(_checks(opened))
     assert len(requests) == 3  # ceil(119 / 50)
     asked = []
     for request in requests:
@@ -194,7 +199,7 @@ def test_start_checks_every_completed_page_in_full_batches(
     }
 
 
-def test_start_checks_category_template_and_file_items_too(opened: Crawl) -> None:
+def test_info_pass_checks_category_template_and_file_items_too(opened: Crawl) -> None:
     """Pages of other namespaces are recorded under their own types; their version is their
     lastrevid too. Listings and a page's other resources are not checked."""
     ids = complete(opened, {"Ezra Bridger": "10"})
@@ -203,7 +208,7 @@ def test_start_checks_category_template_and_file_items_too(opened: Crawl) -> Non
     ids |= complete(opened, {"File:Saber.png": "13"}, "file")
     complete(opened, {"Ezra Bridger": "14"}, "html")
     complete(opened, {"allpages?apnamespace=0": None}, "listing")
-    [request] = asyncio.run(_collect(opened))
+    [request] = asyncio.run(_checks(opened))
     assert isinstance(request, Request)
     pages = request.cb_kwargs["pages"]
     assert [(p.work_item_id, p.title, p.version) for p in pages] == [
