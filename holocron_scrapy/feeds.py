@@ -69,18 +69,32 @@ def read_from(point: SyncPoint) -> datetime:
 
 
 def probe_url(api_url: str, point: SyncPoint, maxlag: float | None = None) -> str:
-    """The newest recent change at or before where the feeds are read from, and the wiki's
-    clock (``curtimestamp``)."""
+    """The newest recent change at or before where the feeds are read from, the newest log
+    entry, and the wiki's clock (``curtimestamp``)."""
     params = {
         **_COMMON,
-        "list": "recentchanges",
+        "list": "recentchanges|logevents",
         "rcdir": "older",
         "rcstart": wiki_time(read_from(point)),
         "rclimit": "1",
         "rcprop": "ids|timestamp",
+        "ledir": "older",
+        "lelimit": "1",
+        "leprop": "ids|timestamp",
         "curtimestamp": "1",
     }
     return _url(api_url, params, maxlag)
+
+
+def point_of_probe(data: dict[str, Any]) -> SyncPoint | None:
+    """The sync point a full ``prop=info`` pass that starts after the probe reaches: the wiki's
+    clock, and the newest log entry (older ones are not applied again)."""
+    now = data.get("curtimestamp")
+    if not isinstance(now, str):
+        return None
+    entries = (data.get("query") or {}).get("logevents") or [{}]
+    logid = entries[0].get("logid")
+    return SyncPoint(parse_wiki_time(now), None, logid if isinstance(logid, int) else None)
 
 
 def covered(data: dict[str, Any]) -> bool:
@@ -266,19 +280,20 @@ def plan(
                 reopen(change.title)
         elif change.kind.startswith("move/") and change.target is not None:
             old = known.get(change.title)
-            reopen(change.title)
+            if old is not None and old.status == "completed":
+                reopen(change.title)
             target_ns, target = change.target
             if not reopen(target):
                 if old is not None and target_ns in namespaces:
                     join(target, target_ns, old.depth)
                 elif target_ns in allpages:
                     join(target, target_ns, 0)
+        elif change.kind == "delete/delete":
+            item = known.get(change.title)
+            if item is not None and item.version not in (None, DELETED_VERSION):
+                reopen(change.title)  # its refetch records the deletion
         else:
-            if (
-                not reopen(change.title)
-                and change.ns in allpages
-                and change.kind != "delete/delete"
-            ):
+            if not reopen(change.title) and change.ns in allpages:
                 join(change.title, change.ns, 0)
             if change.dest is not None:
                 reopen(change.dest)

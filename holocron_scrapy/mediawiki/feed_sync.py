@@ -147,8 +147,7 @@ class FeedSync:
             "page (prop=info)",
             {"at": self.point.timestamp},
         )
-        now = data.get("curtimestamp")
-        after = SyncPoint(feeds.parse_wiki_time(now)) if isinstance(now, str) else None
+        after = feeds.point_of_probe(data)
         async for request in spider.revision_check.requests(
             on_complete=(lambda: self._write(after)) if after else None
         ):
