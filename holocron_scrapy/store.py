@@ -477,6 +477,28 @@ class StateStore:
         with self.engine.connect() as conn:
             return store_sync.items_by_hashes(conn, self.tables.work_items, hashes)
 
+    def completed_pages(
+        self,
+        *,
+        source_system: str,
+        source_name: str,
+        resource_type: str,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[tuple[int, str, str | None, datetime | None]]:
+        """``(id, resource_id, version, finished_at)`` of up to ``limit`` completed items with
+        ``id > after_id``, by id: the full ``prop=info`` pass pages through them."""
+        with self.engine.connect() as conn:
+            return store_sync.completed_pages(
+                conn,
+                self.tables.work_items,
+                source_system=source_system,
+                source_name=source_name,
+                resource_type=resource_type,
+                after_id=after_id,
+                limit=limit,
+            )
+
     def first_run_started(self, *, source_system: str, source_name: str) -> datetime | None:
         """When the source's first run started (its first crawl: the first sync point)."""
         with self.engine.connect() as conn:

@@ -126,6 +126,35 @@ def items_by_hashes(conn: Connection, wi: sa.Table, hashes: Sequence[str]) -> li
     return found
 
 
+def completed_pages(
+    conn: Connection,
+    wi: sa.Table,
+    *,
+    source_system: str,
+    source_name: str,
+    resource_type: str,
+    after_id: int,
+    limit: int,
+) -> list[tuple[int, str, str | None, datetime | None]]:
+    """``(id, resource_id, version, finished_at)`` of up to ``limit`` completed items of the
+    type after ``after_id``, by id (the claim index serves the filter; pages of the pass)."""
+    stmt = (
+        sa.select(wi.c.id, wi.c.resource_id, wi.c.version, wi.c.finished_at)
+        .where(
+            _key(wi, source_system, source_name),
+            wi.c.resource_type == resource_type,
+            wi.c.status == "completed",
+            wi.c.id > after_id,
+        )
+        .order_by(wi.c.id)
+        .limit(limit)
+    )
+    return [
+        (int(row.id), row.resource_id, row.version, as_datetime(row.finished_at))
+        for row in conn.execute(stmt)
+    ]
+
+
 def first_run_started(
     conn: Connection, runs: sa.Table, *, source_system: str, source_name: str
 ) -> datetime | None:

@@ -71,7 +71,7 @@ class RevisionCheck:
             after_id = 0
             while True:
                 rows = await run_in_thread(
-                    frontier.store.completed_versions,
+                    frontier.store.completed_pages,
                     source_system=spider.source_system,
                     source_name=spider.source_name,
                     resource_type=resource_type,
@@ -126,6 +126,7 @@ class RevisionCheck:
         verdict = compare(data, pages)
         stats.inc_value("holocron/recrawl/checked", len(pages))
         stats.inc_value("holocron/recrawl/changed", len(verdict.changed))
+        stats.inc_value("holocron/recrawl/touched", len(verdict.touched))
         stats.inc_value("holocron/recrawl/deleted", len(verdict.deleted))
         if verdict.unanswered:
             stats.inc_value("holocron/recrawl/unanswered", len(verdict.unanswered))

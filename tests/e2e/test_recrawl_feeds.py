@@ -69,10 +69,11 @@ def batch(wiki: MediaWiki, tmp_path: Path, script: str, lines: list[str]) -> Non
 
 
 def source_file(path: Path, wiki: MediaWiki, seeds: dict[str, Any], **kwargs: Any) -> Path:
+    extra = kwargs.pop("extra", {})
     source = write_source(path, wiki.api_url, [], **kwargs)
     document = yaml.safe_load(source.read_text("utf-8"))
     document["seeds"] = seeds
-    document.update(kwargs.pop("extra", {}))
+    document.update(extra)
     source.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8")
     return source
 
@@ -156,3 +157,50 @@ def test_refresh_by_feeds_costs_the_changes_not_the_wiki(
     assert new_records(db) == {}
     assert sync_point(db)["feed_timestamp"] > first["feed_timestamp"]
     assert len(read_lake(lake)) == len(pages) + 1 + 5
+
+
+TEMPLATE = "Template:Starship infobox"
+
+
+def test_a_template_edit_refreshes_the_pages_using_it(own_wiki: MediaWiki, tmp_path: Path) -> None:
+    """Their lastrevid stays; the feed's template edit leads to them (list=embeddedin)."""
+    users = sorted(
+        page["title"]
+        for data in own_wiki.query_all(list="embeddedin", eititle=TEMPLATE, eilimit="max")
+        for page in data["query"]["embeddedin"]
+    )
+    listed = own_wiki.api(list="allpages", apfilterredir="nonredirects", aplimit=50)
+    others = sorted(page["title"] for page in listed["query"]["allpages"])
+    others = [t for t in others if t not in users][:2]
+    seeds = [*users[:3], *others]
+    db = Database("sqlite", f"sqlite:///{tmp_path / 'state.db'}", None)
+    lake = tmp_path / "lake"
+    source = source_file(
+        tmp_path / "e2ewiki.yaml",
+        own_wiki,
+        {"titles": seeds},
+        max_depth=0,
+        extra={"resources": ["page", "html"]},
+    )
+    run_crawl(source, lake, db, tmp_path / "crawl.log").check()
+    assert len(db.records()) == 2 * len(seeds)
+    edit(own_wiki, TEMPLATE, "'''Infobox edited by the feeds test.'''\n")
+    maintenance(own_wiki, "runJobs.php")  # the wiki's job queue re-renders the users
+    # The server caches the template's page row in its own APCu, which the command line cannot
+    # purge (a wiki with a shared object cache, as every real one, needs no restart).
+    port = own_wiki.port
+    own_wiki.stop()
+    own_wiki.start(port)
+
+    result = run_crawl(source, lake, db, tmp_path / "refresh.log", args=REFRESH).check()
+    records = new_records(db)
+    assert set(records) == {(kind, t) for kind in ("page", "html") for t in users[:3]}
+    for title in users[:3]:
+        assert "Infobox edited by the feeds test." in records[("html", title)]["payload"]
+    assert result.stat("holocron/recrawl/transcluding") == 3
+    # The feeds, the template's users, one page query and three parses.
+    assert result.stat("downloader/request_count") == FEED_REQUESTS + 1 + 1 + 3
+
+    again = run_crawl(source, lake, db, tmp_path / "again.log", args=REFRESH).check()
+    assert again.stat("downloader/request_count") == FEED_REQUESTS
+    assert new_records(db) == {}
