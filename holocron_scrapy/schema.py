@@ -185,6 +185,10 @@ def _sync_points(metadata: sa.MetaData) -> sa.Table:
         sa.Column("log_id", sa.BigInteger(), nullable=True),
         sa.Column("run_id", sa.Unicode(32), nullable=True),  # the run that wrote it
         sa.Column("updated_at", UTC_DATETIME, nullable=False),
+        # What the archive was expanded with: max_depth and the discovery switches that were on
+        # ("links,categories"): a run with more expands what the new settings reach.
+        sa.Column("max_depth", sa.Integer(), nullable=True),
+        sa.Column("expansions", sa.Unicode(200), nullable=True),
         sa.PrimaryKeyConstraint("source_system", "source_name", name="pk_sync_points"),
     )
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection, Engine
 
-    from holocron_scrapy.store_sync import KnownItem, SyncPoint
+    from holocron_scrapy.store_sync import KnownItem, Reach, SyncPoint
 
 __all__ = ["InsertStyle", "Outlook", "StateStore", "canonical_json", "dedupe_hash", "utcnow"]
 
@@ -467,6 +467,20 @@ class StateStore:
             source_name=source_name,
             run_id=run_id,
             only_if_absent=only_if_absent,
+        )
+
+    def widen(
+        self, reach: Reach, *, source_system: str, source_name: str, resource_types: Sequence[str]
+    ) -> int:
+        """Record what the source's archive is expanded with; requeue what a wider ``reach``
+        expands further (see :func:`holocron_scrapy.store_sync.widen`)."""
+        return store_sync.widen(
+            self.engine,
+            (self.tables.sync_points, self.tables.work_items),
+            reach,
+            source_system=source_system,
+            source_name=source_name,
+            resource_types=resource_types,
         )
 
     def items_by_keys(self, dedupe_keys: Sequence[str]) -> list[KnownItem]:

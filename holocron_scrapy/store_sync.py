@@ -108,6 +108,80 @@ def write_sync_point(
     raise RuntimeError("could not write the sync point")  # pragma: no cover
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """What an archive was expanded with: ``max_depth`` and the discovery switches on."""
+
+    max_depth: int
+    expansions: frozenset[str]
+
+
+def read_reach(
+    conn: Connection, table: sa.Table, *, source_system: str, source_name: str
+) -> Reach | None:
+    row = conn.execute(
+        sa.select(table.c.max_depth, table.c.expansions).where(
+            _key(table, source_system, source_name)
+        )
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return Reach(int(row[0]), frozenset(filter(None, (row[1] or "").split(","))))
+
+
+def widen(
+    engine: Engine,
+    tables: tuple[sa.Table, sa.Table],
+    reach: Reach,
+    *,
+    source_system: str,
+    source_name: str,
+    resource_types: Sequence[str],
+) -> int:
+    """Record ``reach`` as the source's and, in the same transaction, put back into the queue
+    the completed items it expands further than the recorded one did: with more expansions on,
+    every item below ``max_depth``; with a larger ``max_depth`` only, the items from the old one
+    up (they were leaves). A one-time pass over the source's completed items when its settings
+    grow. Return how many were requeued (0 when nothing was recorded before: just recorded)."""
+    points, wi = tables
+    with engine.begin() as conn:
+        before = read_reach(conn, points, source_system=source_system, source_name=source_name)
+        conn.execute(
+            sa.update(points)
+            .where(_key(points, source_system, source_name))
+            .values(max_depth=reach.max_depth, expansions=",".join(sorted(reach.expansions)))
+        )
+        if before is None:
+            return 0
+        if not reach.expansions <= before.expansions:
+            low = 0
+        elif reach.max_depth > before.max_depth:
+            low = before.max_depth
+        else:
+            return 0
+        stmt = (
+            sa.update(wi)
+            .where(
+                _key(wi, source_system, source_name),
+                wi.c.status == "completed",
+                wi.c.resource_type.in_(list(resource_types)),
+                wi.c.depth >= low,
+                wi.c.depth < reach.max_depth,
+            )
+            .values(
+                status="pending",
+                attempt=0,
+                error_message=None,
+                next_retry_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=None,
+                updated_at=utcnow(),
+            )
+        )
+        return int(conn.execute(stmt).rowcount)
+
+
 def items_by_hashes(conn: Connection, wi: sa.Table, hashes: Sequence[str]) -> list[KnownItem]:
     """The work items with these dedupe hashes (chunked IN lists on the unique index)."""
     columns = (

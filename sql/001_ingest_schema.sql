@@ -96,6 +96,8 @@ CREATE TABLE ingest.sync_points (
 	log_id BIGINT NULL,
 	run_id NVARCHAR(32) NULL,
 	updated_at DATETIME2 NOT NULL,
+	max_depth INTEGER NULL,
+	expansions NVARCHAR(200) NULL,
 	CONSTRAINT pk_sync_points PRIMARY KEY (source_system, source_name)
 );
 END

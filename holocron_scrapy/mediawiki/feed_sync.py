@@ -27,7 +27,7 @@ from holocron_scrapy import feeds, mwapi, resources
 from holocron_scrapy.mediawiki.responses import decode_json
 from holocron_scrapy.model import dedupe_key
 from holocron_scrapy.store_sql import utcnow
-from holocron_scrapy.store_sync import SyncPoint
+from holocron_scrapy.store_sync import Reach, SyncPoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Mapping
@@ -74,10 +74,41 @@ class FeedSync:
             run_id=frontier.run_id,
             only_if_absent=True,
         )
+        await self.widen(frontier)
         if written:
             logger.info(
                 "Sync point of %(source)s: %(at)s", {"source": spider.source_name, "at": started}
             )
+
+    async def widen(self, frontier: Frontier) -> None:
+        """Record what the archive is expanded with (``max_depth``, the discovery switches on);
+        when this run's settings reach further, the completed pages they expand further go
+        back into the queue (their refetch discovers what the new settings reach)."""
+        spider = self.spider
+        discovery = spider.config.discovery
+        switches = {
+            "links": discovery.links,
+            "categories": discovery.categories,
+            "templates": discovery.templates,
+            "backlinks": discovery.backlinks,
+        }
+        reach = Reach(discovery.max_depth, frozenset(k for k, on in switches.items() if on))
+        n = await run_in_thread(
+            frontier.store.widen,
+            reach,
+            source_system=spider.source_system,
+            source_name=spider.source_name,
+            resource_types=resources.PAGE_TYPES,
+        )
+        spider.stats.inc_value("holocron/recrawl/widened", n)
+        if n:
+            logger.info(
+                "The settings reach further than the archive's (max_depth %(depth)d, %(on)s): "
+                "%(n)d completed pages back in the queue to expand",
+                {"depth": reach.max_depth, "on": ", ".join(sorted(reach.expansions)), "n": n},
+            )
+            frontier.dirty = True
+            frontier.maybe_claim()
 
     async def requests(self) -> AsyncIterator[scrapy.Request]:
         """The probe (a source without a sync point: from the start of its first run)."""
@@ -97,6 +128,8 @@ class FeedSync:
                 source_name=spider.source_name,
             )
             point = SyncPoint(started or utcnow())
+        else:
+            await self.widen(frontier)
         self.point = self.reached = point
         yield self._request(
             feeds.probe_url(spider.config.api_url, point, spider.maxlag), spider.parse_feed_probe
