@@ -12,7 +12,7 @@ from sqlalchemy.dialects import mssql
 
 from holocron_scrapy.model import NewWorkItem, Outcome, dedupe_key
 from holocron_scrapy.store_sql import utcnow
-from holocron_scrapy.store_sync import SyncPoint
+from holocron_scrapy.store_sync import Reach, SyncPoint
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -100,3 +100,27 @@ def test_sync_statements_compile_for_sql_server(sqlite_store: StateStore) -> Non
     assert sum("sync_points" in sql for sql in compiled) >= 4
     paged = next(sql for sql in compiled if "finished_at" in sql)
     assert "TOP" in paged or "FETCH" in paged
+
+
+def test_widen_requeues_what_the_wider_settings_expand_further(store: StateStore) -> None:
+    store.set_sync_point(SyncPoint(datetime(2026, 1, 1)), **SOURCE, run_id="r")
+    types = ("page", "category")
+    by_depth = {}
+    for depth in range(4):
+        store.add_work_items([NewWorkItem(SYSTEM, NAME, "page", f"D{depth}", depth=depth)])
+        claimed = store.claim(**SOURCE, owner="o", run_id="r", limit=1, lease_seconds=60)
+        store.finish_items([Outcome.completed(w, "a" * 64, "1") for w in claimed])
+        by_depth[depth] = claimed[0].id
+    links = frozenset({"links"})
+    assert store.widen(Reach(1, links), **SOURCE, resource_types=types) == 0  # recorded
+    assert store.widen(Reach(1, links), **SOURCE, resource_types=types) == 0  # the same
+    assert store.widen(Reach(3, links), **SOURCE, resource_types=types) == 2  # depths 1, 2
+    pending = {
+        i.resource_id
+        for i in store.items_by_keys([dedupe_key(SYSTEM, NAME, "page", f"D{d}") for d in range(4)])
+        if i.status == "pending"
+    }
+    assert pending == {"D1", "D2"}
+    assert store.widen(Reach(2, links), **SOURCE, resource_types=types) == 0  # narrower
+    # Categories on: every completed item below max_depth.
+    assert store.widen(Reach(2, links | {"categories"}), **SOURCE, resource_types=types) == 1
