@@ -49,6 +49,7 @@ class FeedSync:
         self.reached: SyncPoint | None = None  # how far it got
         self.transcluded: set[str] = set()
         self.failed = False
+        self.run = ""  # the run whose chain of requests this is (cb_kwargs ``run``)
 
     def _frontier(self) -> Frontier | None:
         frontier = self.spider.frontier()
@@ -131,6 +132,7 @@ class FeedSync:
         else:
             await self.widen(frontier)
         self.point = self.reached = point
+        self.run = frontier.run_id
         yield self._request(
             feeds.probe_url(spider.config.api_url, point, spider.maxlag), spider.parse_feed_probe
         )
@@ -142,11 +144,12 @@ class FeedSync:
             errback=self.spider.feed_failed,
             dont_filter=True,
             priority=1_000_000,  # before the refetches it queues
-            cb_kwargs=kwargs,
+            cb_kwargs={**kwargs, "run": self.run},
         )
 
-    def _data(self, response: Response, what: str) -> dict[str, Any] | None:
-        if self.point is None:  # a request restored by JOBDIR from an earlier run
+    def _data(self, response: Response, what: str, run: str) -> dict[str, Any] | None:
+        if self.point is None or run != self.run:  # restored by JOBDIR from an earlier run
+            self.spider.stats.inc_value("holocron/recrawl/feed_stale_requests")
             return None
         try:
             return mwapi.check_envelope(decode_json(response))
@@ -166,8 +169,8 @@ class FeedSync:
     def request_failed(self, failure: Failure) -> None:
         self.fail(f"{type(failure.value).__name__}: {failure.getErrorMessage()}")
 
-    async def parse_probe(self, response: Response) -> AsyncIterator[scrapy.Request]:
-        data = self._data(response, "probe")
+    async def parse_probe(self, response: Response, run: str) -> AsyncIterator[scrapy.Request]:
+        data = self._data(response, "probe", run)
         if data is None or self.point is None:
             return
         spider = self.spider
@@ -193,8 +196,8 @@ class FeedSync:
             spider.config.api_url, self.point, cont, limit=spider.list_limit, maxlag=spider.maxlag
         )
 
-    async def parse_feed(self, response: Response) -> AsyncIterator[scrapy.Request]:
-        data = self._data(response, "feed")
+    async def parse_feed(self, response: Response, run: str) -> AsyncIterator[scrapy.Request]:
+        data = self._data(response, "feed", run)
         if data is None or self.point is None or self.reached is None:
             return
         page = feeds.read_feed(data, self.point)
@@ -286,9 +289,9 @@ class FeedSync:
         return self._request(url, spider.parse_feed_embeddedin, template=title)
 
     async def parse_embeddedin(
-        self, response: Response, template: str
+        self, response: Response, template: str, run: str
     ) -> AsyncIterator[scrapy.Request]:
-        data = self._data(response, f"pages using {template}")
+        data = self._data(response, f"pages using {template}", run)
         frontier = self._frontier()
         if data is None or frontier is None:
             return

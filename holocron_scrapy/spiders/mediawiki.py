@@ -171,16 +171,18 @@ class MediaWikiSpider(SourceSpider):
     def revisions_failed(self, failure: Failure) -> None:
         self.revision_check.failed(failure)
 
-    async def parse_feed_probe(self, response: Response) -> AsyncIterator[Any]:
-        async for request in self.feed_sync.parse_probe(response):
+    async def parse_feed_probe(self, response: Response, run: str = "") -> AsyncIterator[Any]:
+        async for request in self.feed_sync.parse_probe(response, run):
             yield request
 
-    async def parse_feed(self, response: Response) -> AsyncIterator[Any]:
-        async for request in self.feed_sync.parse_feed(response):
+    async def parse_feed(self, response: Response, run: str = "") -> AsyncIterator[Any]:
+        async for request in self.feed_sync.parse_feed(response, run):
             yield request
 
-    async def parse_feed_embeddedin(self, response: Response, template: str) -> AsyncIterator[Any]:
-        async for request in self.feed_sync.parse_embeddedin(response, template):
+    async def parse_feed_embeddedin(
+        self, response: Response, template: str, run: str = ""
+    ) -> AsyncIterator[Any]:
+        async for request in self.feed_sync.parse_embeddedin(response, template, run):
             yield request
 
     def feed_failed(self, failure: Failure) -> None:

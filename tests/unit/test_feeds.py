@@ -207,18 +207,22 @@ def test_feed_sync_requeues_the_changes_then_moves_the_sync_point(opened: Crawl)
 
     [probe] = asyncio.run(_all(spider.feed_sync.requests()))
     assert query(probe.url) == {**query(recorded("probe_covered")[0]), "maxlag": "5"}
-    [feed] = asyncio.run(_all(spider.parse_feed_probe(response("probe_covered"))))
+    run = probe.cb_kwargs["run"]
+    assert run == opened.frontier.run_id
+    [feed] = asyncio.run(_all(spider.parse_feed_probe(response("probe_covered"), run)))
+    assert feed.cb_kwargs == {"run": run}
     assert query(feed.url)["list"] == "recentchanges|logevents"
-    [next_page] = asyncio.run(_all(spider.parse_feed(response("feed_page1"))))
+    [next_page] = asyncio.run(_all(spider.parse_feed(response("feed_page1"), run)))
     assert query(next_page.url)["rccontinue"] == "20261203082657|469"
     assert store.sync_point(**source) == POINT  # not until the feeds are read to the end
-    [users] = asyncio.run(_all(spider.parse_feed(response("feed_page2"))))
+    [users] = asyncio.run(_all(spider.parse_feed(response("feed_page2"), run)))
     assert query(users.url)["eititle"] == "Template:Starship infobox"
     template = "Template:Starship infobox"
-    [more] = asyncio.run(_all(spider.parse_feed_embeddedin(response("embeddedin_page1"), template)))
+    first_users = response("embeddedin_page1")
+    [more] = asyncio.run(_all(spider.parse_feed_embeddedin(first_users, template, run)))
     assert query(more.url)["eicontinue"] == "0|274"
     assert (
-        asyncio.run(_all(spider.parse_feed_embeddedin(response("embeddedin_page2"), template)))
+        asyncio.run(_all(spider.parse_feed_embeddedin(response("embeddedin_page2"), template, run)))
         == []
     )
     rows = {row["resource_id"]: row for row in opened.rows("work_items")}
@@ -237,7 +241,7 @@ def test_an_api_error_leaves_the_sync_point(opened: Crawl) -> None:
     spider, store = opened.spider, opened.store
     source = {"source_system": "mediawiki", "source_name": SOURCE_NAME}
     store.set_sync_point(POINT, **source, run_id="r0")
-    asyncio.run(_all(spider.feed_sync.requests()))
+    [probe] = asyncio.run(_all(spider.feed_sync.requests()))
     url = recorded("feed_page2")[0]
     error = TextResponse(
         url,
@@ -246,9 +250,13 @@ def test_an_api_error_leaves_the_sync_point(opened: Crawl) -> None:
         headers={"Content-Type": "application/json"},
         request=Request(url),
     )
-    assert asyncio.run(_all(spider.parse_feed(error))) == []
+    assert asyncio.run(_all(spider.parse_feed(error, probe.cb_kwargs["run"]))) == []
     assert opened.stat("holocron/recrawl/feed_errors") == 1
     assert store.sync_point(**source) == POINT
+    # A feed request of an earlier run (restored by JOBDIR) is not applied.
+    assert asyncio.run(_all(spider.parse_feed(response("feed_page2"), "an earlier run"))) == []
+    assert opened.stat("holocron/recrawl/feed_stale_requests") == 1
+    assert opened.stat("holocron/recrawl/feed_changes") is None
 
 
 def test_a_crawl_records_the_start_of_the_sources_first_run(
