@@ -14,7 +14,10 @@ restores, moves, uploads, merges and imports. Each entry names a title (a move a
   a missing page, recorded as deleted) and the new one (requeued if known, else queued at the
   old one's depth when its namespace is crawled);
 * an edit of a template or a module: also every page that transcludes it (``list=embeddedin``,
-  see :func:`embeddedin_url`): their links, categories and html change, their ``lastrevid`` not.
+  see :func:`embeddedin_url`): their links, categories and html change, their ``lastrevid`` not;
+* a page added to or removed from a category (``categorize``): the category's members listing,
+  if the crawl has one (a category seed, or a category page with ``discovery.categories``),
+  runs again, and the members it did not know join as its members do.
 
 Before reading, :func:`probe_url` asks for one entry at or before the sync point: the wiki
 keeps recent changes for ``$wgRCMaxAge`` only (not exposed by the API) and purges the oldest
@@ -118,7 +121,7 @@ def feed_url(
         **_COMMON,
         "list": "recentchanges|logevents",
         "rcprop": "ids|title|timestamp|loginfo",
-        "rctype": "edit|new",
+        "rctype": "edit|new|categorize",
         "rcdir": "newer",
         "rcstart": start,
         "rclimit": limit,
@@ -194,7 +197,7 @@ def read_feed(data: dict[str, Any], point: SyncPoint) -> FeedPage:
         if point.rc_id is not None and rcid <= point.rc_id:
             continue
         revid = entry.get("revid")
-        kind = "new" if entry.get("type") == "new" else "edit"
+        kind = {"new": "new", "categorize": "categorize"}.get(str(entry.get("type")), "edit")
         page.changes.append(
             Change(kind, int(entry.get("ns", 0)), title, revid if isinstance(revid, int) else None)
         )
@@ -246,6 +249,7 @@ class Plan:
     requeue: set[str] = field(default_factory=set)
     new: dict[str, tuple[int, int]] = field(default_factory=dict)
     transcluded: set[str] = field(default_factory=set)
+    categories: set[str] = field(default_factory=set)  # whose members changed
 
 
 def plan(
@@ -271,7 +275,9 @@ def plan(
     for change in changes:
         if change.ns in TRANSCLUDED_NAMESPACES and change.kind in ("edit", "new"):
             result.transcluded.add(change.title)
-        if change.kind in ("edit", "new"):
+        if change.kind == "categorize":
+            result.categories.add(change.title)
+        elif change.kind in ("edit", "new"):
             item = known.get(change.title)
             if item is None:
                 if change.ns in allpages:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy import feeds, mwapi, resources
+from holocron_scrapy import feeds, listings, mwapi, resources
 from holocron_scrapy.mediawiki.responses import decode_json
 from holocron_scrapy.model import dedupe_key
 from holocron_scrapy.store_sql import utcnow
@@ -235,6 +235,19 @@ class FeedSync:
         ]
         await self._queue(frontier, [known[t] for t in sorted(plan.requeue)], new)
         spider.stats.inc_value("holocron/recrawl/new", len(new))
+        if plan.categories:
+            # Completed category listings run again (unknown ones: nothing to requeue).
+            keys = [
+                dedupe_key(
+                    spider.source_system,
+                    spider.source_name,
+                    listings.RESOURCE_LISTING,
+                    listings.categorymembers(title).resource_id,
+                )
+                for title in sorted(plan.categories)
+            ]
+            n = await frontier.requeue([], keys)
+            spider.stats.inc_value("holocron/recrawl/listings", n)
 
     async def _known(self, frontier: Frontier, titles: Mapping[str, int]) -> dict[str, KnownItem]:
         """The page-type work item of each title (by its namespace's resource type)."""

@@ -4,7 +4,8 @@ SQLite state database.
 
 tests/fixtures/feeds/*.json were recorded from the test bed wiki (tests/e2e/testbed, 300 pages,
 seed 1) after a move (Bossk), a deletion (4-LOM), a new page, an edit of Yoda and one of
-Template:Starship infobox; URLs are written with port 8091 like the cassettes'.
+Template:Starship infobox (then edits of benchmarks/refresh_requests.py); URLs are written with
+port 8091 like the cassettes'.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def test_feed_url_reads_both_feeds_from_before_the_sync_point() -> None:
     assert params["rcstart"] == params["lestart"] == "2026-12-03T08:00:00Z"  # 5 min before
     assert (params["rcdir"], params["ledir"]) == ("newer", "newer")
     assert params["rcprop"] == "ids|title|timestamp|loginfo"
-    assert params["rctype"] == "edit|new"
+    assert params["rctype"] == "edit|new|categorize"
     assert params["maxlag"] == "5"
     cont = {"rccontinue": "20261203082657|469", "continue": "-||"}
     assert query(feeds.feed_url(API, POINT, cont))["rccontinue"] == "20261203082657|469"
@@ -104,10 +105,10 @@ def test_read_feed_turns_entries_into_changes_and_advances_the_ids() -> None:
     assert ("delete/delete", "4-LOM") in [(c.kind, c.title) for c in page2.changes]
     assert ("edit", "Yoda", 463) in [(c.kind, c.title, c.revid) for c in page2.changes]
     reached = page2.advance(page1.advance(POINT))
-    assert (reached.rc_id, reached.log_id) == (469, 14)
-    assert reached.timestamp == datetime(2026, 12, 3, 8, 27, 5)
+    assert (reached.rc_id, reached.log_id) == (594, 14)
+    assert reached.timestamp == datetime(2026, 12, 3, 8, 47, 37)
     # Entries up to the point's ids were applied already.
-    again = feeds.read_feed(second, SyncPoint(POINT.timestamp, rc_id=469, log_id=12))
+    again = feeds.read_feed(second, SyncPoint(POINT.timestamp, rc_id=594, log_id=12))
     assert [(c.kind, c.title) for c in again.changes] == [("delete/delete", "4-LOM")]
 
 
@@ -151,11 +152,13 @@ def test_plan() -> None:
         feeds.Change("edit", 0, "Busy", 204),  # pending: it is fetched anyway
         feeds.Change("edit", 10, "Template:Infobox", 205),
         feeds.Change("edit", 0, "Unknown", 206),
+        feeds.Change("categorize", 14, "Category:Jedi", 207),  # a member added or removed
     ]
     plan = feeds.plan(changes, items, allpages=[0], namespaces=[0])
     assert plan.requeue == {"Older", "Red link", "Gone", "Moved"}
     assert plan.new == {"Brand new": (0, 0), "Moved to": (0, 2), "Unknown": (0, 0)}
     assert plan.transcluded == {"Template:Infobox"}
+    assert plan.categories == {"Category:Jedi"}
     # Without an allpages seed, titles the queue does not know do not join (links bring them).
     assert feeds.plan(changes, items, allpages=[], namespaces=[0]).new == {"Moved to": (0, 2)}
 
@@ -232,7 +235,7 @@ def test_feed_sync_requeues_the_changes_then_moves_the_sync_point(opened: Crawl)
     assert requeued == {"Yoda", "4-LOM", "Bossk", "Bossk (moved)", "New page h11b", "Death Star"}
     assert rows["Yoda"]["version"] == "265"  # kept until refetched
     point = store.sync_point(**source)
-    assert point == SyncPoint(datetime(2026, 12, 3, 8, 27, 5), 469, 14)
+    assert point == SyncPoint(datetime(2026, 12, 3, 8, 47, 37), 594, 14)
     assert opened.stat("holocron/recrawl/transcluding") == 1
     assert opened.stat("holocron/recrawl/synced") == 1
 
