@@ -26,6 +26,9 @@ from holocron_scrapy.model import DELETED_VERSION
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+#: The version of an item whose last record says it is a redirect now (a moved page).
+REDIRECT_VERSION = "redirect"
+
 #: The current revision id of each page (``lastrevid``), and ``missing`` for deleted ones. No
 #: ``redirects``: a redirect is answered as the redirect page itself.
 INFO_QUERY: dict[str, str] = {
@@ -91,6 +94,10 @@ def compare(data: dict[str, Any], known: Sequence[KnownPage]) -> Verdict:
                 verdict.unchanged.append(page_item)
             else:
                 verdict.deleted.append(page_item)
+        elif page_item.version == REDIRECT_VERSION:
+            # Recorded as a redirect: still one is unchanged (its target is fetched on its own;
+            # the change feeds see a redirect retargeted), a page again is changed.
+            (verdict.unchanged if page.get("redirect") else verdict.changed).append(page_item)
         elif str(page.get("lastrevid")) != page_item.version:
             verdict.changed.append(page_item)
         elif _touched_since(page, page_item.finished_at):
@@ -109,6 +116,12 @@ def _touched_since(page: dict[str, Any], finished_at: datetime | None) -> bool:
     except ValueError:
         return False
     return moment.replace(tzinfo=None) > finished_at
+
+
+def redirect_payload(title: str, target: str) -> dict[str, Any]:
+    """The payload of the record saying a title that had a record is a redirect now (a moved
+    page): the same for as long as it redirects to the same page."""
+    return {"title": title, "redirect": True, "redirect_to": target}
 
 
 def deletion_payload(page: dict[str, Any], version_before: str | None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ pages are merged by page id across those responses. Then each title ends one way
 * a page: a record (the merged page as the API served it) and, while its depth is below
   ``max_depth``, what it leads to (see :class:`.discovery.Discoverer`);
 * a redirect or a non-canonical title: skipped, and the target page queued at the same depth
-  (the target is the record, the redirect is not);
+  (the target is the record, the redirect is not); a redirect whose title had a record (a
+  moved page) gets a record saying so (``redirect_to``);
 * missing: a record of its deletion if it had a record before, else skipped; invalid: skipped.
 """
 
@@ -20,7 +21,7 @@ from holocron_scrapy import mwapi, resources
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, WorkItem
-from holocron_scrapy.recrawl import deletion_payload
+from holocron_scrapy.recrawl import REDIRECT_VERSION, deletion_payload, redirect_payload
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -110,6 +111,12 @@ class PageQuery:
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
             yield discoverer.work_item(target, item.depth, item, resource_type)
+            if how == "redirect" and item.version is not None:
+                # It had a record (a page moved, or turned into a redirect): record that it is
+                # a redirect now; the target is the page's record.
+                payload = redirect_payload(item.resource_id, target)
+                yield self.record(item, payload, state, response)
+                return
             yield Outcome.skipped(item, f"{how} to {target!r}")
             return
         if resource_type != item.resource_type:
@@ -131,5 +138,7 @@ class PageQuery:
     ) -> ResourceRecord:
         """The record of a page (or of its deletion: version ``"deleted"``)."""
         version = DELETED_VERSION if page.get("deleted") else page.get("lastrevid")
+        if page.get("redirect_to"):
+            version = REDIRECT_VERSION
         payload = mwapi.current_file_version(page)
         return record(item, item.resource_type, payload, state, response, version=version)

@@ -141,16 +141,22 @@ def test_refresh_by_feeds_costs_the_changes_not_the_wiki(
     edit(own_wiki, blue, "This red link is blue now.\n")
     five = run_crawl(source, lake, db, tmp_path / "five.log", args=REFRESH).check()
     records = new_records(db)
-    assert set(records) == {("page", t) for t in (edited, deleted, moved_to, created, blue)}
+    # The move: the new title's record, and one saying the old title redirects to it.
+    titles = (edited, deleted, moved, moved_to, created, blue)
+    assert set(records) == {("page", t) for t in titles}
+    assert json.loads(records[("page", moved)]["payload"]) == {
+        "title": moved,
+        "redirect": True,
+        "redirect_to": moved_to,
+    }
     assert json.loads(records[("page", deleted)]["payload"])["deleted"] is True
     assert "This red link is blue now." in records[("page", blue)]["payload"]
     after = {row["resource_id"]: row for row in db.work_items()}
-    assert after[moved]["status"] == "skipped"
-    assert after[moved]["error_message"] == f"redirect to {moved_to!r}"
+    assert (after[moved]["status"], after[moved]["version"]) == ("completed", "redirect")
     assert after[moved_to]["depth"] == after[moved]["depth"]
     assert after[created]["depth"] == 0
     assert (after[blue]["status"], after[blue]["depth"]) == ("completed", items[blue]["depth"])
-    # The feeds, then one page query for all five (the old title resolves to the new one).
+    # The feeds, then one page query for all of them (the old title resolves to the new one).
     assert five.stat("downloader/request_count") == FEED_REQUESTS + 1
     assert five.stat("downloader/request_count") < info_pass + 1
     assert five.stat("holocron/frontier/seeded") == 0
@@ -160,7 +166,7 @@ def test_refresh_by_feeds_costs_the_changes_not_the_wiki(
     assert again.stat("downloader/request_count") == FEED_REQUESTS
     assert new_records(db) == {}
     assert sync_point(db)["feed_timestamp"] > first["feed_timestamp"]
-    assert len(read_lake(lake)) == len(pages) + 1 + 5
+    assert len(read_lake(lake)) == len(pages) + 1 + 6
 
 
 def test_a_page_added_to_a_seeded_category_joins(own_wiki: MediaWiki, tmp_path: Path) -> None:
