@@ -2,7 +2,8 @@
 
 ``work_items`` is the durable queue, ``IngestRecords`` the log of fetched resources (one row per
 lake file), ``runs`` one row per crawl process, ``source_budget`` the request budget of a source
-shared by all the processes crawling it. The SQL Server DDL in ``sql/`` is generated from
+shared by all the processes crawling it, ``sync_points`` where each source's change feeds were
+read to (``recrawl=changed``). The SQL Server DDL in ``sql/`` is generated from
 these definitions (:mod:`holocron_scrapy.ddl`).
 """
 
@@ -62,6 +63,7 @@ class Tables:
     runs: sa.Table
     source_budget: sa.Table
     source_identities: sa.Table
+    sync_points: sa.Table
 
 
 def _zero() -> sa.TextClause:
@@ -201,6 +203,27 @@ def _source_identities(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _sync_points(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "sync_points",
+        metadata,
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        # The source's change feeds (MediaWiki: recentchanges, logevents) are read from here on
+        # (the wiki's clock, UTC), and the largest rcid / logid already applied (NULL: none).
+        sa.Column("feed_timestamp", UTC_DATETIME, nullable=False),
+        sa.Column("rc_id", sa.BigInteger(), nullable=True),
+        sa.Column("log_id", sa.BigInteger(), nullable=True),
+        sa.Column("run_id", sa.Unicode(32), nullable=True),  # the run that wrote it
+        sa.Column("updated_at", UTC_DATETIME, nullable=False),
+        # What the archive was expanded with: max_depth and the discovery switches that were on
+        # ("links,categories"): a run with more expands what the new settings reach.
+        sa.Column("max_depth", sa.Integer(), nullable=True),
+        sa.Column("expansions", sa.Unicode(200), nullable=True),
+        sa.PrimaryKeyConstraint("source_system", "source_name", name="pk_sync_points"),
+    )
+
+
 def build_tables(schema: str | None) -> Tables:
     """Build the tables in ``schema`` (``None``: the connection's default, e.g. on SQLite)."""
     metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
@@ -211,4 +234,5 @@ def build_tables(schema: str | None) -> Tables:
         runs=_runs(metadata),
         source_budget=_source_budget(metadata),
         source_identities=_source_identities(metadata),
+        sync_points=_sync_points(metadata),
     )

@@ -116,6 +116,23 @@ CREATE TABLE ingest.source_identities (
 END
 GO
 
+IF OBJECT_ID(N'[ingest].[sync_points]', N'U') IS NULL
+BEGIN
+CREATE TABLE ingest.sync_points (
+	source_system NVARCHAR(64) NOT NULL,
+	source_name NVARCHAR(128) NOT NULL,
+	feed_timestamp DATETIME2 NOT NULL,
+	rc_id BIGINT NULL,
+	log_id BIGINT NULL,
+	run_id NVARCHAR(32) NULL,
+	updated_at DATETIME2 NOT NULL,
+	max_depth INTEGER NULL,
+	expansions NVARCHAR(200) NULL,
+	CONSTRAINT pk_sync_points PRIMARY KEY (source_system, source_name)
+);
+END
+GO
+
 IF OBJECT_ID(N'[ingest].[work_items]', N'U') IS NULL
 BEGIN
 CREATE TABLE ingest.work_items (

@@ -6,7 +6,8 @@ pages are merged by page id across those responses. Then each title ends one way
 * a page: a record (the merged page as the API served it) and, while its depth is below
   ``max_depth``, what it leads to (see :class:`.discovery.Discoverer`);
 * a redirect or a non-canonical title: skipped, and the target page queued at the same depth
-  (the target is the record, the redirect is not);
+  (the target is the record, the redirect is not); a redirect whose title had a record (a
+  moved page) gets a record saying so (``redirect_to``);
 * missing: a record of its deletion if it had a record before, else skipped; invalid: skipped;
 * an answer that mixes up identities (one page id for two titles, one title with two page ids):
   failed, naming the conflict; nothing of the other title is merged into its record.
@@ -21,7 +22,7 @@ from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.mediawiki.api_request import answered_url, api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
-from holocron_scrapy.recrawl import deletion_payload
+from holocron_scrapy.recrawl import REDIRECT_VERSION, deletion_payload, redirect_payload
 from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:
@@ -129,6 +130,12 @@ class PageQuery:
                 yield Outcome(item.id, Status.FAILED, f"{how} to {target!r}: {refused}")
                 return
             yield discoverer.work_item(target, item.depth, item, resource_type, item.hops + 1)
+            if how == "redirect" and item.version is not None:
+                # It had a record (a page moved, or turned into a redirect): record that it is
+                # a redirect now; the target is the page's record.
+                payload = redirect_payload(item.resource_id, target)
+                yield self.record(item, payload, state, response)
+                return
             yield Outcome.skipped(item, f"{how} to {target!r}")
             return
         if resource_type != item.resource_type:
@@ -150,5 +157,7 @@ class PageQuery:
     ) -> ResourceRecord:
         """The record of a page (or of its deletion: version ``"deleted"``)."""
         version = DELETED_VERSION if page.get("deleted") else page.get("lastrevid")
+        if page.get("redirect_to"):
+            version = REDIRECT_VERSION
         payload = mwapi.current_file_version(page)
         return record(item, item.resource_type, payload, state, response, version=version)

@@ -17,7 +17,7 @@ from holocron_scrapy.model import dedupe_key
 from holocron_scrapy.recrawl import KnownPage, compare, info_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     import scrapy
     from scrapy.http import Response
@@ -34,12 +34,34 @@ RECRAWL_READ_SIZE = 1000
 class RevisionCheck:
     def __init__(self, spider: MediaWikiSpider) -> None:
         self.spider = spider
+        self.unanswered_requests = 0  # checks sent whose answer was not handled yet
+        self.all_sent = False
+        self.errors = 0
+        self.on_complete: Callable[[], Awaitable[None]] | None = None
 
-    async def requests(self) -> AsyncIterator[scrapy.Request]:
+    async def requests(
+        self, on_complete: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[scrapy.Request]:
         """One ``prop=info`` request per batch of completed items fetched by the page query
         (``page``, ``category``, ``template``, ``file``: pages of every namespace, whose version
         is their ``lastrevid``), read from the queue in pages (by type, then id); batches stay
-        full across reads and types."""
+        full across reads and types. ``on_complete`` is awaited once every check was answered
+        and its changes queued, if none failed (the change feed sync then records its sync
+        point)."""
+        self.on_complete = on_complete
+        async for request in self._requests():
+            self.unanswered_requests += 1
+            yield request
+        self.all_sent = True
+        await self._maybe_complete()
+
+    async def _maybe_complete(self) -> None:
+        if self.all_sent and not self.unanswered_requests and not self.errors:
+            callback, self.on_complete = self.on_complete, None
+            if callback is not None:
+                await callback()
+
+    async def _requests(self) -> AsyncIterator[scrapy.Request]:
         spider = self.spider
         frontier = spider.frontier()
         if frontier.spider is None:
@@ -50,7 +72,7 @@ class RevisionCheck:
             after_id = 0
             while True:
                 rows = await run_in_thread(
-                    frontier.store.completed_versions,
+                    frontier.store.completed_pages,
                     source_system=spider.source_system,
                     source_name=spider.source_name,
                     resource_type=resource_type,
@@ -84,11 +106,19 @@ class RevisionCheck:
         record, and their other configured resources (``html``, ``revisions``, ``info`` items
         of the same title, if completed or skipped); the frontier claims them and the refetch
         records them (content_hash: an unchanged one writes nothing)."""
+        try:
+            await self._parse(response, pages)
+        finally:
+            self.unanswered_requests -= 1
+        await self._maybe_complete()
+
+    async def _parse(self, response: Response, pages: list[KnownPage]) -> None:
         spider = self.spider
         stats = spider.stats
         try:
             data = mwapi.check_shape(mwapi.check_envelope(decode_json(response)))
         except mwapi.ApiError as exc:
+            self.errors += 1
             stats.inc_value("holocron/recrawl/check_errors")
             logger.warning(
                 "Revision check of %(n)d pages failed (%(error)s); they are not refreshed",
@@ -98,6 +128,7 @@ class RevisionCheck:
         verdict = compare(data, pages)
         stats.inc_value("holocron/recrawl/checked", len(pages))
         stats.inc_value("holocron/recrawl/changed", len(verdict.changed))
+        stats.inc_value("holocron/recrawl/touched", len(verdict.touched))
         stats.inc_value("holocron/recrawl/deleted", len(verdict.deleted))
         if verdict.unanswered:
             stats.inc_value("holocron/recrawl/unanswered", len(verdict.unanswered))
@@ -118,6 +149,8 @@ class RevisionCheck:
 
     def failed(self, failure: Failure) -> None:
         """Errback of a revision check: its pages are not refreshed this time."""
+        self.errors += 1
+        self.unanswered_requests -= 1
         self.spider.stats.inc_value("holocron/recrawl/check_errors")
         logger.warning(
             "Revision check failed: %(error)s; its pages are not refreshed",

@@ -23,6 +23,7 @@ from holocron_scrapy.bounds import Bounds, stopped
 from holocron_scrapy.frontier import work_items_of
 from holocron_scrapy.mediawiki.api_request import query_url_of, shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
+from holocron_scrapy.mediawiki.feed_sync import FeedSync
 from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
 from holocron_scrapy.mediawiki.page_query import PageQuery
 from holocron_scrapy.mediawiki.resource_fetch import ResourceFetch
@@ -71,6 +72,7 @@ class MediaWikiSpider(SourceSpider):
         self.listing_fetch = ListingFetch(self)
         self.resource_fetch = ResourceFetch(self)
         self.revision_check = RevisionCheck(self)
+        self.feed_sync = FeedSync(self)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -139,11 +141,14 @@ class MediaWikiSpider(SourceSpider):
 
     async def start(self) -> AsyncIterator[Any]:
         # The SQL frontier schedules all the work (see holocron_scrapy.frontier); recrawl=changed
-        # first asks the API which completed pages changed (the engine keeps the crawl open
-        # until this generator ends, and the frontier then claims what was requeued).
+        # first reads the wiki's change feeds since the sync point (or, when they do not reach
+        # back that far, asks the API which completed pages changed); the frontier claims what
+        # was requeued. A crawl records its sync point.
         if self.recrawl == "changed":
-            async for request in self.revision_check.requests():
+            async for request in self.feed_sync.requests():
                 yield request
+        else:
+            await self.feed_sync.record_start()
 
     def chain_step(
         self, state: dict[str, Any], response: Response, cont: dict[str, str] | None
@@ -188,6 +193,23 @@ class MediaWikiSpider(SourceSpider):
 
     def revisions_failed(self, failure: Failure) -> None:
         self.revision_check.failed(failure)
+
+    async def parse_feed_probe(self, response: Response, run: str = "") -> AsyncIterator[Any]:
+        async for request in self.feed_sync.parse_probe(response, run):
+            yield request
+
+    async def parse_feed(self, response: Response, run: str = "") -> AsyncIterator[Any]:
+        async for request in self.feed_sync.parse_feed(response, run):
+            yield request
+
+    async def parse_feed_embeddedin(
+        self, response: Response, template: str, run: str = ""
+    ) -> AsyncIterator[Any]:
+        async for request in self.feed_sync.parse_embeddedin(response, template, run):
+            yield request
+
+    def feed_failed(self, failure: Failure) -> None:
+        self.feed_sync.request_failed(failure)
 
     def request_failed(self, failure: Failure) -> None:
         """Errback: a request that failed for good (after retries) fails its work items."""

@@ -10,7 +10,7 @@ INSERT INTO runs (run_id, source_system, source_name, worker_id, hostname, pid, 
 
 -- == add_work_items ============================================================================
 
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT discovered.dedupe_hash, discovered.dedupe_key, discovered.source_system, discovered.source_name, discovered.resource_type, discovered.resource_id, discovered.priority, discovered.depth, discovered.run_id, discovered.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
+INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, hops, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT discovered.dedupe_hash, discovered.dedupe_key, discovered.source_system, discovered.source_name, discovered.resource_type, discovered.resource_id, discovered.priority, discovered.depth, discovered.run_id, discovered.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5
 FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT)), (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT))) AS discovered (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
 WHERE discovered.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
@@ -18,7 +18,7 @@ WHERE existing.dedupe_hash = discovered.dedupe_hash));
 
 -- == add_work_items (improve_depth) ============================================================
 
-INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT discovered.dedupe_hash, discovered.dedupe_key, discovered.source_system, discovered.source_name, discovered.resource_type, discovered.resource_id, discovered.priority, discovered.depth, discovered.run_id, discovered.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4
+INSERT INTO work_items (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from, status, attempt, hops, created_at, updated_at) OUTPUT inserted.dedupe_hash SELECT discovered.dedupe_hash, discovered.dedupe_key, discovered.source_system, discovered.source_name, discovered.resource_type, discovered.resource_id, discovered.priority, discovered.depth, discovered.run_id, discovered.discovered_from, ? AS anon_1, ? AS anon_2, ? AS anon_3, ? AS anon_4, ? AS anon_5
 FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NVARCHAR(max)), CAST(? AS BIGINT))) AS discovered (dedupe_hash, dedupe_key, source_system, source_name, resource_type, resource_id, priority, depth, run_id, discovered_from)
 WHERE discovered.dedupe_hash IS NOT NULL AND NOT (EXISTS (SELECT 1
 FROM work_items AS existing WITH (UPDLOCK, HOLDLOCK)
@@ -31,7 +31,7 @@ UPDATE work_items SET status=CASE WHEN (work_items.status IN (__[POSTCOMPILE_sta
 
 -- == claim =====================================================================================
 
-UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor] WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
+UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
 FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
 WHERE work_items.source_system = ? AND work_items.source_name = ? AND (work_items.status = ? AND (work_items.next_retry_at IS NULL OR work_items.next_retry_at <= ?) OR work_items.status = ? AND work_items.lease_expires_at < ?) ORDER BY work_items.priority DESC, work_items.id);
 
@@ -137,7 +137,7 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? GROUP BY work_
 
 -- == work_item =================================================================================
 
-SELECT work_items.id, work_items.dedupe_hash, work_items.dedupe_key, work_items.source_system, work_items.source_name, work_items.resource_type, work_items.resource_id, work_items.status, work_items.priority, work_items.depth, work_items.attempt, work_items.run_id, work_items.discovered_from, work_items.lease_owner, work_items.lease_expires_at, work_items.claimed_at, work_items.next_retry_at, work_items.content_hash, work_items.version, work_items.[cursor], work_items.error_message, work_items.created_at, work_items.updated_at, work_items.finished_at
+SELECT work_items.id, work_items.dedupe_hash, work_items.dedupe_key, work_items.source_system, work_items.source_name, work_items.resource_type, work_items.resource_id, work_items.status, work_items.priority, work_items.depth, work_items.attempt, work_items.run_id, work_items.discovered_from, work_items.lease_owner, work_items.lease_expires_at, work_items.claimed_at, work_items.next_retry_at, work_items.content_hash, work_items.version, work_items.[cursor], work_items.hops, work_items.error_message, work_items.created_at, work_items.updated_at, work_items.finished_at
 FROM work_items
 WHERE work_items.id = ?;
 

@@ -1,4 +1,6 @@
-"""``-a recrawl=changed`` against a real MediaWiki whose pages are edited and deleted.
+"""``-a recrawl=changed`` against a real MediaWiki whose pages are edited and deleted, when the
+wiki's recent changes do not reach back to the source's sync point: the full ``prop=info`` pass
+(tests/e2e/test_recrawl_feeds.py: the refresh by change feeds).
 
 The test edits and deletes pages, so it runs on a wiki of its own (not the session's).
 """
@@ -13,10 +15,12 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
+import sqlalchemy as sa
 import yaml
 from warcio.archiveiterator import ArchiveIterator
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 SEED = "Darth Vader"
+PROBE = 1  # the request asking whether recent changes reach back to the sync point
+FEED_REQUESTS = 2  # the probe and one page of the change feeds
 # Fewer titles per request than the API's 50, so that the ~40 pages take several info requests.
 TITLES_PER_INFO_REQUEST = 20
 RECRAWL_ARGS = [
@@ -78,6 +84,19 @@ def _maintenance(wiki: MediaWiki, script: str, *args: str, stdin: str = "") -> N
     )
 
 
+def _outdate_sync_point(db: Database) -> None:
+    """Move the source's sync point to before the wiki's oldest recent change (2008): the
+    feeds no longer reach back to it, as after a long pause on a wiki keeping 90 days."""
+    engine = sa.create_engine(db.url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            points = db.tables.sync_points
+            outdated = sa.update(points).values(feed_timestamp=datetime(2000, 1, 1))
+            assert conn.execute(outdated).rowcount
+    finally:
+        engine.dispose()
+
+
 def _edit(wiki: MediaWiki, title: str, summary: str, text: str) -> None:
     """A new revision of ``title`` by Admin (``edit.php``)."""
     _maintenance(wiki, "edit.php", "--user", "Admin", "--summary", summary, title, stdin=text)
@@ -109,10 +128,13 @@ def test_recrawl_changed_fetches_only_edited_and_deleted_pages(
     listfile = tmp_path / "delete.txt"
     listfile.write_text(f"{deleted}\n", encoding="utf-8")
     _maintenance(own_wiki, "deleteBatch.php", "--u", "Admin", "--r", "recrawl test", str(listfile))
+    _outdate_sync_point(db)
 
     result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
     info_requests = math.ceil(len(completed) / TITLES_PER_INFO_REQUEST)
-    assert result.stat("downloader/request_count") == info_requests + 1  # one refetch query
+    assert result.stat("holocron/recrawl/fallback") == 1
+    # The probe, the checks and one refetch query.
+    assert result.stat("downloader/request_count") == PROBE + info_requests + 1
     assert result.stat("holocron/recrawl/checked") == len(completed)
     assert result.stat("holocron/recrawl/changed") == 3
     assert result.stat("holocron/recrawl/deleted") == 1
@@ -145,9 +167,11 @@ def test_recrawl_changed_fetches_only_edited_and_deleted_pages(
         if i in unchanged
     }
 
-    # Right after, nothing changed: only the info requests, no record, no file.
+    # Right after, nothing changed: the pass moved the sync point, the feeds reach back to it
+    # (its edits and deletion are not applied again), no record, no file.
     again = run_crawl(source, lake, db, tmp_path / "recrawl2.log", args=RECRAWL_ARGS).check()
-    assert again.stat("downloader/request_count") == info_requests
+    assert again.stat("holocron/recrawl/fallback") == 0
+    assert again.stat("downloader/request_count") == FEED_REQUESTS
     assert again.stat("holocron/recrawl/changed") == 0
     assert again.stat("holocron/recrawl/deleted") == 0
     run3 = db.runs()[-1]["run_id"]
@@ -192,6 +216,7 @@ def test_recrawl_changed_refreshes_every_resource_of_the_edited_pages(
             "recrawl resources test",
             f"Edited by the resources recrawl test ({n}).\n",
         )
+    _outdate_sync_point(db)
 
     result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
     assert result.stat("holocron/recrawl/checked") == len(pages)
@@ -199,9 +224,9 @@ def test_recrawl_changed_refreshes_every_resource_of_the_edited_pages(
     assert result.stat("holocron/recrawl/deleted") == 0
     assert result.stat("holocron/frontier/requeued") == 3 * len(ALL_RESOURCES)
     info_requests = math.ceil(len(pages) / TITLES_PER_INFO_REQUEST)
-    # The checks, then one page query, 3 parses, 3 histories and one info query (two if the
-    # frontier claims the requeued items in two batches).
-    assert result.stat("downloader/request_count") - info_requests in (8, 9)
+    # The probe, the checks, then one page query, 3 parses, 3 histories and one info query (two
+    # if the frontier claims the requeued items in two batches).
+    assert result.stat("downloader/request_count") - PROBE - info_requests in (8, 9)
     run2 = db.runs()[-1]["run_id"]
     new_records = [r for r in db.records() if r["run_id"] == run2]
     assert sorted((r["resource_type"], r["resource_id"]) for r in new_records) == sorted(
@@ -279,13 +304,14 @@ def test_recrawl_changed_refreshes_edited_categories_templates_and_files(
         _edit(
             own_wiki, title, "recrawl types test", f"Edited by the recrawl types test ({kind}).\n"
         )
+    _outdate_sync_point(db)
 
     result = run_crawl(source, lake, db, tmp_path / "recrawl.log", args=RECRAWL_ARGS).check()
     assert result.stat("holocron/recrawl/checked") == len(completed)
     assert result.stat("holocron/recrawl/changed") == 3
     info_requests = math.ceil(len(completed) / TITLES_PER_INFO_REQUEST)
     # One page query per resource type (the claim groups its items by type).
-    assert result.stat("downloader/request_count") == info_requests + 3
+    assert result.stat("downloader/request_count") == PROBE + info_requests + 3
     run2 = db.runs()[-1]["run_id"]
     new_records = [r for r in db.records() if r["run_id"] == run2]
     assert sorted((r["resource_type"], r["resource_id"]) for r in new_records) == sorted(

@@ -164,7 +164,12 @@ async def _collect(crawl: Crawl) -> list[Any]:
     return [obj async for obj in crawl.spider.start()]
 
 
-def test_start_checks_every_completed_page_in_full_batches(
+async def _checks(crawl: Crawl) -> list[Any]:
+    """The full prop=info pass (when the change feeds do not reach back to the sync point)."""
+    return [obj async for obj in crawl.spider.revision_check.requests()]
+
+
+def test_info_pass_checks_every_completed_page_in_full_batches(
     opened: Crawl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(revision_check, "RECRAWL_READ_SIZE", 7)  # batches span the reads
@@ -172,7 +177,7 @@ def test_start_checks_every_completed_page_in_full_batches(
     ids = complete(opened, {t: str(i) for i, t in enumerate(titles)})
     complete(opened, {"Completed later": "5"})
     opened.store.requeue_ids([ids["Page 000"]])  # pending again: not checked
-    requests = asyncio.run(_collect(opened))
+    requests = asyncio.run(_checks(opened))
     assert len(requests) == 3  # ceil(119 / 50)
     asked = []
     for request in requests:
@@ -194,7 +199,7 @@ def test_start_checks_every_completed_page_in_full_batches(
     }
 
 
-def test_start_checks_category_template_and_file_items_too(opened: Crawl) -> None:
+def test_info_pass_checks_category_template_and_file_items_too(opened: Crawl) -> None:
     """Pages of other namespaces are recorded under their own types; their version is their
     lastrevid too. Listings and a page's other resources are not checked."""
     ids = complete(opened, {"Ezra Bridger": "10"})
@@ -203,7 +208,7 @@ def test_start_checks_category_template_and_file_items_too(opened: Crawl) -> Non
     ids |= complete(opened, {"File:Saber.png": "13"}, "file")
     complete(opened, {"Ezra Bridger": "14"}, "html")
     complete(opened, {"allpages?apnamespace=0": None}, "listing")
-    [request] = asyncio.run(_collect(opened))
+    [request] = asyncio.run(_checks(opened))
     assert isinstance(request, Request)
     pages = request.cb_kwargs["pages"]
     assert [(p.work_item_id, p.title, p.version) for p in pages] == [
@@ -411,3 +416,56 @@ def test_a_page_record_carries_its_lastrevid(opened: Crawl) -> None:
     [record] = _finish(opened, work_item("Changed", "100"), page)
     assert isinstance(record, ResourceRecord)
     assert record.version == "501"
+
+
+def _finish_redirect(crawl: Crawl, item: WorkItem, target: str) -> list[Any]:
+    from holocron_scrapy import mwapi
+
+    pages = mwapi.PageSet()
+    pages.add(
+        {
+            "query": {
+                "redirects": [{"from": item.resource_id, "to": target}],
+                "pages": [{"pageid": 9, "ns": 0, "title": target, "lastrevid": 900}],
+            }
+        }
+    )
+    state = {
+        "first_url": f"{API}?titles={item.resource_id}",
+        "request_headers": {},
+        "response_headers": {},
+        "fetched_at": datetime(2024, 5, 4, 12, 0, 0),
+        "latency": 0.25,
+    }
+    response = TextResponse(state["first_url"], body=b"{}", encoding="utf-8")
+    return list(crawl.spider.page_query.finish(item, pages, state, response))
+
+
+def test_a_moved_page_that_had_a_record_gets_a_redirect_record(opened: Crawl) -> None:
+    for version in ("300", "redirect"):
+        queued, record = _finish_redirect(opened, work_item("Bossk", version), "Bossk (moved)")
+        assert isinstance(queued, NewWorkItem)
+        assert queued.resource_id == "Bossk (moved)"
+        assert isinstance(record, ResourceRecord)
+        assert record.version == "redirect"
+        moved = {"title": "Bossk", "redirect": True, "redirect_to": "Bossk (moved)"}
+        assert record.payload == moved
+    # Never recorded: skipped, the target queued.
+    queued, outcome = _finish_redirect(opened, work_item("Bossk", None), "Bossk (moved)")
+    assert isinstance(outcome, Outcome)
+    assert outcome.status == Status.SKIPPED
+
+
+def test_a_recorded_redirect_is_unchanged_while_it_redirects() -> None:
+    known = [KnownPage(1, "Still", "redirect"), KnownPage(2, "Page again", "redirect")]
+    data = {
+        "query": {
+            "pages": [
+                {"pageid": 1, "ns": 0, "title": "Still", "redirect": True, "lastrevid": 5},
+                {"pageid": 2, "ns": 0, "title": "Page again", "lastrevid": 6},
+            ]
+        }
+    }
+    verdict = compare(data, known)
+    assert [p.title for p in verdict.unchanged] == ["Still"]
+    assert [p.title for p in verdict.changed] == ["Page again"]
