@@ -10,6 +10,7 @@ claimable, nothing is buffered and nothing is in flight.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -142,6 +143,9 @@ class Frontier:
         self._claim_task: Deferred[None] | None = None
         self._flusher: LoopingCall | None = None
         self._claim_uncertain = False  # a claim failed in transit: it may have leased items
+        # Set once spider_opened is done (the run started, or could not): the lake's reconcile
+        # waits for it, so that dead owners' claims are released first.
+        self.opened = asyncio.Event()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -172,6 +176,12 @@ class Frontier:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def spider_opened(self, spider: Spider) -> None:
+        try:
+            await self._open(spider)
+        finally:
+            self.opened.set()
+
+    async def _open(self, spider: Spider) -> None:
         if not isinstance(spider, FrontierSpider):
             logger.info("Spider %s does not use the SQL frontier", spider.name)
             return
@@ -254,7 +264,9 @@ class Frontier:
     def is_claimed(self, item: WorkItem) -> bool:
         return item.id in self.in_flight
 
-    async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
+    async def commit_records(
+        self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]
+    ) -> Applied:
         """Write records and complete their work items in one transaction (in a thread).
 
         Buffered discoveries are written first: a page is never completed before its links are
@@ -277,6 +289,7 @@ class Frontier:
             self.in_flight.discard(outcome.work_item_id)
         self.writes.count(applied)
         self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
+        return applied
 
     def stopping(self) -> bool:
         """The crawl is being stopped (Ctrl-C, or it is closing): waiting out an outage ends

@@ -13,6 +13,7 @@ from holocron_scrapy.model import IngestRow, canonical_json
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from holocron_scrapy.lake import Pending
     from holocron_scrapy.model import WorkItem
 
 
@@ -42,6 +43,9 @@ class ResourceRecord:
     # How the payload holds the body: "json" (the body's JSON itself), "text"
     # ({content_type, encoding, text}) or "base64" ({content_type, encoding, base64}).
     payload_format: str = "json"
+    # Set by the lake pipeline: the file written under its pending name, which the IngestRecords
+    # pipeline publishes once the row has committed.
+    lake_pending: Pending | None = None
 
     @cached_property
     def payload_json(self) -> str:

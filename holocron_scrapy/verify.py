@@ -20,8 +20,9 @@ examples; :class:`Report` prints one line per class and a summary.
 * with a ground truth (expected resource ids): ``ground_truth_missing`` (expected, not
   completed) and ``ground_truth_unexpected`` (completed, not expected).
 
-Leftover temporary files (``.tmp-*``, a write cut short by a crash) are not records: they are
-reported as a warning, not a problem.
+Leftover temporary files (``.tmp-*``, a write cut short by a crash) and pending files
+(``.pending/``: written, their row not committed, or committed and not yet renamed; the next
+run's start settles them) are not records: they are reported as a warning, not a problem.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from holocron_scrapy.lake import TEMP_PREFIX, record_filename, safe_component
+from holocron_scrapy.lake import PENDING_DIR, TEMP_PREFIX, record_filename, safe_component
 from holocron_scrapy.listings import RESOURCE_LISTING
 from holocron_scrapy.model import Status
 from holocron_scrapy.store import utcnow
@@ -92,6 +93,7 @@ class Report:
         default_factory=lambda: {name: Finding() for name in PROBLEMS}
     )
     temp_files: Finding = field(default_factory=Finding)
+    pending_files: Finding = field(default_factory=Finding)
     totals: dict[str, int] = field(default_factory=dict)
     checked_ground_truth: bool = False
 
@@ -119,6 +121,11 @@ class Report:
             out.append(
                 f"warning: {self.temp_files.count} leftover temporary files (not records), "
                 "e.g. " + "; ".join(self.temp_files.examples)
+            )
+        if self.pending_files.count:
+            out.append(
+                f"warning: {self.pending_files.count} pending lake files (not records until "
+                "the next run settles them), e.g. " + "; ".join(self.pending_files.examples)
             )
         totals = ", ".join(f"{key}={value}" for key, value in self.totals.items())
         verdict = "OK" if self.ok else f"{self.problems} problems"
@@ -195,6 +202,7 @@ def verify(
         expected=expected_files,
         add=add,
         temp_files=report.temp_files,
+        pending_files=report.pending_files,
         examples=examples,
     )
     report.totals["lake_files"] = files
@@ -288,6 +296,7 @@ def _check_files(
     expected: set[Path],
     add: Add,
     temp_files: Finding,
+    pending_files: Finding,
     examples: int,
 ) -> int:
     """Files under ``LAKE/*/source_name/`` that no row accounts for; returns the file count."""
@@ -295,6 +304,9 @@ def _check_files(
     for path in _lake_files(lake_root, source_name):
         if path.name.startswith(TEMP_PREFIX):
             temp_files.add(str(path.relative_to(lake_root)), examples)
+            continue
+        if path.parent.name == PENDING_DIR:
+            pending_files.add(str(path.relative_to(lake_root)), examples)
             continue
         count += 1
         if path not in expected:

@@ -5,6 +5,11 @@ An item waits for its batch (at most ``HOLOCRON_INGEST_BATCH_SIZE`` rows or
 ``HOLOCRON_INGEST_MAX_DELAY`` seconds), so Scrapy's item stats and back-pressure stay honest. An
 unchanged resource completes its work item with no new row. A failed batch fails its work items
 with the error and drops the items: never completed, never silently lost.
+
+After the commit, the batch's lake files are published (:func:`holocron_scrapy.lake.publish`,
+in a thread): a lake file appears only once its row is there. The pending file of an item whose
+outcome was dropped (its claim was lost), or of a batch that failed, is left to the next run's
+reconcile, which knows whether a row committed (a commit whose answer was lost).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import logging
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.lake import publish
 from holocron_scrapy.model import IngestRow, Outcome
 from holocron_scrapy.outage import short_error
 
@@ -39,9 +46,16 @@ class _Entry:
 
 class IngestRecordsPipeline:
     def __init__(
-        self, frontier: Frontier, stats: StatsCollector, *, batch_size: int, max_delay: float
+        self,
+        frontier: Frontier,
+        stats: StatsCollector,
+        *,
+        batch_size: int,
+        max_delay: float,
+        lake_fsync: bool = True,
     ) -> None:
         self.frontier = frontier
+        self.lake_fsync = lake_fsync
         self.stats = stats
         self.batch_size = batch_size
         self.max_delay = max_delay
@@ -61,6 +75,7 @@ class IngestRecordsPipeline:
             crawler.stats,
             batch_size=settings.getint("HOLOCRON_INGEST_BATCH_SIZE", 50),
             max_delay=settings.getfloat("HOLOCRON_INGEST_MAX_DELAY", 0.5),
+            lake_fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
         )
 
     async def process_item(self, item: Any) -> Any:
@@ -90,7 +105,7 @@ class IngestRecordsPipeline:
     async def _flush(self, batch: list[_Entry]) -> None:
         rows = [e.row for e in batch if e.row is not None]
         try:
-            await self.frontier.commit_records(rows, [e.outcome for e in batch])
+            applied = await self.frontier.commit_records(rows, [e.outcome for e in batch])
         except Exception as exc:
             message = f"IngestRecords write failed: {short_error(exc)}"
             logger.exception("%(msg)s (%(n)d items)", {"msg": message, "n": len(batch)})
@@ -99,10 +114,29 @@ class IngestRecordsPipeline:
             for entry in batch:
                 entry.future.set_exception(DropItem(message))
             return
+        await self._publish(batch, set(applied.stale))
         self.stats.inc_value("holocron/ingest/batches")
         self.stats.inc_value("holocron/records/unchanged", len(batch) - len(rows))
         for entry in batch:
             entry.future.set_result(None)
+
+    async def _publish(self, batch: list[_Entry], stale: set[int]) -> None:
+        """Give the committed records' lake files their final names."""
+        files = [
+            e.record.lake_pending
+            for e in batch
+            if e.record.lake_pending is not None and e.record.work_item.id not in stale
+        ]
+        if not files:
+            return
+        try:
+            published: int = await run_in_thread(publish, files, fsync=self.lake_fsync)
+        except Exception:
+            # The rows are committed: the next run's reconcile publishes what is left pending.
+            logger.exception("Could not publish %(n)d lake files", {"n": len(files)})
+            self.stats.inc_value("holocron/lake/publish_errors")
+            return
+        self.stats.inc_value("holocron/lake/published", published)
 
     async def close_spider(self) -> None:
         self._start_flush()
