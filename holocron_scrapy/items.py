@@ -46,9 +46,15 @@ class ResourceRecord:
     # Set by the lake pipeline: the file written under its pending name, which the IngestRecords
     # pipeline publishes once the row has committed.
     lake_pending: Pending | None = None
+    # The payload's exact text when the source served it as such (a JSON body): stored, written
+    # to the lake and hashed instead of a serialization of ``payload``, which would change big
+    # or long numbers, duplicate keys and escapes.
+    raw_payload: str | None = None
 
     @cached_property
     def payload_json(self) -> str:
+        if self.raw_payload is not None:
+            return self.raw_payload
         return canonical_json(self.payload)
 
     @cached_property

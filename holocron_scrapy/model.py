@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,18 @@ class Status(enum.StrEnum):
 
 def canonical_json(obj: Any) -> str:
     """The one serialization of payloads and headers (stored, written to the lake and hashed):
-    sorted keys, compact, UTF-8 text kept as is."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    sorted keys, compact, UTF-8 text kept as is. A lone surrogate (``"\\ud800"`` in a JSON
+    answer) is written as its ``\\u`` escape, the one way to store it in UTF-8."""
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _LONE_SURROGATE_RE.sub(_escape_surrogate, text)
+
+
+# A str holds a surrogate only unpaired: json.loads joins an escaped pair into one character.
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def dedupe_key(source_system: str, source_name: str, resource_type: str, resource_id: str) -> str:

@@ -16,7 +16,9 @@ examples; :class:`Report` prints one line per class and a summary.
   lease expired (a crash nobody has resumed), or the run that claimed it has ended (``runs``)
   without releasing it;
 * ``completed_without_record`` — a completed work item (other than a listing, which completes
-  without a record) whose ``content_hash`` is not the hash of the resource's latest row;
+  without a record) whose ``content_hash`` is not the hash of its latest row (rows and work
+  items are joined by ``work_item_id``: an HTTP record may be named by a field of its payload,
+  ``resource_id: id``, and its work item by its URL);
 * with a ground truth (expected resource ids): ``ground_truth_missing`` (expected, not
   completed) and ``ground_truth_unexpected`` (completed, not expected).
 
@@ -185,10 +187,17 @@ def verify(
         report.findings[name].add(example, examples)
 
     with engine.connect() as conn:
-        expected_files, latest = _check_rows(conn, tables, lake_root, source_name, add)
+        expected_files, latest, by_item = _check_rows(conn, tables, lake_root, source_name, add)
         report.totals["records"] = sum(seen_count for _, seen_count in latest.values())
         _check_work_items(
-            conn, tables, source_name, latest=latest, now=now, add=add, totals=report.totals
+            conn,
+            tables,
+            source_name,
+            latest=latest,
+            by_item=by_item,
+            now=now,
+            add=add,
+            totals=report.totals,
         )
         if ground_truth is not None:
             completed = _completed_ids(conn, tables, source_name, resource_type)
@@ -214,9 +223,10 @@ def verify(
 
 def _check_rows(
     conn: sa.Connection, tables: Tables, lake_root: Path, source_name: str, add: Add
-) -> tuple[set[Path], dict[tuple[str, str, str], tuple[str, int]]]:
+) -> tuple[set[Path], dict[tuple[str, str, str], tuple[str, int]], dict[int, str]]:
     """Each row: its payload's hash, its file and the file's hash. Returns the files the rows
-    account for and, per resource, its latest row's hash and its number of rows."""
+    account for, per resource its latest row's hash and its number of rows, and per work item
+    its latest row's hash."""
     ir = tables.ingest_records
     stmt = (
         sa.select(
@@ -226,6 +236,7 @@ def _check_rows(
             ir.c.resource_id,
             ir.c.hash_sha256,
             ir.c.payload,
+            ir.c.work_item_id,
         )
         .where(ir.c.source_name == source_name)
         .order_by(ir.c.ingest_id)
@@ -233,6 +244,7 @@ def _check_rows(
     )
     expected: set[Path] = set()
     latest: dict[tuple[str, str, str], tuple[str, int]] = {}
+    by_item: dict[int, str] = {}  # work_item_id -> the hash of its latest row
     seen = Counter[tuple[str, str, str, str]]()
     for row in conn.execute(stmt):
         label = f"row {row.ingest_id} {row.resource_type} {row.resource_id!r}"
@@ -240,6 +252,8 @@ def _check_rows(
             add("row_hash_mismatch", label)
         key = (row.source_system, row.resource_type, row.resource_id)
         latest[key] = (row.hash_sha256, latest.get(key, ("", 0))[1] + 1)
+        if row.work_item_id is not None:
+            by_item[int(row.work_item_id)] = row.hash_sha256
         seen[(*key, row.hash_sha256)] += 1
         if seen[(*key, row.hash_sha256)] == 2:
             add("duplicate_rows", f"{label} hash {row.hash_sha256[:16]}")
@@ -262,7 +276,7 @@ def _check_rows(
             add("row_without_file", f"{label}: {path.relative_to(lake_root)}")
         elif problem:
             add("file_hash_mismatch", f"{path.relative_to(lake_root)}: {problem}")
-    return expected, latest
+    return expected, latest, by_item
 
 
 def _file_problem(path: Path, resource_id: str, hash_sha256: str) -> str | None:
@@ -330,6 +344,7 @@ def _check_work_items(
     source_name: str,
     *,
     latest: dict[tuple[str, str, str], tuple[str, int]],
+    by_item: dict[int, str],
     now: datetime,
     add: Add,
     totals: dict[str, int],
@@ -372,14 +387,13 @@ def _check_work_items(
                 add("stuck_in_progress", f"{label}: {problem}")
         elif item.status == Status.COMPLETED.value and item.resource_type != RESOURCE_LISTING:
             key = (item.source_system, item.resource_type, item.resource_id)
-            last = latest.get(key)
+            last = by_item.get(item.id) or latest.get(key, ("", 0))[0] or None
             if last is None:
                 add("completed_without_record", f"{label}: no IngestRecords row")
-            elif item.content_hash != last[0]:
+            elif item.content_hash != last:
                 add(
                     "completed_without_record",
-                    f"{label}: content_hash {str(item.content_hash)[:16]}, "
-                    f"latest row {last[0][:16]}",
+                    f"{label}: content_hash {str(item.content_hash)[:16]}, latest row {last[:16]}",
                 )
     totals["work_items"] = sum(statuses.values())
     for status in Status:

@@ -285,6 +285,7 @@ class HttpSpider(SourceSpider):
                 _header(response, "ETag"), _header(response, "Last-Modified")
             ),
             payload_format=form,
+            raw_payload=http_api.json_text(response.body) if form == "json" else None,
         )
 
     def _redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:
