@@ -38,6 +38,7 @@ from holocron_scrapy.model import (
     WorkItem,
 )
 from holocron_scrapy.outage import Outage, database_unreachable, short_error
+from holocron_scrapy.reexpand import expand_from_stored
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -435,8 +436,12 @@ class Frontier:
             items = await self.claim_batch()
             if self.closing:
                 return  # spider_closed waits for this claim, then releases what it got
-            for request in self.spider.requests_for(items):
+            # Completed items found closer are expanded from their records, not fetched again.
+            to_fetch = await expand_from_stored(self, self.spider, items)
+            for request in self.spider.requests_for(to_fetch):
                 engine.crawl(request)
+            if not to_fetch:
+                items = []  # nothing to download: claim again once their outcomes are written
         except Exception as exc:
             self._exhausted = False
             self.stats.inc_value("holocron/frontier/claim_errors")
