@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import sqlalchemy as sa
 from scrapy.utils.misc import build_from_crawler
 
@@ -26,32 +23,11 @@ from tests.unit.conftest import SOURCE_NAME
 from tests.unit.test_pipelines import claim, lake_files, record_for, sha256_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from holocron_scrapy.items import ResourceRecord
     from tests.unit.conftest import Crawl
-
-PG_URL_ENV = "HOLOCRON_TEST_PG_URL"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """Settings naming the state database: SQLite in tmp_path, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    url = os.environ.get(PG_URL_ENV, "").strip()
-    if not url:
-        pytest.skip(f"{PG_URL_ENV} is not set")
-    schema = f"lake_{uuid.uuid4().hex[:12]}"
-    try:
-        yield {"HOLOCRON_DB_URL": url, "HOLOCRON_DB_SCHEMA": schema}
-    finally:
-        engine = sa.create_engine(url, poolclass=sa.NullPool)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        engine.dispose()
 
 
 def final_path(crawl: Crawl, record: ResourceRecord) -> Path:
