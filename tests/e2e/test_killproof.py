@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from tests.e2e.wiki import MediaWiki
 
 KILLS = 12
-EDITS_PER_KILL = 2  # edit.php takes ~0.5 s a page
+EDITS_PER_KILL = 1  # edit.php takes ~1 s a page on a busy 2-core machine
 EARLY_KILLS = 3  # at a random moment of the first 2.5 s of a run (start-up, seeding, listings)
 EARLY_WINDOW = (0.05, 1.5)  # s: from the interpreter's start to the first responses
 LATE_JITTER = 0.15  # s after the record count is reached (a batch of 50 pages takes ~0.1 s)
