@@ -29,6 +29,7 @@ from holocron_scrapy.model import Status
 from holocron_scrapy.store_sql import IN_LIST_CHUNK, chunks
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from holocron_scrapy.lake import PendingName
@@ -49,12 +50,24 @@ def reconcile_pending(
 ) -> Reconciled:
     """Publish, delete or keep the pending files of ``source_name`` that runs other than
     ``current_run`` left (see the module docstring)."""
-    done = Reconciled()
     found: list[tuple[Path, PendingName]] = []
     for path in pending_files(root, source_name):
         parsed = parse_pending_name(path.name)
         if parsed is not None and parsed.run_id != current_run:
             found.append((path, parsed))
+    return _settle(store, found, fsync=fsync)
+
+
+def settle_files(store: StateStore, paths: Iterable[Path], *, fsync: bool = True) -> Reconciled:
+    """The same decision for these pending files, whatever their run: what the IngestRecords
+    pipeline does with the files of items whose outcome was dropped (their claim was lost, or
+    a commit retried after a lost answer found them completed already)."""
+    found = [(path, parsed) for path in paths if (parsed := parse_pending_name(path.name))]
+    return _settle(store, found, fsync=fsync)
+
+
+def _settle(store: StateStore, found: list[tuple[Path, PendingName]], *, fsync: bool) -> Reconciled:
+    done = Reconciled()
     for batch in chunks(found, IN_LIST_CHUNK):
         ids = sorted({parsed.work_item_id for _, parsed in batch})
         committed, leased = _state_of(store, ids)

@@ -158,3 +158,38 @@ def test_the_next_run_publishes_committed_pending_files_and_deletes_orphans(
     assert report.findings["row_without_file"].count == 0
     assert report.findings["file_without_row"].count == 0
     assert report.pending_files.count == 1
+
+
+def test_the_files_of_dropped_outcomes_are_published_or_deleted_as_their_rows_say(
+    make_crawl: Callable[..., Crawl], db_settings: dict[str, Any]
+) -> None:
+    crawl = make_crawl({**db_settings, "HOLOCRON_INGEST_MAX_DELAY": 0.01})
+    lake = build_from_crawler(LakePipeline, crawl.crawler)
+    ingest = build_from_crawler(IngestRecordsPipeline, crawl.crawler)
+    lake.open_spider()
+    try:
+        answered, lost = claim(crawl)[:2]
+        records = [record_for(answered), record_for(lost)]
+        write(lake, records)
+        # The first try of the commit landed but its answer was lost; the other claim was taken
+        # by another worker meanwhile (its item back in the queue). Both outcomes are dropped.
+        crawl.store.commit_records(
+            [records[0].ingest_row()],
+            [Outcome.completed(answered, records[0].hash_sha256)],
+            owner=crawl.frontier.owner,
+        )
+        wi = crawl.store.tables.work_items
+        with crawl.store.engine.begin() as conn:
+            conn.execute(
+                sa.update(wi).where(wi.c.id == lost.id).values(status="pending", lease_owner=None)
+            )
+
+        async def run() -> None:
+            await asyncio.gather(*(ingest.process_item(r) for r in records))
+
+        asyncio.run(run())
+    finally:
+        lake.close_spider()
+
+    assert lake_files(crawl.tmp_path / "lake") == [final_path(crawl, records[0])]
+    assert len(crawl.rows("IngestRecords", "ingest_id")) == 1
