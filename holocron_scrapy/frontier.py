@@ -10,6 +10,7 @@ claimable, nothing is buffered and nothing is in flight.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import socket
@@ -39,6 +40,7 @@ from holocron_scrapy.model import (
     WorkItem,
 )
 from holocron_scrapy.outage import Outage, database_unreachable, short_error
+from holocron_scrapy.reexpand import expand_from_stored
 from holocron_scrapy.signals import run_closed
 
 if TYPE_CHECKING:
@@ -151,6 +153,9 @@ class Frontier:
         self._claim_task: Deferred[None] | None = None
         self._flusher: LoopingCall | None = None
         self._claim_uncertain = False  # a claim failed in transit: it may have leased items
+        # Set once spider_opened is done (the run started, or could not): the lake's reconcile
+        # waits for it, so that dead owners' claims are released first.
+        self.opened = asyncio.Event()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -188,6 +193,12 @@ class Frontier:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def spider_opened(self, spider: Spider) -> None:
+        try:
+            await self._open(spider)
+        finally:
+            self.opened.set()
+
+    async def _open(self, spider: Spider) -> None:
         if not isinstance(spider, FrontierSpider):
             logger.info("Spider %s does not use the SQL frontier", spider.name)
             return
@@ -321,7 +332,9 @@ class Frontier:
         held = self.claim_attempts.get(item.id, item.attempt)
         return item.id in self.in_flight and held == item.attempt
 
-    async def commit_records(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> None:
+    async def commit_records(
+        self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]
+    ) -> Applied:
         """Write records and complete their work items in one transaction (in a thread).
 
         Buffered discoveries are written first: a page is never completed before its links are
@@ -345,6 +358,7 @@ class Frontier:
             self._ended(outcome)
         self.writes.count(applied)
         self.stats.inc_value("holocron/records/written", len(applied.ingest_ids))
+        return applied
 
     def stopping(self) -> bool:
         """The crawl is being stopped (Ctrl-C, or it is closing): waiting out an outage ends
@@ -490,8 +504,12 @@ class Frontier:
             items = await self.claim_batch()
             if self.closing:
                 return  # spider_closed waits for this claim, then releases what it got
-            for request in self.spider.requests_for(items):
+            # Completed items found closer are expanded from their records, not fetched again.
+            to_fetch = await expand_from_stored(self, self.spider, items)
+            for request in self.spider.requests_for(to_fetch):
                 engine.crawl(request)
+            if not to_fetch:
+                items = []  # nothing to download: claim again once their outcomes are written
         except Exception as exc:
             self._exhausted = False
             self.stats.inc_value("holocron/frontier/claim_errors")

@@ -298,14 +298,17 @@ def encode_payload(
 ) -> tuple[Any, PayloadFormat]:
     """The payload to store for a body and its format.
 
-    JSON (``application/json``, ``*+json``): the parsed document (``PayloadError`` when it is
-    not JSON). Text (``text/*``, XML, JavaScript): ``{content_type, encoding, text}`` decoded with
-    ``text_encoding`` (the response's, else UTF-8). Anything else, or text that does not decode:
+    JSON (``application/json``, ``*+json``): the parsed document, for discovery and the
+    ``resource_id`` only — what is stored is the body's own text (:func:`json_text`). It must
+    be UTF-8 (RFC 8259) and JSON: ``PayloadError`` otherwise, also for ``NaN`` and
+    ``Infinity``, which are not JSON. Text (``text/*``, XML, JavaScript):
+    ``{content_type, encoding, text}`` decoded with ``text_encoding`` (the response's, else
+    UTF-8). Anything else, or text that does not decode:
     ``{content_type, encoding: "base64", base64}``.
     """
     if is_json_type(content_type):
         try:
-            return json.loads(body), "json"
+            return json.loads(json_text(body), parse_constant=_not_json_constant), "json"
         except ValueError as exc:
             snippet = body[:120].decode("utf-8", "replace")
             raise PayloadError(
@@ -321,3 +324,14 @@ def encode_payload(
             return {"content_type": content_type, "encoding": encoding, "text": text}, "text"
     encoded = base64.b64encode(body).decode("ascii")
     return {"content_type": content_type, "encoding": "base64", "base64": encoded}, "base64"
+
+
+def json_text(body: bytes) -> str:
+    """A JSON body's exact text, as stored (a UTF-8 byte order mark dropped):
+    ``UnicodeDecodeError`` when it is not UTF-8. Numbers, escapes, key order and duplicate
+    keys stay as the server sent them; its UTF-8 encoding is the body's bytes."""
+    return body.decode("utf-8-sig")
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

@@ -14,6 +14,7 @@ from holocron_scrapy.model import IngestRow, canonical_json
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from holocron_scrapy.lake import Pending
     from holocron_scrapy.model import WorkItem
 
 
@@ -44,6 +45,13 @@ class ResourceRecord:
     # How the payload holds the body: "json" (the body's JSON itself), "text"
     # ({content_type, encoding, text}) or "base64" ({content_type, encoding, base64}).
     payload_format: str = "json"
+    # Set by the lake pipeline: the file written under its pending name, which the IngestRecords
+    # pipeline publishes once the row has committed.
+    lake_pending: Pending | None = None
+    # The payload's exact text when the source served it as such (a JSON body): stored, written
+    # to the lake and hashed instead of a serialization of ``payload``, which would change big
+    # or long numbers, duplicate keys and escapes.
+    raw_payload: str | None = None
 
     def __post_init__(self) -> None:
         # Fitted once, so the lake file's name and metadata and the row agree.
@@ -52,6 +60,8 @@ class ResourceRecord:
 
     @cached_property
     def payload_json(self) -> str:
+        if self.raw_payload is not None:
+            return self.raw_payload
         return canonical_json(self.payload)
 
     @cached_property

@@ -9,7 +9,15 @@ built from the resource id, which is untrusted (a wiki title may hold ``/``, ``.
 ``CON``): :func:`record_filename` keeps only a readable ASCII slug of it, and makes the name unique
 with a hash of the full id, so two ids never share a file, not even ``Yoda`` and ``yoda`` on a
 case-insensitive file system. The content hash in the name means a changed resource gets a new
-file and the same content always lands on the same name, so rewriting a file is idempotent.
+file and the same content always lands on the same name.
+
+A record file appears only once its ``IngestRecords`` row has committed, and is never rewritten:
+the lake pipeline writes it under a *pending* name in the directory's ``.pending/``
+(:func:`pending_path`: the final name, the work item and the run), the ``IngestRecords`` pipeline
+commits the row, then :func:`publish` links the pending file to its final name (never replacing
+a file that is already there: a file is immutable once a row points to it) and fsyncs the
+directory once per batch. A crash leaves at most pending files, which the next run reconciles
+(:mod:`holocron_scrapy.lake_reconcile`).
 
 Files are written atomically (:func:`write_json_atomic`): readers see the old file or the new one,
 never half of one. Everything here is blocking I/O; callers keep it off the reactor thread.
@@ -26,9 +34,11 @@ import re
 import tempfile
 import time
 import unicodedata
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -40,9 +50,13 @@ CONTENT_HASH_CHARS = 16
 MAX_FILENAME_BYTES = 120
 TEMP_PREFIX = ".tmp-"
 SUFFIX = ".json"
+PENDING_DIR = ".pending"
 
 _COMPONENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _CONTENT_HASH_RE = re.compile(r"[0-9a-f]{64}")
+_PENDING_RE = re.compile(
+    r"(?P<final>[A-Za-z0-9_-]+~[0-9a-f]+~(?P<hash>[0-9a-f]+))~(?P<wi>[0-9]+)~(?P<run>[0-9a-f]+)\.json"
+)
 _NOT_SLUG_RE = re.compile(r"[^A-Za-z0-9_-]+")
 _UNDERSCORES_RE = re.compile(r"_{2,}")
 
@@ -212,3 +226,109 @@ def remove_stale_temp_files(root: Path, older_than: float) -> int:
             except FileNotFoundError:
                 continue  # renamed or removed by its writer meanwhile
     return removed
+
+
+# -- pending files: written before their row commits, published after ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A record file written under its pending name, to be published under ``final`` once its
+    row has committed."""
+
+    path: Path
+    final: Path
+
+
+@dataclass(frozen=True, slots=True)
+class PendingName:
+    """What a pending file's name says: its final name, content hash prefix, writer."""
+
+    final_name: str
+    hash_prefix: str
+    work_item_id: int
+    run_id: str
+
+
+def pending_path(final: Path, work_item_id: int, run_id: str) -> Path:
+    """``<dir>/.pending/<final stem>~<work_item_id>~<run_id>.json``: one writer's file of one
+    record; ``run_id`` is a hex run id (``runs.run_id``)."""
+    if not re.fullmatch(r"[0-9a-f]+", run_id):
+        raise LakePathError(f"run_id must be hex digits, got {run_id!r}")
+    stem = final.name.removesuffix(SUFFIX)
+    return final.parent / PENDING_DIR / f"{stem}~{int(work_item_id)}~{run_id}{SUFFIX}"
+
+
+def parse_pending_name(name: str) -> PendingName | None:
+    """The parts of a pending file's name, or None for any other name."""
+    match = _PENDING_RE.fullmatch(name)
+    if match is None:
+        return None
+    return PendingName(match["final"] + SUFFIX, match["hash"], int(match["wi"]), match["run"])
+
+
+def final_path_of(pending: Path) -> Path | None:
+    """Where a pending file is published, or None when ``pending`` is not one."""
+    parsed = parse_pending_name(pending.name)
+    if parsed is None or pending.parent.name != PENDING_DIR:
+        return None
+    return pending.parent.parent / parsed.final_name
+
+
+def publish(files: Iterable[Pending], *, fsync: bool = True) -> int:
+    """Give each pending file its final name, never replacing an existing file (that one is
+    kept: a row already points to it, with the same content), then remove the pending name.
+    Each directory is fsynced once, after its links and before the pending names go, so a
+    crash leaves the record published or still pending, never lost. Returns how many files
+    were published (not already there)."""
+    published = 0
+    linked: list[Pending] = []
+    directories: set[Path] = set()
+    for pending in files:
+        try:
+            _link_no_replace(pending.path, pending.final)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            if not pending.final.exists():
+                raise
+            continue  # published meanwhile (by a reconcile of another worker)
+        else:
+            published += 1
+            directories.add(pending.final.parent)
+        linked.append(pending)
+    if fsync:
+        for directory in sorted(directories):
+            _fsync_directory(directory)
+    for pending in linked:
+        pending.path.unlink(missing_ok=True)
+    return published
+
+
+def discard(paths: Iterable[Path]) -> None:
+    """Remove pending files whose rows will never commit."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _link_no_replace(source: Path, target: Path) -> None:
+    """``target`` becomes a name of ``source``; ``FileExistsError`` when it exists already."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}:
+            raise
+        # No hard links on this file system: a rename where nothing is (a publisher of the same
+        # record could race in between; it would write the same content).
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
+        os.rename(source, target)
+
+
+def pending_files(root: Path, source_name: str) -> Iterator[Path]:
+    """The pending files of a source: ``root/*/source_name/*/.pending/*.json``."""
+    for path in root.glob(f"*/{safe_component(source_name)}/*/{PENDING_DIR}/*{SUFFIX}"):
+        if not path.name.startswith(TEMP_PREFIX):
+            yield path

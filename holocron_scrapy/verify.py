@@ -16,12 +16,15 @@ examples; :class:`Report` prints one line per class and a summary.
   lease expired (a crash nobody has resumed), or the run that claimed it has ended (``runs``)
   without releasing it;
 * ``completed_without_record`` — a completed work item (other than a listing, which completes
-  without a record) whose ``content_hash`` is not the hash of the resource's latest row;
+  without a record) whose ``content_hash`` is not the hash of its latest row (rows and work
+  items are joined by ``work_item_id``: an HTTP record may be named by a field of its payload,
+  ``resource_id: id``, and its work item by its URL);
 * with a ground truth (expected resource ids): ``ground_truth_missing`` (expected, not
   completed) and ``ground_truth_unexpected`` (completed, not expected).
 
-Leftover temporary files (``.tmp-*``, a write cut short by a crash) are not records: they are
-reported as a warning, not a problem.
+Leftover temporary files (``.tmp-*``, a write cut short by a crash) and pending files
+(``.pending/``: written, their row not committed, or committed and not yet renamed; the next
+run's start settles them) are not records: they are reported as a warning, not a problem.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from holocron_scrapy.lake import TEMP_PREFIX, record_filename, safe_component
+from holocron_scrapy.lake import PENDING_DIR, TEMP_PREFIX, record_filename, safe_component
 from holocron_scrapy.listings import RESOURCE_LISTING
 from holocron_scrapy.model import Status
 from holocron_scrapy.store import utcnow
@@ -92,6 +95,7 @@ class Report:
         default_factory=lambda: {name: Finding() for name in PROBLEMS}
     )
     temp_files: Finding = field(default_factory=Finding)
+    pending_files: Finding = field(default_factory=Finding)
     totals: dict[str, int] = field(default_factory=dict)
     checked_ground_truth: bool = False
 
@@ -119,6 +123,11 @@ class Report:
             out.append(
                 f"warning: {self.temp_files.count} leftover temporary files (not records), "
                 "e.g. " + "; ".join(self.temp_files.examples)
+            )
+        if self.pending_files.count:
+            out.append(
+                f"warning: {self.pending_files.count} pending lake files (not records until "
+                "the next run settles them), e.g. " + "; ".join(self.pending_files.examples)
             )
         totals = ", ".join(f"{key}={value}" for key, value in self.totals.items())
         verdict = "OK" if self.ok else f"{self.problems} problems"
@@ -178,10 +187,17 @@ def verify(
         report.findings[name].add(example, examples)
 
     with engine.connect() as conn:
-        expected_files, latest = _check_rows(conn, tables, lake_root, source_name, add)
+        expected_files, latest, by_item = _check_rows(conn, tables, lake_root, source_name, add)
         report.totals["records"] = sum(seen_count for _, seen_count in latest.values())
         _check_work_items(
-            conn, tables, source_name, latest=latest, now=now, add=add, totals=report.totals
+            conn,
+            tables,
+            source_name,
+            latest=latest,
+            by_item=by_item,
+            now=now,
+            add=add,
+            totals=report.totals,
         )
         if ground_truth is not None:
             completed = _completed_ids(conn, tables, source_name, resource_type)
@@ -195,6 +211,7 @@ def verify(
         expected=expected_files,
         add=add,
         temp_files=report.temp_files,
+        pending_files=report.pending_files,
         examples=examples,
     )
     report.totals["lake_files"] = files
@@ -206,9 +223,10 @@ def verify(
 
 def _check_rows(
     conn: sa.Connection, tables: Tables, lake_root: Path, source_name: str, add: Add
-) -> tuple[set[Path], dict[tuple[str, str, str], tuple[str, int]]]:
+) -> tuple[set[Path], dict[tuple[str, str, str], tuple[str, int]], dict[int, str]]:
     """Each row: its payload's hash, its file and the file's hash. Returns the files the rows
-    account for and, per resource, its latest row's hash and its number of rows."""
+    account for, per resource its latest row's hash and its number of rows, and per work item
+    its latest row's hash."""
     ir = tables.ingest_records
     stmt = (
         sa.select(
@@ -218,6 +236,7 @@ def _check_rows(
             ir.c.resource_id,
             ir.c.hash_sha256,
             ir.c.payload,
+            ir.c.work_item_id,
         )
         .where(ir.c.source_name == source_name)
         .order_by(ir.c.ingest_id)
@@ -225,6 +244,7 @@ def _check_rows(
     )
     expected: set[Path] = set()
     latest: dict[tuple[str, str, str], tuple[str, int]] = {}
+    by_item: dict[int, str] = {}  # work_item_id -> the hash of its latest row
     seen = Counter[tuple[str, str, str, str]]()
     for row in conn.execute(stmt):
         label = f"row {row.ingest_id} {row.resource_type} {row.resource_id!r}"
@@ -232,6 +252,8 @@ def _check_rows(
             add("row_hash_mismatch", label)
         key = (row.source_system, row.resource_type, row.resource_id)
         latest[key] = (row.hash_sha256, latest.get(key, ("", 0))[1] + 1)
+        if row.work_item_id is not None:
+            by_item[int(row.work_item_id)] = row.hash_sha256
         seen[(*key, row.hash_sha256)] += 1
         if seen[(*key, row.hash_sha256)] == 2:
             add("duplicate_rows", f"{label} hash {row.hash_sha256[:16]}")
@@ -254,7 +276,7 @@ def _check_rows(
             add("row_without_file", f"{label}: {path.relative_to(lake_root)}")
         elif problem:
             add("file_hash_mismatch", f"{path.relative_to(lake_root)}: {problem}")
-    return expected, latest
+    return expected, latest, by_item
 
 
 def _file_problem(path: Path, resource_id: str, hash_sha256: str) -> str | None:
@@ -288,6 +310,7 @@ def _check_files(
     expected: set[Path],
     add: Add,
     temp_files: Finding,
+    pending_files: Finding,
     examples: int,
 ) -> int:
     """Files under ``LAKE/*/source_name/`` that no row accounts for; returns the file count."""
@@ -295,6 +318,9 @@ def _check_files(
     for path in _lake_files(lake_root, source_name):
         if path.name.startswith(TEMP_PREFIX):
             temp_files.add(str(path.relative_to(lake_root)), examples)
+            continue
+        if path.parent.name == PENDING_DIR:
+            pending_files.add(str(path.relative_to(lake_root)), examples)
             continue
         count += 1
         if path not in expected:
@@ -318,6 +344,7 @@ def _check_work_items(
     source_name: str,
     *,
     latest: dict[tuple[str, str, str], tuple[str, int]],
+    by_item: dict[int, str],
     now: datetime,
     add: Add,
     totals: dict[str, int],
@@ -360,14 +387,13 @@ def _check_work_items(
                 add("stuck_in_progress", f"{label}: {problem}")
         elif item.status == Status.COMPLETED.value and item.resource_type != RESOURCE_LISTING:
             key = (item.source_system, item.resource_type, item.resource_id)
-            last = latest.get(key)
+            last = by_item.get(item.id) or latest.get(key, ("", 0))[0] or None
             if last is None:
                 add("completed_without_record", f"{label}: no IngestRecords row")
-            elif item.content_hash != last[0]:
+            elif item.content_hash != last:
                 add(
                     "completed_without_record",
-                    f"{label}: content_hash {str(item.content_hash)[:16]}, "
-                    f"latest row {last[0][:16]}",
+                    f"{label}: content_hash {str(item.content_hash)[:16]}, latest row {last[:16]}",
                 )
     totals["work_items"] = sum(statuses.values())
     for status in Status:

@@ -16,7 +16,11 @@ it at 560, RetryMiddleware is 550) and handles both the way pywikibot and mwclie
 
 The wait does not block the reactor (``await sleep``). The source's download slot is paused
 for the same time and its delay raised (at most ``AUTOTHROTTLE_MAX_DELAY``), so the other
-requests to that wiki are spaced too; AutoThrottle lowers the delay again as answers come back.
+requests to that wiki are spaced too. With AutoThrottle on, it lowers the delay again as answers
+come back; with AutoThrottle off (an explicit ``DOWNLOAD_DELAY``), the delay the slot had before
+comes back when the last wait on it ends (unless something else changed it meanwhile). Only the
+slot's public ``delay`` (what AutoThrottle sets) and ``lastseen`` (for the pause: Scrapy has no
+public per-slot pause) are written.
 The request meta key ``dont_retry`` opts a request out, as it does for RetryMiddleware.
 """
 
@@ -36,6 +40,7 @@ from holocron_scrapy import mwapi
 
 if TYPE_CHECKING:
     from scrapy import Request
+    from scrapy.core.downloader import Slot
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.statscollectors import StatsCollector
@@ -90,6 +95,7 @@ class RetryAfterMiddleware:
         maxlag_times: int = 50,
         max_delay: float = 60.0,
         crawler: Crawler | None = None,
+        autothrottle: bool = True,
     ) -> None:
         self.stats = stats
         self.default = default
@@ -98,6 +104,9 @@ class RetryAfterMiddleware:
         self.maxlag_times = maxlag_times
         self.max_delay = max_delay
         self.crawler = crawler
+        self.autothrottle = autothrottle
+        # slot key -> (its delay before the first wait, the delay set, waits under way)
+        self._raised: dict[str, tuple[float, float, int]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -117,6 +126,7 @@ class RetryAfterMiddleware:
             maxlag_times=settings.getint("HOLOCRON_RETRY_AFTER_MAXLAG_TIMES", 50),
             max_delay=settings.getfloat("AUTOTHROTTLE_MAX_DELAY", 60.0),
             crawler=crawler,
+            autothrottle=settings.getbool("AUTOTHROTTLE_ENABLED"),
         )
 
     async def process_response(self, request: Request, response: Response) -> Request | Response:
@@ -150,8 +160,11 @@ class RetryAfterMiddleware:
             "Waiting %(wait).1f s before retrying %(url)s (%(reason)s, try %(n)d of %(limit)d)",
             {"wait": wait, "url": request.url, "reason": reason, "n": attempt, "limit": limit},
         )
-        self._slow_down(request, wait)
-        await sleep(wait)
+        slot_key = self._slow_down(request, wait)
+        try:
+            await sleep(wait)
+        finally:
+            self._recover(slot_key)
         retry = request.replace(dont_filter=True)
         retry.meta[key] = attempt
         return retry
@@ -168,19 +181,42 @@ class RetryAfterMiddleware:
                 return code, rule
         return "", None
 
-    def _slow_down(self, request: Request, wait: float) -> None:
-        """Pause the request's download slot for ``wait`` and raise its delay (for the others)."""
-        if self.crawler is None:
-            return
+    def _slot(self, key: str | None) -> Slot | None:
+        if self.crawler is None or key is None:
+            return None
         try:
             engine = self.crawler.engine
         except RuntimeError:  # no crawl under way (a component built on its own)
-            return
-        key = request.meta.get("download_slot")
-        slot = engine.downloader.slots.get(key) if key is not None else None
-        if slot is None:
-            return
+            return None
+        slot: Slot | None = engine.downloader.slots.get(key)
+        return slot
+
+    def _slow_down(self, request: Request, wait: float) -> str | None:
+        """Pause the request's download slot for ``wait`` and raise its delay (for the others).
+        Returns the slot's key for :meth:`_recover`, or None when there is no slot."""
+        key: str | None = request.meta.get("download_slot")
+        slot = self._slot(key)
+        if slot is None or key is None:
+            return None
+        before, _, waits = self._raised.get(key, (slot.delay, 0.0, 0))
         slot.delay = max(slot.delay, min(wait, self.max_delay))
         # Nothing else goes to that slot before the wait is over (see Downloader._process_queue:
         # the next send is due at lastseen + delay).
         slot.lastseen = max(slot.lastseen, time.monotonic() + wait - slot.delay)
+        self._raised[key] = (before, slot.delay, waits + 1)
+        return key
+
+    def _recover(self, key: str | None) -> None:
+        """A wait on the slot ended: when it was the last one and AutoThrottle is off, the delay
+        the slot had before comes back (unless something else set another one meanwhile)."""
+        if key is None or key not in self._raised:
+            return
+        before, raised, waits = self._raised.pop(key)
+        if waits > 1:
+            self._raised[key] = (before, raised, waits - 1)
+            return
+        slot = self._slot(key)
+        if self.autothrottle or slot is None or slot.delay != raised:
+            return
+        slot.delay = before
+        self.stats.inc_value("retry_after/delay_restored")

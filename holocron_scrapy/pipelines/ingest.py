@@ -8,20 +8,31 @@ data (a value too long, one it cannot encode) is split in halves until the refus
 alone: it fails, for good, with the database's message, the others are written. Another failed
 batch fails its work items with the error. A failed item is dropped: never completed, never
 silently lost.
+
+After the commit, the batch's lake files are published (:func:`holocron_scrapy.lake.publish`,
+in a thread; while the lake is unwritable, tried again as the lake pipeline's writes are): a
+lake file appears only once its row is there. The pending file of an item whose outcome was
+dropped (its claim was lost, or a commit retried after a lost answer found it done) is settled
+as the start-up reconcile would: published if a row of its committed, else deleted. Those of a
+batch that failed are left to the next run's reconcile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.utils.asyncio import run_in_thread, sleep
 
 from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.lake import Pending, publish
+from holocron_scrapy.lake_reconcile import settle_files
 from holocron_scrapy.model import IngestRow, Outcome
-from holocron_scrapy.outage import short_error
+from holocron_scrapy.outage import lake_unwritable, short_error
 from holocron_scrapy.split_writes import refusal_reason, refused_by_database
 
 if TYPE_CHECKING:
@@ -43,9 +54,18 @@ class _Entry:
 
 class IngestRecordsPipeline:
     def __init__(
-        self, frontier: Frontier, stats: StatsCollector, *, batch_size: int, max_delay: float
+        self,
+        frontier: Frontier,
+        stats: StatsCollector,
+        *,
+        batch_size: int,
+        max_delay: float,
+        lake_fsync: bool = True,
+        outage_max: float = 3600.0,
     ) -> None:
         self.frontier = frontier
+        self.lake_fsync = lake_fsync
+        self.outage_max = outage_max
         self.stats = stats
         self.batch_size = batch_size
         self.max_delay = max_delay
@@ -65,6 +85,8 @@ class IngestRecordsPipeline:
             crawler.stats,
             batch_size=settings.getint("HOLOCRON_INGEST_BATCH_SIZE", 50),
             max_delay=settings.getfloat("HOLOCRON_INGEST_MAX_DELAY", 0.5),
+            lake_fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
+            outage_max=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
         )
 
     async def process_item(self, item: Any) -> Any:
@@ -94,7 +116,7 @@ class IngestRecordsPipeline:
     async def _flush(self, batch: list[_Entry]) -> None:
         rows = [e.row for e in batch if e.row is not None]
         try:
-            await self.frontier.commit_records(rows, [e.outcome for e in batch])
+            applied = await self.frontier.commit_records(rows, [e.outcome for e in batch])
         except Exception as exc:
             refused = refused_by_database(exc)
             if refused and len(batch) > 1:
@@ -115,10 +137,58 @@ class IngestRecordsPipeline:
             for entry in batch:
                 entry.future.set_exception(DropItem(message))
             return
+        await self._publish(batch, set(applied.stale))
         self.stats.inc_value("holocron/ingest/batches")
         self.stats.inc_value("holocron/records/unchanged", len(batch) - len(rows))
         for entry in batch:
             entry.future.set_result(None)
+
+    async def _publish(self, batch: list[_Entry], stale: set[int]) -> None:
+        """Give the committed records' lake files their final names; settle the files of the
+        items whose outcome was dropped (published if a row of theirs committed after all,
+        else deleted)."""
+        pending = [(e.record.work_item.id, e.record.lake_pending) for e in batch]
+        files = [f for _, f in pending if f is not None]
+        if not files:
+            return
+        lost = [f.path for i, f in pending if f is not None and i in stale]
+        committed = [f for i, f in pending if f is not None and i not in stale]
+        try:
+            if committed:
+                published = await self._publish_waiting(committed)
+                self.stats.inc_value("holocron/lake/published", published)
+            if lost:
+                await run_in_thread(settle_files, self.frontier.store, lost, fsync=self.lake_fsync)
+        except Exception as exc:
+            # The rows are committed: the next run's reconcile settles what is left pending.
+            logger.error(
+                "Could not publish %(n)d lake files (%(error)s): the next run does",
+                {"n": len(files), "error": short_error(exc)},
+            )
+            logger.debug("Publishing lake files", exc_info=True)
+            self.stats.inc_value("holocron/lake/publish_errors")
+
+    async def _publish_waiting(self, files: list[Pending]) -> int:
+        """:func:`publish` in a thread, tried again (with back-off, one WARNING) while the lake
+        is unwritable, for at most ``HOLOCRON_OUTAGE_MAX`` or until the crawl stops."""
+        delay, started, warned = 0.5, time.monotonic(), False
+        while True:
+            try:
+                published: int = await run_in_thread(publish, files, fsync=self.lake_fsync)
+            except OSError as exc:
+                waited = time.monotonic() - started
+                if not lake_unwritable(exc) or waited > self.outage_max or self.frontier.stopping():
+                    raise
+                if not warned:
+                    warned = True
+                    logger.warning(
+                        "Could not publish %(n)d lake files (%(error)s): trying again",
+                        {"n": len(files), "error": short_error(exc)},
+                    )
+                await sleep(delay)
+                delay = min(2 * delay, 5.0)
+                continue
+            return published
 
     async def close_spider(self) -> None:
         self._start_flush()

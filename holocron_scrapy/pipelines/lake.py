@@ -2,7 +2,12 @@
 
 ``HOLOCRON_LAKE_DIR/{source_system}/{source_name}/{resource_type}/`` holds one file per distinct
 content of a resource; an unchanged resource (same payload hash as its last record) writes
-nothing. A failed write fails the work item with the error and drops the item: it is never
+nothing, nor does a content whose file is already there (files are never rewritten). The file is
+written under its pending name (``.pending/``, :func:`holocron_scrapy.lake.pending_path`); the
+IngestRecords pipeline publishes it once its row has committed (with that pipeline switched off,
+at once). At the start of a run, once the frontier has opened it, the pending files that earlier
+runs left are published or deleted (:mod:`holocron_scrapy.lake_reconcile`).
+A failed write fails the work item with the error and drops the item: it is never
 completed without its file. A lake that is unwritable for a while (permission denied, a
 read-only or full file system, an I/O error) is waited for: the write is tried again with
 back-off, logged once when it starts and once when it ends (``HOLOCRON_OUTAGE_MAX``, default
@@ -13,17 +18,27 @@ back-off, logged once when it starts and once when it ends (``HOLOCRON_OUTAGE_MA
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from scrapy import signals
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.asyncio import sleep
 
 from holocron_scrapy.frontier import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake import record_path, remove_stale_temp_files, write_json_atomic
+from holocron_scrapy.lake import (
+    Pending,
+    pending_path,
+    publish,
+    record_path,
+    remove_stale_temp_files,
+    write_json_atomic,
+)
+from holocron_scrapy.lake_reconcile import Reconciled, reconcile_pending
 from holocron_scrapy.outage import Outage, lake_unwritable, short_error
 
 if TYPE_CHECKING:
@@ -44,8 +59,10 @@ class LakePipeline:
         fsync: bool = True,
         outage_max_seconds: float = 3600.0,
         temp_max_age: float = 60.0,
+        publish_at_once: bool = False,
     ) -> None:
         self.root = root
+        self.publish_at_once = publish_at_once  # no IngestRecords pipeline to publish after it
         self.frontier = frontier
         self.stats = stats
         self.threads = threads
@@ -62,7 +79,7 @@ class LakePipeline:
         frontier = frontier_of(crawler)
         root = Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
         assert crawler.stats is not None
-        return cls(
+        pipeline = cls(
             root,
             frontier,
             crawler.stats,
@@ -70,7 +87,10 @@ class LakePipeline:
             fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
             outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
             temp_max_age=settings.getfloat("HOLOCRON_LAKE_TEMP_MAX_AGE", 60.0),
+            publish_at_once=not settings.getbool("HOLOCRON_INGEST_ENABLED", True),
         )
+        crawler.signals.connect(pipeline.spider_opened, signal=signals.spider_opened)
+        return pipeline
 
     def path_for(self, record: ResourceRecord) -> Path:
         return record_path(
@@ -82,12 +102,22 @@ class LakePipeline:
             record.hash_sha256,
         )
 
-    def _write(self, record: ResourceRecord) -> bool:
-        """Serialize, hash and write (in a thread). False when the content is unchanged."""
+    def _write(self, record: ResourceRecord) -> str:
+        """Serialize, hash and write under the pending name (in a thread): ``written``, or
+        ``unchanged`` (the resource's last record), or ``exists`` (a file of this content is
+        there already: an earlier record of the resource had it)."""
         if record.unchanged:
-            return False
-        write_json_atomic(self.path_for(record), record.lake_document(), fsync=self.fsync)
-        return True
+            return "unchanged"
+        final = self.path_for(record)
+        if final.exists():
+            return "exists"
+        path = pending_path(final, record.work_item.id, record.run_id)
+        write_json_atomic(path, record.lake_document(), fsync=self.fsync)
+        record.lake_pending = Pending(path, final)
+        if self.publish_at_once:
+            publish([record.lake_pending], fsync=self.fsync)
+            record.lake_pending = None
+        return "written"
 
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, ResourceRecord):
@@ -105,10 +135,10 @@ class LakePipeline:
             self.stats.inc_value("holocron/lake/errors")
             self.frontier.fail([item.work_item], message)
             raise DropItem(message) from exc
-        self.stats.inc_value("holocron/lake/written" if written else "holocron/lake/unchanged")
+        self.stats.inc_value(f"holocron/lake/{written}")
         return item
 
-    async def _write_waiting(self, record: ResourceRecord) -> bool:
+    async def _write_waiting(self, record: ResourceRecord) -> str:
         """:meth:`_write` in a lake thread, tried again while the lake is unwritable."""
         loop = asyncio.get_running_loop()
         while True:
@@ -131,6 +161,39 @@ class LakePipeline:
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lake")
         sweep = self._executor.submit(remove_stale_temp_files, self.root, self.temp_max_age)
         sweep.add_done_callback(self._swept)
+
+    async def spider_opened(self, spider: Any) -> None:
+        """Once the frontier has opened the run (dead owners' claims released), settle the
+        pending files earlier runs left, in a lake thread, before the crawl starts."""
+        await self.frontier.opened.wait()
+        source_name = getattr(self.frontier.spider, "source_name", None)
+        if source_name is None or self._executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            done: Reconciled = await loop.run_in_executor(
+                self._executor,
+                functools.partial(
+                    reconcile_pending,
+                    self.frontier.store,
+                    self.root,
+                    source_name,
+                    current_run=self.frontier.run_id,
+                    fsync=self.fsync,
+                ),
+            )
+        except Exception:
+            logger.warning("Could not reconcile the lake's pending files", exc_info=True)
+            return
+        for key in ("published", "deleted", "kept"):
+            self.stats.inc_value(f"holocron/lake/pending_{key}", getattr(done, key))
+        if done.published or done.deleted or done.kept:
+            logger.info(
+                "Pending lake files of earlier runs: %(p)d published (their rows had "
+                "committed), %(d)d deleted (their rows never will), %(k)d left to their "
+                "live writers",
+                {"p": done.published, "d": done.deleted, "k": done.kept},
+            )
 
     def _swept(self, sweep: Future[int]) -> None:
         if sweep.exception() is not None:

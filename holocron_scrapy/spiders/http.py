@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 import scrapy
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
-from scrapy.http import FormRequest, JsonRequest, TextResponse
+from scrapy.http import FormRequest, HtmlResponse, JsonRequest, TextResponse
 from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from holocron_scrapy.reexpand import Stored
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +173,32 @@ class HttpSpider(SourceSpider):
             discovered_from=parent.id if parent else None,
             hops=hops,
         )
+
+    def expand_stored(self, item: WorkItem, stored: Stored) -> list[NewWorkItem] | None:
+        """What a completed resource found again by a shorter path leads to at its new depth,
+        read from its last record (:mod:`holocron_scrapy.reexpand`) as :meth:`parse` reads a
+        response: its JSON fields, or its HTML links. None (fetch it again) for a POST."""
+        if not item.resource_id.startswith(("http://", "https://")):
+            return None
+        if item.depth >= self.config.discovery.max_depth:
+            return []
+        data, response = None, None
+        if http_api.is_json_type(stored.content_type):
+            data = json.loads(stored.payload)
+            response = TextResponse(item.resource_id, body=b"", encoding="utf-8")
+        else:
+            wrapped = json.loads(stored.payload)
+            if "text" not in wrapped:
+                return []  # not text: nothing to discover
+            cls = (
+                HtmlResponse if "html" in http_api.media_type(stored.content_type) else TextResponse
+            )
+            body = wrapped["text"].encode(wrapped["encoding"])
+            response = cls(item.resource_id, body=body, encoding=wrapped["encoding"])
+        return [
+            self.new_work_item(url, item.depth + 1, item)
+            for url in self._discovered_urls(response, data)
+        ]
 
     def seed_work_items(self) -> list[NewWorkItem]:
         kind = http_api.RESOURCE_LISTING if self.config.pagination else ""
@@ -348,6 +376,7 @@ class HttpSpider(SourceSpider):
                 _header(response, "ETag"), _header(response, "Last-Modified")
             ),
             payload_format=form,
+            raw_payload=http_api.json_text(response.body) if form == "json" else None,
         )
 
     def _redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:

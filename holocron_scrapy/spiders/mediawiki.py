@@ -13,6 +13,7 @@ API's code and info; the crawl goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from holocron_scrapy.model import NewWorkItem, WorkItem
     from holocron_scrapy.recrawl import KnownPage
+    from holocron_scrapy.reexpand import Stored
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,21 @@ class MediaWikiSpider(SourceSpider):
 
     def seed_work_items(self) -> list[NewWorkItem]:
         return self.discoverer.seeds()
+
+    def expand_stored(self, item: WorkItem, stored: Stored) -> list[NewWorkItem] | None:
+        """What a completed item found again by a shorter path leads to at its new depth, read
+        from its last record (:mod:`holocron_scrapy.reexpand`): a page's links and listings
+        below ``max_depth`` and its other resources, as its parse queues them; None (fetch it
+        again) for a page whose last record says it was deleted."""
+        if item.resource_type not in resources.PAGE_TYPES:
+            return []  # html, revisions, info: what they hold does not depend on the depth
+        page = json.loads(stored.payload)
+        if not isinstance(page, dict) or page.get("deleted"):
+            return None
+        found = []
+        if item.depth < self.config.discovery.max_depth:
+            found = list(self.discoverer.from_page(item, page))
+        return found + list(self.discoverer.other_resources(item))
 
     def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
         """Requests for claimed items, grouped by resource type (each type has its builder)."""

@@ -53,6 +53,12 @@ PAGES: dict[str, list[str]] = {
     "/site/private/secret": [],
 }
 ROBOTS_TXT = b"User-agent: *\nDisallow: /site/private/\n"
+#: valid JSON that json.loads -> json.dumps changes: a number beyond a double's precision, one
+#: beyond its range, a duplicate key, a lone surrogate, an escape, spacing and key order
+RAW_BODY = (
+    b'{"id": "https://works.test/RAW", "zeta": 12345678901234567890.12345, "huge": 1e400,\n'
+    b' "dup": 1, "dup": 2, "lone": "\\ud800", "escaped": "\\u00e9", "caf\xc3\xa9": [1.0, -0]}\n'
+)
 
 
 def work(name: str, version: int = 1) -> dict[str, Any]:
@@ -182,6 +188,8 @@ class TestSite:
         json_type = {"Content-Type": "application/json; charset=utf-8", "ETag": etag}
         if name == "BAD":
             return 200, json_type, b'{"id": "https://works.test/BAD", "title": '
+        if name == "RAW":
+            return 200, json_type, RAW_BODY
         if name == "FLAKY" and self.hits["GET", target] == 1:
             return 500, {"Content-Type": "text/plain"}, b"oops"
         if name == "BUSY" and self.hits["GET", target] == 1:

@@ -92,7 +92,11 @@ def assert_run_counts(
     records = [r for r in db.records() if r["run_id"] == run["run_id"]]
     completed = [i for i in items if i["status"] == "completed"]
     skipped = [i for i in items if i["status"] == "skipped"]
-    refetched = result.stat("holocron/records/unchanged")  # completed again, same content
+    # Completed again: refetched with the same content, or found closer and expanded again from
+    # its record.
+    refetched = (result.stat("holocron/records/unchanged") or 0) + (
+        result.stat("holocron/frontier/reexpanded") or 0
+    )
     assert run["records_written"] == len(records) == result.stat("holocron/records/written")
     assert run["items_discovered"] == len(items) - new_seeds
     assert run["items_failed"] == 0
@@ -222,14 +226,17 @@ def test_item_reopened_at_the_end_of_the_crawl_is_crawled(
     result = run_crawl(source, lake, crawl_db, tmp_path / "crawl.log", args=args).check()
     assert_crawl_matches(expected, crawl_db, lake)
     assert result.stat("holocron/budget/reserved") == 0
-    assert result.stat("holocron/records/unchanged") == 1  # "Tatooine", fetched twice
+    # "Tatooine" is fetched once: its second claim expands it from its record.
+    assert result.stat("holocron/frontier/reexpanded") == 1
+    assert not result.stat("holocron/records/unchanged")
 
 
 def test_completed_item_reached_by_a_shorter_path_is_reopened(
     mediawiki: MediaWiki, tmp_path: Path, crawl_db: Database
 ) -> None:
     """A page completed at max_depth (links not followed) and later reached at a smaller depth
-    goes back to the queue and is expanded; its unchanged content adds no row and no file.
+    goes back to the queue and is expanded from its record, not fetched again: no request, no
+    row, no file.
 
     Run 1 records "Anakin Skywalker" at depth 1 (linked from the seed, max_depth 1); run 2 adds
     the seed "Old name of Anakin", a double redirect to it: the page is now at depth 0.
@@ -253,7 +260,8 @@ def test_completed_item_reached_by_a_shorter_path_is_reopened(
     by_title = assert_crawl_matches(expected, crawl_db, lake)
     assert by_title[target]["depth"] == 0
     assert by_title[target]["attempt"] == 1  # re-opened with a fresh attempt count
-    assert second.stat("holocron/records/unchanged") == 1  # the target, fetched again
+    assert second.stat("holocron/frontier/reexpanded") == 1  # the target, not fetched again
+    assert not second.stat("holocron/records/unchanged")
     assert second.stat("holocron/records/written") == len(expected.truth.pages) - len(
         first.truth.pages
     )

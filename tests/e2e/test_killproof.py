@@ -11,9 +11,13 @@ to 0.15 s, so that they fall inside batches, lake writes and commits. The seed i
 pytest with ``-s`` to see it) and in every failure message; ``HOLOCRON_KILL_SEED=<seed>`` replays
 the plan (the moments are the same, the interleaving of a real crawl may differ).
 
-After every kill, what is stored must already be consistent (every row has its file and the
-hashes agree, no duplicate, every completed item has its record) and the leases held must be
-those of the killed run only (the dead runs before it were reclaimed at its start). At the end
+After every kill, what is stored must already be consistent (every row has its file, or its
+pending file when the kill fell between the commit and the rename; the hashes agree; no
+duplicate; no published file without its row; every completed item has its record) and the
+leases held must be those of the killed run only (the dead runs before it were reclaimed at its
+start). The wiki is live: after each kill, the pages whose lake files have no committed row
+(at most :data:`EDITS_PER_KILL` of them) are edited, so that their refetch has another content:
+a file left by the kill can never be healed by a rewrite of the same name. At the end
 ``scrapy ingest_verify --ground-truth`` must pass and the direct checks agree: the completed
 pages are the wiki's pages, one row and one lake file each, nothing left in progress, and every
 restart fetched its first page within :data:`FIRST_FETCH_LIMIT` seconds of being started —
@@ -38,7 +42,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from holocron_scrapy.lake import TEMP_PREFIX
+from holocron_scrapy.lake import PENDING_DIR, TEMP_PREFIX, parse_pending_name, record_filename
 from holocron_scrapy.verify import read_only_engine, verify
 from tests.e2e.audit import ingest_verify
 from tests.e2e.bigwiki import MIN_RECORDED_PAGES, all_pages
@@ -53,6 +57,7 @@ from tests.e2e.crawl_helpers import (
     crawl_command,
     record_files,
 )
+from tests.e2e.test_recrawl import _edit as edit_page
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,6 +67,7 @@ if TYPE_CHECKING:
     from tests.e2e.wiki import MediaWiki
 
 KILLS = 12
+EDITS_PER_KILL = 1  # edit.php takes ~1 s a page on a busy 2-core machine
 EARLY_KILLS = 3  # at a random moment of the first 2.5 s of a run (start-up, seeding, listings)
 EARLY_WINDOW = (0.05, 1.5)  # s: from the interpreter's start to the first responses
 LATE_JITTER = 0.15  # s after the record count is reached (a batch of 50 pages takes ~0.1 s)
@@ -121,7 +127,16 @@ class Harness:
     tmp_path: Path
     spawned: dict[int, datetime] = field(default_factory=dict)  # pid -> start (naive UTC)
     kills: list[str] = field(default_factory=list)
+    wiki: MediaWiki | None = None
+    edited: list[str] = field(default_factory=list)
     _engine: Engine | None = None
+
+    def edit(self, titles: list[str], kill: int) -> None:
+        """New revisions of these pages (the live wiki changed while the crawl was down)."""
+        assert self.wiki is not None
+        for title in titles:
+            edit_page(self.wiki, title, f"kill {kill}", f"Edited after kill {kill} of the harness.")
+            self.edited.append(title)
 
     def engine(self) -> Engine | None:
         """Reads of the harness: SQLite read-only, once the crawl has created the file."""
@@ -188,23 +203,37 @@ class Harness:
         return None
 
 
-def assert_consistent_after_kill(h: Harness, context: str) -> None:
-    """What must hold at every moment: the crawl state and the lake agree."""
+def assert_consistent_after_kill(h: Harness, context: str) -> list[str]:
+    """What must hold at every moment: the crawl state and the lake agree. Returns the
+    resource ids of the lake files that no committed row accounts for (pending files)."""
     engine = h.engine()
     if engine is None:
-        return  # killed before the database was created
+        return []  # killed before the database was created
     try:
         report = verify(engine, h.db.tables, h.lake, SOURCE_NAME)
+        ir = h.db.tables.ingest_records
+        rows = h.rows(sa.select(ir.c.resource_id, ir.c.hash_sha256))
     except sa.exc.SQLAlchemyError:
-        return  # killed before the tables existed
-    # A file whose row was not committed yet (killed in between) is the only allowed gap: it is
-    # written again, to the same name, when its page is fetched again.
+        return []  # killed before the tables existed
+    expected = {record_filename(r.resource_id, r.hash_sha256) for r in rows}
+    published = {p.name for p in lake_record_paths(h.lake)}
+    pending: dict[str, list[Path]] = {}
+    for path in h.lake.rglob(f"{PENDING_DIR}/*.json"):
+        if (parsed := parse_pending_name(path.name)) is not None:
+            pending.setdefault(parsed.final_name, []).append(path)
+    # The only gap a kill may leave: a committed row whose file is still pending (killed between
+    # the commit and the rename), which the next run's start publishes.
+    unpublished = expected - published
+    assert unpublished <= set(pending), f"{context}: rows without any file: {unpublished}"
     bad = {
         name: finding.count
         for name, finding in report.findings.items()
-        if finding.count and name != "file_without_row"
+        if finding.count and name != "row_without_file"
     }
     assert not bad, f"{context}: inconsistent after a kill: {report.lines()}"
+    assert report.findings["row_without_file"].count == len(unpublished), report.lines()
+    orphans = [p for name, paths in pending.items() if name not in expected for p in paths]
+    return sorted({json.loads(p.read_bytes())["resource_id"] for p in orphans})
 
 
 def assert_only_this_run_holds_leases(h: Harness, pid: int, context: str) -> None:
@@ -252,7 +281,7 @@ def test_kill9_at_random_moments_then_resume(
 
     source = write_allpages_source(tmp_path / "big.yaml", big_mediawiki.api_url, namespaces)
     lake = tmp_path / "lake"
-    h = Harness(crawl_db, lake, source, tmp_path)
+    h = Harness(crawl_db, lake, source, tmp_path, wiki=big_mediawiki)
     try:
         for index, point in enumerate(plan):
             context = f"kill {index + 1} at {point} [{replay}]"
@@ -261,7 +290,8 @@ def test_kill9_at_random_moments_then_resume(
                 place(point, plan[index:], before, len(truth))
             status = h.run(f"run{index + 1:02d}", point, context)
             assert status is None, f"{context}: the crawl ended ({status}) before its kill point"
-            assert_consistent_after_kill(h, context)
+            orphans = assert_consistent_after_kill(h, context)
+            h.edit(orphans[:EDITS_PER_KILL], index)
             if h.records() > before:
                 assert_only_this_run_holds_leases(h, max(h.spawned), context)
         killed_at = h.records()
@@ -271,7 +301,8 @@ def test_kill9_at_random_moments_then_resume(
         ended = h.run("run-end", end, f"kill at the end [{replay}]")
         assert ended in (None, 0), f"[{replay}] the run before the last exited {ended}"
         if ended is None:
-            assert_consistent_after_kill(h, f"kill at the end [{replay}]")
+            orphans = assert_consistent_after_kill(h, f"kill at the end [{replay}]")
+            h.edit(orphans[:EDITS_PER_KILL], KILLS)
         status = h.run("final", None, f"final run [{replay}]")
         assert status == 0, f"[{replay}] the final run exited {status}; log {tmp_path}/final.log"
         assert_final_state(h, truth, replay)
@@ -288,12 +319,13 @@ def test_kill9_at_random_moments_then_resume(
     assert f"records={len(truth)}, " in audit.stdout.splitlines()[-1]
 
     assert len(h.kills) >= KILLS >= 10
+    assert h.edited, f"[{replay}] no kill left a file without its row: nothing was edited"
     slow = {pid: sec for pid, sec in first_fetch.items() if sec > FIRST_FETCH_LIMIT}
     assert not slow, f"[{replay}] restarts slower than {FIRST_FETCH_LIMIT} s to fetch: {slow}"
     print(
         f"kill -9 harness ({crawl_db.backend}): {len(truth)} pages, {KILLS} kills {h.kills}, "
-        f"{killed_at} records after the planned kills, {temp_files(lake)} leftover temporary "
-        "files, restart-to-first-fetch max "
+        f"{killed_at} records after the planned kills, {len(h.edited)} pages edited between "
+        f"kills, {temp_files(lake)} leftover temporary files, restart-to-first-fetch max "
         f"{max(first_fetch.values()):.2f} s over {len(first_fetch)} restarts, "
         f"wall {time.monotonic() - t0:.1f} s"
     )
@@ -328,11 +360,20 @@ def assert_final_state(h: Harness, truth: set[str], replay: str) -> None:
         assert f.raw.endswith(f'"payload": {row["payload"]}\n}}\n')
 
 
-def lake_records(lake: Path) -> list[LakeFile]:
-    """The lake's record files: not the temporary files of writes cut short by a kill."""
-    paths = [
-        p for p in record_files(lake) if p.suffix == ".json" and not p.name.startswith(TEMP_PREFIX)
+def lake_record_paths(lake: Path) -> list[Path]:
+    """The lake's record files: not the temporary files of writes cut short by a kill, nor the
+    pending files whose rows have not committed."""
+    return [
+        p
+        for p in record_files(lake)
+        if p.suffix == ".json"
+        and not p.name.startswith(TEMP_PREFIX)
+        and p.parent.name != PENDING_DIR
     ]
+
+
+def lake_records(lake: Path) -> list[LakeFile]:
+    paths = lake_record_paths(lake)
     return [LakeFile(p, json.loads(raw), raw) for p in paths if (raw := p.read_text("utf-8"))]
 
 

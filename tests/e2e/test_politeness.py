@@ -8,6 +8,7 @@ MediaWiki test bed. One title per request (``MEDIAWIKI_TITLES_PER_REQUEST: 1``),
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 import time
@@ -262,3 +263,37 @@ def test_a_body_over_the_sources_download_maxsize_fails_its_item_naming_the_limi
         assert message.startswith("DownloadCancelledError: "), message
         assert "larger than download max size (10485760" in message
     assert [r["resource_id"] for r in crawl_db.records()] == ["Darth Vader"]
+
+
+LAG = 2.0  # s: the Retry-After of the one maxlag answer
+PACED = 0.05  # s: the source's DOWNLOAD_DELAY, AutoThrottle off
+
+
+def test_a_lag_episode_with_autothrottle_off_costs_only_the_lag(
+    tmp_path: Path, scripted: Any, mediawiki: MediaWiki, crawl_db: Database
+) -> None:
+    """The crawl's first request ("Darth Vader", the one seed) is told to wait 2 s (maxlag);
+    the pages it links to (max_depth 1) then go at the configured DOWNLOAD_DELAY again, not one
+    per 2 s for the rest of the crawl."""
+    expected = mediawiki.reachable(["Darth Vader"], 1, [0])
+    script: dict[str, list[Step | str]] = collections.defaultdict(lambda: [OK])
+    script["Darth Vader"] = [maxlag(str(int(LAG))), OK]
+    api = scripted(script)
+    settings = {**SETTINGS, "CONCURRENT_REQUESTS_PER_DOMAIN": 1, "DOWNLOAD_DELAY": PACED}
+    source = write_source(
+        tmp_path / "lag.yaml", api.url, ["Darth Vader"], max_depth=1, settings=settings
+    )
+    result = run_crawl(
+        source, tmp_path / "lake", crawl_db, tmp_path / "crawl.log", args=ARGS, timeout=60
+    )
+    result.check(0)
+    assert len(crawl_db.records()) == len(expected.pages) > 20
+    assert result.stat("retry_after/maxlag") == 1
+    assert result.stat("retry_after/delay_restored") == 1
+    times = sorted(t for t, _, _ in api.seen)
+    assert api.times("Darth Vader")[0] == times[0]
+    # Paused for the lag, then one request per DOWNLOAD_DELAY (±50 %, plus the responses); a
+    # raised delay that stayed would take 2 s a request.
+    limit = LAG + len(times) * (PACED * 1.5 + 0.05) + 2.0
+    print(f"lag episode: {len(times)} requests in {times[-1] - times[0]:.2f} s (limit {limit:.1f})")
+    assert LAG <= times[-1] - times[0] < limit, (times[-1] - times[0], len(times))

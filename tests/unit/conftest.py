@@ -13,7 +13,9 @@ moves when a test advances it: no reactor is installed and nothing happens behin
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -220,3 +222,23 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
         await asyncio.sleep(0.005)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Settings naming the state database for ``make_crawl``: SQLite in tmp_path (none), or a
+    fresh PostgreSQL schema on ``HOLOCRON_TEST_PG_URL``, dropped afterwards."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    url = os.environ.get("HOLOCRON_TEST_PG_URL", "").strip()
+    if not url:
+        pytest.skip("HOLOCRON_TEST_PG_URL is not set")
+    schema = f"unit_{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"HOLOCRON_DB_URL": url, "HOLOCRON_DB_SCHEMA": schema}
+    finally:
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()

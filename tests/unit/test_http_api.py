@@ -196,3 +196,24 @@ def test_versions_and_conditional_headers() -> None:
     }
     assert http_api.conditional_headers(None) == {}
     assert http_api.conditional_headers("12345") == {}  # not a version of this module
+
+
+def test_a_json_body_is_validated_and_its_text_kept_exactly() -> None:
+    body = b'{"n": 12345678901234567890.12345, "big": 1e400, "k": 1, "k": 2, "s": "\\ud800"}'
+    payload, form = http_api.encode_payload(body, "application/json", None)
+    assert (form, payload["k"]) == ("json", 2)  # parsed for discovery and the resource_id only
+    assert http_api.json_text(body).encode("utf-8") == body
+    assert http_api.json_text(b"\xef\xbb\xbf[1]") == "[1]"  # a byte order mark is not JSON
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"x": NaN}', "NaN is not a JSON value"),
+        (b"[-Infinity]", "-Infinity is not a JSON value"),
+        (b'{"x": "caf\xe9"}', "'utf-8' codec can't decode byte 0xe9"),
+    ],
+)
+def test_a_json_body_that_is_not_json_is_refused(body: bytes, reason: str) -> None:
+    with pytest.raises(http_api.PayloadError, match=f"^not JSON \\({reason}"):
+        http_api.encode_payload(body, "application/json", None)

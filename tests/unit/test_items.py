@@ -135,3 +135,21 @@ def test_ingest_row_takes_the_identity_from_the_work_item() -> None:
         error_message=None,
         payload_json=canonical_json(PAYLOAD),
     )
+
+
+def test_a_lone_surrogate_is_stored_as_its_escape() -> None:
+    # json.loads('"\\ud800"') gives a str no UTF-8 encoder accepts: written as its escape.
+    lone = record({"title": json.loads('"\\ud800 x"')})
+    assert lone.payload_json == '{"title":"\\ud800 x"}'
+    assert json.loads(lone.payload_json) == lone.payload
+    assert json.loads(lone.lake_document())["payload"] == lone.payload
+    assert lone.hash_sha256 == hashlib.sha256(b'{"title":"\\ud800 x"}').hexdigest()
+
+
+def test_a_raw_payload_is_stored_and_hashed_as_it_came() -> None:
+    text = '{"n": 1e400, "k": 1, "k": 2}\n'
+    raw = record(json.loads(text), raw_payload=text)
+    assert raw.payload_json == text
+    assert raw.hash_sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert raw.lake_document().endswith(f'"payload": {text}\n}}\n'.encode())
+    assert raw.ingest_row().payload_json == text

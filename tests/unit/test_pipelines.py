@@ -20,7 +20,7 @@ from scrapy.utils.test import get_crawler
 
 from holocron_scrapy.addon import HolocronAddon
 from holocron_scrapy.items import ResourceRecord, canonical_json
-from holocron_scrapy.lake import record_path
+from holocron_scrapy.lake import pending_path, record_path
 from holocron_scrapy.pipelines.ingest import IngestRecordsPipeline
 from holocron_scrapy.pipelines.lake import LakePipeline
 from tests.unit.conftest import SOURCE_NAME, wait_for
@@ -115,7 +115,9 @@ def test_lake_writes_one_file_with_the_metadata_and_the_payload(
 
     root = crawl.tmp_path / "lake"
     digest = sha256_of(record.payload)
-    path = record_path(root, "mediawiki", SOURCE_NAME, "page", items[0].resource_id, digest)
+    final = record_path(root, "mediawiki", SOURCE_NAME, "page", items[0].resource_id, digest)
+    # Under its pending name until the IngestRecords pipeline has committed its row.
+    path = pending_path(final, items[0].id, crawl.frontier.run_id)
     assert lake_files(root) == [path]
     assert json.loads(path.read_bytes()) == {
         "source_system": "mediawiki",
@@ -188,7 +190,7 @@ def test_a_lake_write_failure_fails_the_work_item_and_drops_the_record(
     record = record_for(items[0])
     message = (
         "lake write failed: NotADirectoryError: [Errno 20] Not a directory: "
-        f"'{in_the_way / 'mediawiki' / SOURCE_NAME / 'page'}'"
+        f"'{in_the_way / 'mediawiki' / SOURCE_NAME / 'page' / '.pending'}'"
     )
 
     with pytest.raises(DropItem) as dropped:

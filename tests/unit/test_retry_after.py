@@ -277,7 +277,7 @@ def test_the_source_slot_is_paused_and_its_delay_raised(
 ) -> None:
     from scrapy.core.downloader import Slot
 
-    mw, _ = middleware(AUTOTHROTTLE_MAX_DELAY=20)
+    mw, _ = middleware(AUTOTHROTTLE_ENABLED=True, AUTOTHROTTLE_MAX_DELAY=20)
     slot = Slot(concurrency=1, delay=0.5, jitter=0.0)
     downloader = type("FakeDownloader", (), {"slots": {"wiki.test": slot}})()
     mw.crawler = type("FakeCrawler", (), {"engine": type("E", (), {"downloader": downloader})})()  # type: ignore[assignment]
@@ -313,3 +313,62 @@ def test_the_addon_puts_it_before_retry_middleware_in_the_response_chain() -> No
     ]
     # process_response runs from the last middleware of this list to the first.
     assert names.index("RetryAfterMiddleware") == names.index("RetryMiddleware") + 1
+
+
+NO_HANDLERS: dict[str, Any] = {"DOWNLOAD_HANDLERS": {"http": None, "https": None}}
+
+
+def engine_slot(crawler: Crawler, request: Request) -> Any:
+    """The real downloader slot of ``request``, as the crawl's downloader makes it (in a running
+    loop: the download handlers need one; the crawler has none for http, nothing is fetched)."""
+    crawler.engine = crawler._create_engine()
+    _, slot = crawler.engine.downloader._get_slot(request)
+    return slot
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_without_autothrottle_the_configured_delay_comes_back_when_the_wait_ends(
+    monkeypatch: pytest.MonkeyPatch, concurrent: bool
+) -> None:
+    settings = {"AUTOTHROTTLE_ENABLED": False, "DOWNLOAD_DELAY": 1.0}
+    mw, crawler = middleware(**settings, **NO_HANDLERS, DOWNLOAD_DELAY_JITTER=0)
+    request = Request(URL, meta={"download_slot": "wiki.test"})
+    during: list[float] = []
+    slots: list[Any] = []
+
+    async def short_sleep(seconds: float) -> None:
+        during.append(slots[0].delay)
+        await asyncio.sleep(seconds / 100)  # 6 s and 3 s asked: 60 ms and 30 ms
+        during.append(slots[0].delay)
+
+    monkeypatch.setattr(retry_after, "sleep", short_sleep)
+    lagged = respond(request, 200, {"MediaWiki-API-Error": "maxlag", "Retry-After": "6"})
+
+    async def run() -> None:
+        slots.append(engine_slot(crawler, request))
+        assert slots[0].delay == 1.0
+        waits = [mw.process_response(request, lagged)]
+        if concurrent:  # a second lagged answer while the first wait is under way
+            waits.append(mw.process_response(request, respond(request, 429, {"Retry-After": "3"})))
+        await asyncio.gather(*waits)
+
+    asyncio.run(run())
+    # Paused (and spaced) as long as the waits last, then the configured delay again.
+    assert during[0] == 6.0
+    assert all(delay == 6.0 for delay in during[:-1])
+    assert slots[0].delay == 1.0
+    assert crawler.stats is not None
+    assert crawler.stats.get_value("retry_after/delay_restored") == 1
+
+
+def test_with_autothrottle_the_raised_delay_is_left_to_it(waits: list[float]) -> None:
+    mw, crawler = middleware(AUTOTHROTTLE_ENABLED=True, DOWNLOAD_DELAY=1.0, **NO_HANDLERS)
+    request = Request(URL, meta={"download_slot": "wiki.test"})
+
+    async def run() -> float:
+        slot = engine_slot(crawler, request)
+        await mw.process_response(request, respond(request, 429, {"Retry-After": "6"}))
+        return float(slot.delay)
+
+    assert asyncio.run(run()) == 6.0  # AutoThrottle lowers it as answers come back
+    assert waits == [6.0]
