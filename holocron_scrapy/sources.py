@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import yaml
 from scrapy.utils.conf import closest_scrapy_cfg
 
+from holocron_scrapy.packaged import shipped_sources_dir
 from holocron_scrapy.resources import DEFAULT_RESOURCES, PAGE, RESOURCE_TYPES
 
 logger = logging.getLogger(__name__)
@@ -172,20 +173,29 @@ def resolve_source_path(ref: str, sources_dir: Path) -> Path:
     expanded, relative paths are relative to the working directory). Anything else is a source
     name: ``sources_dir/NAME.yaml``, or ``sources_dir/NAME.yml`` when only that one exists.
     The file is not required to exist.
+
+    A name not found in ``sources_dir`` is looked up among the source files shipped with the
+    package (:func:`holocron_scrapy.packaged.shipped_sources_dir`): the user's own directory
+    comes first.
     """
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     if any(sep in ref for sep in separators) or ref.lower().endswith(YAML_SUFFIXES):
         return Path(ref).expanduser()
-    candidate = sources_dir / f"{ref}.yaml"
-    if not candidate.exists():
-        alternative = sources_dir / f"{ref}.yml"
-        if alternative.exists():
-            return alternative
-    return candidate
+    shipped = shipped_sources_dir()
+    for directory in (sources_dir, shipped):
+        if directory is None:
+            continue
+        for suffix in YAML_SUFFIXES:
+            candidate = directory / f"{ref}{suffix}"
+            if candidate.exists():
+                return candidate
+    return sources_dir / f"{ref}.yaml"
 
 
-def available_sources(sources_dir: Path) -> list[str]:
+def available_sources(sources_dir: Path | None) -> list[str]:
     """The source names (file stems) of the YAML files in ``sources_dir``, sorted."""
+    if sources_dir is None:
+        return []
     try:
         entries = list(sources_dir.iterdir())
     except OSError:
@@ -249,6 +259,9 @@ def _read_document(path: Path, sources_dir: Path) -> dict[Any, Any]:
     except FileNotFoundError as exc:
         names = available_sources(sources_dir)
         listing = ", ".join(names) if names else "none"
+        shipped = available_sources(shipped_sources_dir())
+        if shipped:
+            listing += f"; shipped with holocron-scrapy: {', '.join(shipped)}"
         raise SourceConfigError(
             path, "source", f"no such source file; available sources in {sources_dir}: {listing}"
         ) from exc

@@ -1,0 +1,30 @@
+"""Package data: the shipped source files and SQL script are found through importlib.resources,
+after the user's own sources directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from holocron_scrapy.ddl import SQL_FILE
+from holocron_scrapy.packaged import shipped_sources_dir, sql_script
+from holocron_scrapy.sources import load_source, resolve_source_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_name_is_looked_up_in_the_users_directory_first_then_among_the_shipped_files(
+    tmp_path: Path,
+) -> None:
+    shipped = shipped_sources_dir()
+    assert shipped is not None
+    own = tmp_path / "wookieepedia.yml"
+    own.write_text((shipped / "wookieepedia.yaml").read_text().replace("Yoda", "Grogu"))
+    assert resolve_source_path("wookieepedia", tmp_path) == own
+    assert "Grogu" in load_source("wookieepedia", tmp_path).seeds.titles
+    assert resolve_source_path("quotes-html", tmp_path) == shipped / "quotes-html.yaml"
+    assert load_source("wookieepedia", tmp_path / "absent").path == shipped / "wookieepedia.yaml"
+    assert resolve_source_path("nosuch", tmp_path) == tmp_path / "nosuch.yaml"
+
+
+def test_the_shipped_sql_script_is_the_committed_one() -> None:
+    assert sql_script("001_ingest_schema.sql") == (REPO_ROOT / SQL_FILE).read_text("utf-8")
