@@ -33,7 +33,7 @@ import re
 import reprlib
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import yaml
 from scrapy.utils.conf import closest_scrapy_cfg
 
+from holocron_scrapy.contact import HOW_TO_GIVE, merge_contact
 from holocron_scrapy.packaged import shipped_sources_dir
 from holocron_scrapy.resources import DEFAULT_RESOURCES, PAGE, RESOURCE_TYPES
 
@@ -205,13 +206,20 @@ def available_sources(sources_dir: Path | None) -> list[str]:
     )
 
 
-def load_source(ref: str, sources_dir: Path | None = None) -> SourceConfig:
-    """Find, read and validate a source file; raise :class:`SourceConfigError` on any problem."""
+def load_source(
+    ref: str, sources_dir: Path | None = None, *, contact: str | None = None
+) -> SourceConfig:
+    """Find, read and validate a source file; raise :class:`SourceConfigError` on any problem.
+
+    ``contact`` (``HOLOCRON_CONTACT``, validated by :mod:`holocron_scrapy.contact`) is merged
+    into the file's ``user_agent`` before the User-Agent is checked."""
     if sources_dir is None:
         sources_dir = default_sources_dir()
     path = resolve_source_path(ref, sources_dir).absolute()
     document = _read_document(path, sources_dir)
     config = _Validator(path).source(document)
+    if contact:
+        config = replace(config, user_agent=merge_contact(config.user_agent, contact))
     _check_user_agent(config)
     logger.debug("Loaded source %(name)s from %(path)s", {"name": config.name, "path": path})
     return config
@@ -744,8 +752,9 @@ def _check_user_agent(config: SourceConfig) -> None:
             "user_agent",
             f"{config.user_agent!r} {problem}; Wikimedia's User-Agent policy "
             f"({WIKIMEDIA_UA_POLICY}) requires a way to contact you and blocks clients "
-            f"without one, so {host} is not crawled with it. Put your own URL or e-mail "
-            'address in it: "HolocronScrapy/0.1 (https://<your site>; <you>@<your domain>)"',
+            f"without one, so {host} is not crawled with it; {HOW_TO_GIVE} (it replaces the "
+            "placeholder). Put your own URL or e-mail address in it otherwise: "
+            '"HolocronScrapy/0.1 (https://<your site>; <you>@<your domain>)"',
         )
     if (config.path, config.user_agent) in _warned_user_agents:
         return

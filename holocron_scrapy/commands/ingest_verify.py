@@ -25,6 +25,7 @@ from scrapy.exceptions import UsageError
 from scrapy.utils.conf import arglist_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 
+from holocron_scrapy.contact import ContactError, contact_from_settings
 from holocron_scrapy.dburl import DatabaseConfigError, masked, resolve_db_url, resolve_schema
 from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
 from holocron_scrapy.outage import short_error
@@ -115,8 +116,10 @@ class Command(ScrapyCommand):
         if ref.endswith((".yaml", ".yml")) or os.sep in ref:
             sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
             try:
-                return load_source(ref, Path(sources_dir) if sources_dir else None).name
-            except SourceConfigError as exc:
+                contact = contact_from_settings(self.settings)
+                directory = Path(sources_dir) if sources_dir else None
+                return load_source(ref, directory, contact=contact).name
+            except (SourceConfigError, ContactError) as exc:
                 raise UsageError(str(exc), print_help=False) from exc
         try:
             return safe_component(ref)
