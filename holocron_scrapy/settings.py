@@ -38,8 +38,7 @@ DOWNLOAD_TIMEOUT = 60
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
 
-# The asyncio reactor: the holocron components use asyncio primitives.
-TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+# The asyncio reactor, which the holocron components need, is set by the add-on.
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"
