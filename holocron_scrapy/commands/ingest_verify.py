@@ -25,12 +25,10 @@ from scrapy.exceptions import UsageError
 from scrapy.utils.conf import arglist_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.contact import ContactError, contact_from_settings
 from holocron_scrapy.dburl import DatabaseConfigError, masked, resolve_db_url, resolve_schema
-from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
+from holocron_scrapy.ops_command import source_name_of
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.schema import build_tables
-from holocron_scrapy.sources import SourceConfigError, load_source
 from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, read_only_engine, verify
 
 if TYPE_CHECKING:
@@ -110,25 +108,7 @@ class Command(ScrapyCommand):
 
     def _source_name(self, opts: argparse.Namespace) -> str:
         assert self.settings is not None
-        ref = opts.source or opts.spargs.get("source")
-        if not ref:
-            raise UsageError("which source? -a source=NAME (or --source NAME)")
-        if ref.endswith((".yaml", ".yml")) or os.sep in ref:
-            sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
-            try:
-                contact = contact_from_settings(self.settings)
-                directory = Path(sources_dir) if sources_dir else None
-                return load_source(ref, directory, contact=contact).name
-            except (SourceConfigError, ContactError) as exc:
-                raise UsageError(str(exc), print_help=False) from exc
-        try:
-            return safe_component(ref)
-        except LakePathError:
-            raise UsageError(
-                f"source {ref!r} is neither a source name ({COMPONENT_PATTERN}) nor a "
-                ".yaml source file",
-                print_help=False,
-            ) from None
+        return source_name_of(opts.source or opts.spargs.get("source"), self.settings)
 
     def _verify(self, source_name: str, truth: set[str] | None, opts: argparse.Namespace) -> Report:
         assert self.settings is not None

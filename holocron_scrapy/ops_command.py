@@ -1,0 +1,89 @@
+"""What the operations commands (``ingest_verify``, ``ingest_status``, ``ingest_requeue``) share:
+``-a source=NAME`` (or ``--source NAME``) naming a source as stored in the lake and the
+database, or a source file (its ``name``), and the state database of ``scrapy crawl``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+from scrapy.utils.conf import arglist_to_dict
+
+from holocron_scrapy.contact import ContactError, contact_from_settings
+from holocron_scrapy.dburl import resolve_db_url, resolve_schema
+from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
+from holocron_scrapy.sources import SourceConfigError, load_source
+
+if TYPE_CHECKING:
+    import argparse
+
+    from scrapy.settings import BaseSettings
+    from sqlalchemy.engine import URL
+
+
+def source_name_of(ref: str | None, settings: BaseSettings) -> str:
+    """The source name ``ref`` gives: a name, or the ``name`` of the source file it names
+    (``UsageError`` otherwise)."""
+    if not ref:
+        raise UsageError("which source? -a source=NAME (or --source NAME)")
+    if ref.endswith((".yaml", ".yml")) or os.sep in ref:
+        sources_dir = settings.get("HOLOCRON_SOURCES_DIR")
+        try:
+            contact = contact_from_settings(settings)
+            directory = Path(sources_dir) if sources_dir else None
+            return load_source(ref, directory, contact=contact).name
+        except (SourceConfigError, ContactError) as exc:
+            raise UsageError(str(exc), print_help=False) from exc
+    try:
+        return safe_component(ref)
+    except LakePathError:
+        raise UsageError(
+            f"source {ref!r} is neither a source name ({COMPONENT_PATTERN}) nor a .yaml source "
+            "file",
+            print_help=False,
+        ) from None
+
+
+def database_of(settings: BaseSettings) -> tuple[URL, str | None]:
+    """The state database's URL and schema (settings, else environment), as ``scrapy crawl``."""
+    url = resolve_db_url(settings.get("HOLOCRON_DB_URL"), os.environ)
+    return url, resolve_schema(settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+
+
+class SourceCommand(ScrapyCommand):
+    """A command about one source: ``-a source=NAME`` or ``--source NAME``."""
+
+    requires_project = True
+    requires_crawler_process = False
+    default_settings = {"LOG_ENABLED": False}
+
+    def syntax(self) -> str:
+        return "-a source=NAME [options]"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument(
+            "-a",
+            dest="spargs",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="source=NAME (a source name, or a source file's path)",
+        )
+        parser.add_argument("--source", help="the same as -a source=NAME")
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        try:
+            opts.spargs = arglist_to_dict(opts.spargs)
+        except ValueError:
+            raise UsageError("Invalid -a value, use -a NAME=VALUE", print_help=False) from None
+
+    def source_name(self, args: list[str], opts: argparse.Namespace) -> str:
+        assert self.settings is not None
+        if args:
+            raise UsageError(f"unexpected arguments: {' '.join(args)}")
+        return source_name_of(opts.source or opts.spargs.get("source"), self.settings)
