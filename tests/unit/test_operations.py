@@ -6,6 +6,7 @@ type, in keyset batches."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,7 +25,6 @@ from tests.conftest import open_test_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from holocron_scrapy.store import StateStore
 
@@ -212,3 +212,34 @@ def test_the_commands(store: StateStore, capsys: pytest.CaptureFixture[str]) -> 
         "completed",
         "skipped",
     }
+
+
+@pytest.mark.postgres
+def test_the_readme_pending_count_query_counts_the_claimable_items(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    sql = readme.split("an index range:\n\n```sql\n", 1)[1].split("```", 1)[0]
+    with open_test_store("postgresql", tmp_path) as store:
+        schema = store.tables.metadata.schema
+        query = sql.replace("ingest.work_items", f'"{schema}".work_items')
+        query = query.replace("'wikipedia'", f"'{NAME}'").rstrip().rstrip(";")
+        wi = store.tables.work_items
+        store.add_work_items([NewWorkItem(SYSTEM, NAME, "page", f"P{n}") for n in range(5)])
+        run = store.start_run(
+            source_system=SYSTEM, source_name=NAME, worker_id="w", hostname="h", pid=1
+        )
+        store.claim(
+            source_system=SYSTEM,
+            source_name=NAME,
+            owner=OWNER,
+            run_id=run,
+            limit=2,
+            lease_seconds=600,
+        )
+        with store.engine.begin() as conn:
+            assert conn.exec_driver_sql(query).scalar() == 3  # 3 pending; 2 under a live lease
+            conn.execute(  # one lease expired: claimable again
+                sa.update(wi)
+                .where(wi.c.resource_id == "P0")
+                .values(lease_expires_at=sa.func.now() - sa.text("interval '1 day'"))
+            )
+            assert conn.exec_driver_sql(query).scalar() == 4
