@@ -93,8 +93,39 @@ def assert_crawled_into(directory: Path) -> None:
     assert {row["status"] for row in db.work_items()} == {"completed"}
 
 
-def test_the_egg_holds_the_shipped_files_and_the_settings_entry_point(dists: Dists) -> None:
+#: run with only the zipped egg on sys.path for holocron_scrapy, as scrapyd runs it
+_FROM_THE_EGG = """
+import sys
+from pathlib import Path
+import holocron_scrapy
+from holocron_scrapy.packaged import shipped_sources_dir, sql_script
+from holocron_scrapy.sources import load_source
+assert ".egg" in holocron_scrapy.__file__, holocron_scrapy.__file__
+shipped = shipped_sources_dir()
+assert shipped is not None and shipped.is_dir(), shipped
+config = load_source("wikipedia", Path("no-sources-here"), contact="ops@holocron.test")
+assert config.path == shipped / "wikipedia.yaml", config.path
+assert config.user_agent == "HolocronScrapy/0.1 (ops@holocron.test)", config.user_agent
+assert "CREATE TABLE" in sql_script("001_ingest_schema.sql")
+"""
+
+
+def test_the_egg_holds_the_shipped_files_and_the_settings_entry_point(
+    dists: Dists, tmp_path: Path
+) -> None:
     assert egg_problems(dists.egg) == []
+    # Imported from the zipped egg, the shipped source files are still found by name.
+    venv = fresh_venv(tmp_path / "venv")
+    proc = subprocess.run(
+        [str(venv.python), "-c", _FROM_THE_EGG],
+        cwd=tmp_path,
+        env=clean_env(PYTHONPATH=str(dists.egg)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_wheel_in_a_fresh_venv_crawls_from_an_empty_directory(
