@@ -3,6 +3,7 @@ after the user's own sources directory."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from holocron_scrapy.ddl import SQL_FILE
@@ -28,3 +29,16 @@ def test_a_name_is_looked_up_in_the_users_directory_first_then_among_the_shipped
 
 def test_the_shipped_sql_script_is_the_committed_one() -> None:
     assert sql_script("001_ingest_schema.sql") == (REPO_ROOT / SQL_FILE).read_text("utf-8")
+
+
+def test_every_subpackage_is_listed_in_pyproject() -> None:
+    """pyproject.toml lists the packages (two of them map sources/ and sql/): a new subpackage
+    of holocron_scrapy must be added there, or the wheel and the egg would lack it."""
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]
+    on_disk = {
+        ".".join(init.parent.relative_to(REPO_ROOT).parts)
+        for init in (REPO_ROOT / "holocron_scrapy").rglob("__init__.py")
+    }
+    mapped = set(config["package-dir"])
+    assert set(config["packages"]) == on_disk | mapped
+    assert {config["package-dir"][name] for name in mapped} == {"sources", "sql"}
