@@ -16,6 +16,7 @@ Exit status 0; 2 on a usage error.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from scrapy.exceptions import UsageError
@@ -25,7 +26,7 @@ from holocron_scrapy.dburl import DatabaseConfigError
 from holocron_scrapy.frontier_settings import state_store_from_settings
 from holocron_scrapy.model import Status
 from holocron_scrapy.operations import REQUEUEABLE, requeue, source_systems
-from holocron_scrapy.ops_command import SourceCommand
+from holocron_scrapy.ops_command import SourceCommand, database_of
 from holocron_scrapy.outage import short_error
 
 if TYPE_CHECKING:
@@ -53,8 +54,11 @@ class Command(SourceCommand):
         name = self.source_name(args, opts)
         statuses = [Status(s) for s in dict.fromkeys(opts.status or [Status.FAILED.value])]
         try:
+            url, _schema = database_of(self.settings)
+            if url.get_backend_name() == "sqlite" and not os.path.isfile(url.database or ""):
+                raise FileNotFoundError(f"no SQLite state database at {url.database or '(none)'}")
             store = state_store_from_settings(self.settings)
-        except DatabaseConfigError as exc:
+        except (DatabaseConfigError, FileNotFoundError) as exc:
             raise UsageError(str(exc), print_help=False) from exc
         try:
             with store.engine.connect() as conn:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from scrapy.exceptions import UsageError
 from scrapy.settings import Settings
 
 from holocron_scrapy.commands import ingest_requeue, ingest_status
@@ -243,3 +244,18 @@ def test_the_readme_pending_count_query_counts_the_claimable_items(tmp_path: Pat
                 .values(lease_expires_at=sa.func.now() - sa.text("interval '1 day'"))
             )
             assert conn.exec_driver_sql(query).scalar() == 4
+
+
+def test_requeue_without_a_database_is_a_usage_error_and_creates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "local" / "state.db"
+    command = ingest_requeue.Command()
+    command.settings = Settings({"HOLOCRON_DB_URL": f"sqlite:///{missing}"})
+    parser = argparse.ArgumentParser()
+    command.add_options(parser)
+    opts, args = parser.parse_known_args(["--source", NAME])
+    command.process_options(args, opts)
+    with pytest.raises(UsageError, match="no SQLite state database at "):
+        command.run(args, opts)
+    assert not missing.parent.exists()
