@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from scrapy.exceptions import UsageError
 from scrapy.settings import Settings
+from sqlalchemy.dialects import mssql
 
 from holocron_scrapy.commands import ingest_requeue, ingest_status
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
@@ -42,36 +43,36 @@ FAILED = {
 }
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+def fill(store: StateStore) -> None:
     """A source with items in every state: P1 completed; P2, P3, P4 (pages) and H1 (html)
     failed; P5 skipped; P6 and the listing L1 in progress under OWNER's lease; P7 pending."""
+    run = store.start_run(
+        source_system=SYSTEM, source_name=NAME, worker_id="w1", hostname="host1", pid=4242
+    )
+    kinds = {"H1": "html", "L1": "listing"}
+    store.add_work_items(
+        [
+            NewWorkItem(SYSTEM, NAME, kinds.get(rid, "page"), rid, priority=-n)
+            for n, rid in enumerate(["P1", "P2", "P3", "P4", "H1", "P5", "P6", "L1", "P7"])
+        ]
+    )
+    claimed = store.claim(
+        source_system=SYSTEM, source_name=NAME, owner=OWNER, run_id=run, limit=8, lease_seconds=600
+    )
+    items = {item.resource_id: item for item in claimed}
+    outcomes = [Outcome.completed(items["P1"], "0" * 64)]
+    outcomes += [Outcome(items[rid].id, Status.FAILED, msg) for rid, msg in FAILED.items()]
+    outcomes.append(Outcome.skipped(items["P5"], "redirect to 'Q'"))
+    applied = store.finish_items(outcomes, owner=OWNER)
+    assert not applied.stale
+    store.finish_run(run, status="finished", reason="finished", counts={"items_failed": 4})
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """A store with :func:`fill`'s items."""
     with open_test_store(request.param, tmp_path) as opened:
-        run = opened.start_run(
-            source_system=SYSTEM, source_name=NAME, worker_id="w1", hostname="host1", pid=4242
-        )
-        kinds = {"H1": "html", "L1": "listing"}
-        opened.add_work_items(
-            [
-                NewWorkItem(SYSTEM, NAME, kinds.get(rid, "page"), rid, priority=-n)
-                for n, rid in enumerate(["P1", "P2", "P3", "P4", "H1", "P5", "P6", "L1", "P7"])
-            ]
-        )
-        claimed = opened.claim(
-            source_system=SYSTEM,
-            source_name=NAME,
-            owner=OWNER,
-            run_id=run,
-            limit=8,
-            lease_seconds=600,
-        )
-        items = {item.resource_id: item for item in claimed}
-        outcomes = [Outcome.completed(items["P1"], "0" * 64)]
-        outcomes += [Outcome(items[rid].id, Status.FAILED, msg) for rid, msg in FAILED.items()]
-        outcomes.append(Outcome.skipped(items["P5"], "redirect to 'Q'"))
-        applied = opened.finish_items(outcomes, owner=OWNER)
-        assert not applied.stale
-        opened.finish_run(run, status="finished", reason="finished", counts={"items_failed": 4})
+        fill(opened)
         yield opened
 
 
@@ -259,3 +260,34 @@ def test_requeue_without_a_database_is_a_usage_error_and_creates_none(
     with pytest.raises(UsageError, match="no SQLite state database at "):
         command.run(args, opts)
     assert not missing.parent.exists()
+
+
+def test_every_statement_compiles_for_sql_server(tmp_path: Path) -> None:
+    """The statements of both commands, captured on SQLite, compiled with the mssql dialect."""
+    with open_test_store("sqlite", tmp_path) as store:
+        fill(store)
+        captured: list[sa.ClauseElement] = []
+
+        def before_execute(_conn: object, element: object, *_args: object) -> None:
+            if isinstance(element, sa.ClauseElement):
+                captured.append(element)
+
+        sa.event.listen(store.engine, "before_execute", before_execute)
+        with store.engine.connect() as conn:
+            source_state(conn, store.tables, SYSTEM, NAME, all_types=True)
+        requeue(store.engine, store.tables, SYSTEM, NAME, statuses=[Status.FAILED])
+        requeue(
+            store.engine,
+            store.tables,
+            SYSTEM,
+            NAME,
+            statuses=[Status.SKIPPED],
+            error_contains="50%",
+            resource_type="page",
+            dry_run=True,
+        )
+    compiled = [str(stmt.compile(dialect=mssql.dialect())) for stmt in captured]
+    assert len(compiled) >= 8
+    assert any("SELECT TOP __[POSTCOMPILE_param_1] work_items.priority" in sql for sql in compiled)
+    assert any("LIKE " in sql and " ESCAPE '\\'" in sql for sql in compiled)
+    assert any("TOP __[POSTCOMPILE_param_1] runs." in sql for sql in compiled)
