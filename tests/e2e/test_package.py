@@ -13,14 +13,14 @@ import pytest
 import yaml
 
 from tests.e2e.crawl_helpers import CRAWL_TIMEOUT, CrawlResult, Database, read_lake
+from tests.e2e.dist_helpers import build_dists, check_installed, egg_problems, fresh_venv
 from tests.e2e.http_servers import WORK_HOST, TestSite, work
-from tests.e2e.packaging import build_dists, check_installed, egg_problems, fresh_venv
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from tests.e2e.packaging import Dists, Venv
+    from tests.e2e.dist_helpers import Dists, Venv
 
 USER_AGENT = "HolocronScrapy/0.1 (e2e tests; tests@holocron.invalid)"
 WORKS = ("W1", "W2", "W3")

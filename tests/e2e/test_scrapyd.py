@@ -37,14 +37,14 @@ from tests.e2e.crawl_helpers import (
     log_stat,
     write_source,
 )
-from tests.e2e.packaging import BUILD_DIRS, BUILD_FILES, fresh_venv
+from tests.e2e.dist_helpers import BUILD_DIRS, BUILD_FILES, fresh_venv
 from tests.e2e.test_workers import fetched_titles
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from tests.e2e.crawl_helpers import Database
-    from tests.e2e.packaging import Venv
+    from tests.e2e.dist_helpers import Venv
     from tests.e2e.wiki import MediaWiki
 
 PROJECT = "holocron_scrapy"

@@ -9,7 +9,7 @@
   ``.pth`` line (that directory's own ``.pth`` files, among them the editable install of the
   checkout, are not processed), and the wheel is installed with ``--no-deps``: fast and offline.
 
-``python -m tests.e2e.packaging DIR`` (bin/test's package check) builds both, installs the wheel
+``python -m tests.e2e.dist_helpers DIR`` (bin/test's package check) builds both, installs the wheel
 in ``DIR/venv`` and checks it from an empty directory: the ``holocron`` command lists the
 spiders, the shipped source files and SQL script are found, the egg holds them and the
 ``scrapy`` settings entry point.
@@ -137,7 +137,7 @@ def check_installed(venv: Venv, empty_dir: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m tests.e2e.packaging EMPTY_WORK_DIR", file=sys.stderr)
+        print("usage: python -m tests.e2e.dist_helpers EMPTY_WORK_DIR", file=sys.stderr)
         return 2
     work = Path(argv[0]).absolute()
     dists = build_dists(work)
