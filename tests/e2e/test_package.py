@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zipfile
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.e2e.crawl_helpers import CRAWL_TIMEOUT, CrawlResult, Database, read_lake
 from tests.e2e.dist_helpers import build_dists, check_installed, egg_problems, fresh_venv
@@ -149,3 +151,21 @@ def test_the_wheel_in_a_fresh_venv_crawls_from_an_empty_directory(
     run(cmd, second, env, tmp_path / "scrapy.log").check()
     assert_crawled_into(second)
     assert sorted(p.name for p in second.iterdir()) == ["local"]
+
+
+def test_the_wheel_declares_its_dependencies_with_pyodbc_only_as_an_extra(dists: Dists) -> None:
+    with zipfile.ZipFile(dists.wheel) as wheel:
+        metadata = wheel.read("holocron_scrapy-0.1.0.dist-info/METADATA").decode()
+        entry_points = wheel.read("holocron_scrapy-0.1.0.dist-info/entry_points.txt").decode()
+    requires = [
+        line.split(": ", 1)[1]
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ")
+    ]
+    parsed = [Requirement(r) for r in requires]
+    runtime = sorted(r.name.lower() for r in parsed if r.marker is None)
+    assert runtime == ["itemadapter", "psycopg", "pyyaml", "scrapy", "sqlalchemy"]
+    [pyodbc] = [r for r in parsed if r.name == "pyodbc"]  # once, and only as the extra
+    assert str(pyodbc.marker) == 'extra == "mssql"'
+    assert "holocron = holocron_scrapy.cli:main" in entry_points
+    assert "ingest_status = holocron_scrapy.commands.ingest_status:Command" in entry_points
