@@ -54,7 +54,9 @@ JOBS_PER_MACHINE = 2
 SEED = "Darth Vader"
 MAX_DEPTH = 1  # 50 pages: enough to share among 4 jobs, small enough for a loaded machine
 TIMEOUT = 120.0
-SETTINGS = {**FAST_SETTINGS, "MEDIAWIKI_TITLES_PER_REQUEST": 5, "DOWNLOAD_DELAY": 0.05}
+# Two titles a request, one request per 0.1 s between all the jobs (the shared budget): the crawl
+# lasts longer than the jobs take to start, so that they all get work.
+SETTINGS = {**FAST_SETTINGS, "MEDIAWIKI_TITLES_PER_REQUEST": 2, "DOWNLOAD_DELAY": 0.1}
 SCRAPYD_CONF = """\
 [scrapyd]
 bind_address = 127.0.0.1
@@ -153,7 +155,8 @@ def daemons(tmp_path: Path, crawl_db: Database) -> Iterator[dict[str, Scrapyd]]:
 
 
 def deploy(project: Path, daemons: dict[str, Scrapyd]) -> str:
-    """``scrapyd-deploy -a``: build the egg of a copy of the checkout, upload it to both."""
+    """``scrapyd-deploy``: build the egg of a copy of the checkout (``--build-egg``), upload it
+    to every target of its ``scrapy.cfg`` (``-a --egg``)."""
     project.mkdir()
     for name in BUILD_FILES:
         shutil.copy2(REPO_ROOT / name, project / name)
