@@ -1,4 +1,12 @@
-"""One add-on wires every holocron component into a crawl (``ADDONS`` in settings.py)."""
+"""One add-on wires every holocron component into a crawl (``ADDONS`` in settings.py).
+
+It works in any Scrapy project, not only this one:
+``ADDONS = {"holocron_scrapy.addon.HolocronAddon": 0}`` in the project's settings gives its spiders
+(those written against
+:class:`holocron_scrapy.frontier.FrontierSpider`) the SQL frontier, the state middleware and the
+lake and IngestRecords pipelines. It sets what the components require at add-on priority (a
+project's own settings win) and refuses a reactor they cannot run on.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,12 @@ if TYPE_CHECKING:
     from scrapy.settings import Settings
 
 PREFIX = "holocron_scrapy"
+#: the components use asyncio primitives (scrapy.utils.asyncio), which need this reactor
+ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+
+class HolocronAddonError(ValueError):
+    """A project setting the holocron components cannot work with."""
 
 
 class HolocronAddon:
@@ -15,6 +29,13 @@ class HolocronAddon:
     log."""
 
     def update_settings(self, settings: Settings) -> None:
+        settings.set("TWISTED_REACTOR", ASYNCIO_REACTOR, priority="addon")
+        reactor = settings.get("TWISTED_REACTOR")
+        if reactor != ASYNCIO_REACTOR:
+            raise HolocronAddonError(
+                f"TWISTED_REACTOR = {reactor!r}: the holocron add-on needs {ASYNCIO_REACTOR!r} "
+                "(set that, or leave TWISTED_REACTOR unset)"
+            )
         settings["EXTENSIONS"][f"{PREFIX}.frontier.Frontier"] = 100
         settings["EXTENSIONS"][f"{PREFIX}.progress.CrawlProgress"] = 500
         settings["EXTENSIONS"][f"{PREFIX}.extensions.manifest.RunManifest"] = 600

@@ -27,12 +27,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from holocron_scrapy import http_api
+from holocron_scrapy.contact import HOW_TO_GIVE, merge_contact
 from holocron_scrapy.sources import (
     NAME_PATTERN,
     SourceConfigError,
@@ -146,9 +147,12 @@ class HttpSourceConfig:
         return tuple(dict.fromkeys(h for h in hosts if h))
 
 
-def load_http_source(ref: str, sources_dir: Path | None = None) -> HttpSourceConfig:
+def load_http_source(
+    ref: str, sources_dir: Path | None = None, *, contact: str | None = None
+) -> HttpSourceConfig:
     """Find, read and validate an http source file (``SourceConfigError`` on any problem,
-    including a file of another type: it names the spider to run it with)."""
+    including a file of another type: it names the spider to run it with); ``contact`` is
+    merged into its ``user_agent`` (:mod:`holocron_scrapy.contact`)."""
     if sources_dir is None:
         sources_dir = default_sources_dir()
     path = resolve_source_path(ref, sources_dir).absolute()
@@ -161,11 +165,13 @@ def load_http_source(ref: str, sources_dir: Path | None = None) -> HttpSourceCon
             f"a {kind!r} source: run it with `scrapy crawl {kind}`, not `scrapy crawl http`",
         )
     config = _HttpValidator(path).http_source(document)
+    if contact:
+        config = replace(config, user_agent=merge_contact(config.user_agent, contact))
     problem = _contact_problem(config.user_agent)
     if problem:
         logger.warning(
-            "%(path)s: user_agent %(ua)r %(problem)s; site operators ask for one",
-            {"path": path, "ua": config.user_agent, "problem": problem},
+            "%(path)s: user_agent %(ua)r %(problem)s; site operators ask for one (%(how)s)",
+            {"path": path, "ua": config.user_agent, "problem": problem, "how": HOW_TO_GIVE},
         )
     return config
 

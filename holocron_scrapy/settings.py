@@ -10,7 +10,8 @@ NEWSPIDER_MODULE = "holocron_scrapy.spiders"
 
 ADDONS = {"holocron_scrapy.addon.HolocronAddon": 0}
 
-# Identify politely; every source file sets its own User-Agent with contact information.
+# Identify politely; every source file sets its own User-Agent with contact information, into
+# which HOLOCRON_CONTACT (-s HOLOCRON_CONTACT=you@your.domain, or the environment) is merged.
 USER_AGENT = "HolocronScrapy/0.1 (+https://example.org/holocron-scrapy)"
 ROBOTSTXT_OBEY = True  # web pages: yes; the mediawiki spider turns it off for the API itself
 
@@ -37,8 +38,7 @@ DOWNLOAD_TIMEOUT = 60
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
 
-# The asyncio reactor: the holocron components use asyncio primitives.
-TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+# The asyncio reactor, which the holocron components need, is set by the add-on.
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"

@@ -33,7 +33,7 @@ import re
 import reprlib
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 import yaml
 from scrapy.utils.conf import closest_scrapy_cfg
 
+from holocron_scrapy.contact import HOW_TO_GIVE, merge_contact
+from holocron_scrapy.packaged import shipped_sources_dir
 from holocron_scrapy.resources import DEFAULT_RESOURCES, PAGE, RESOURCE_TYPES
 from holocron_scrapy.source_reading import SourceReadError, load_yaml, read_bounded
 
@@ -176,20 +178,29 @@ def resolve_source_path(ref: str, sources_dir: Path) -> Path:
     expanded, relative paths are relative to the working directory). Anything else is a source
     name: ``sources_dir/NAME.yaml``, or ``sources_dir/NAME.yml`` when only that one exists.
     The file is not required to exist.
+
+    A name not found in ``sources_dir`` is looked up among the source files shipped with the
+    package (:func:`holocron_scrapy.packaged.shipped_sources_dir`): the user's own directory
+    comes first.
     """
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     if any(sep in ref for sep in separators) or ref.lower().endswith(YAML_SUFFIXES):
         return Path(ref).expanduser()
-    candidate = sources_dir / f"{ref}.yaml"
-    if not candidate.exists():
-        alternative = sources_dir / f"{ref}.yml"
-        if alternative.exists():
-            return alternative
-    return candidate
+    shipped = shipped_sources_dir()
+    for directory in (sources_dir, shipped):
+        if directory is None:
+            continue
+        for suffix in YAML_SUFFIXES:
+            candidate = directory / f"{ref}{suffix}"
+            if candidate.exists():
+                return candidate
+    return sources_dir / f"{ref}.yaml"
 
 
-def available_sources(sources_dir: Path) -> list[str]:
+def available_sources(sources_dir: Path | None) -> list[str]:
     """The source names (file stems) of the YAML files in ``sources_dir``, sorted."""
+    if sources_dir is None:
+        return []
     try:
         entries = list(sources_dir.iterdir())
     except OSError:
@@ -199,13 +210,20 @@ def available_sources(sources_dir: Path) -> list[str]:
     )
 
 
-def load_source(ref: str, sources_dir: Path | None = None) -> SourceConfig:
-    """Find, read and validate a source file; raise :class:`SourceConfigError` on any problem."""
+def load_source(
+    ref: str, sources_dir: Path | None = None, *, contact: str | None = None
+) -> SourceConfig:
+    """Find, read and validate a source file; raise :class:`SourceConfigError` on any problem.
+
+    ``contact`` (``HOLOCRON_CONTACT``, validated by :mod:`holocron_scrapy.contact`) is merged
+    into the file's ``user_agent`` before the User-Agent is checked."""
     if sources_dir is None:
         sources_dir = default_sources_dir()
     path = resolve_source_path(ref, sources_dir).absolute()
     document = _read_document(path, sources_dir)
     config = _Validator(path).source(document)
+    if contact:
+        config = replace(config, user_agent=merge_contact(config.user_agent, contact))
     _check_user_agent(config)
     logger.debug("Loaded source %(name)s from %(path)s", {"name": config.name, "path": path})
     return config
@@ -255,6 +273,9 @@ def _read_document(path: Path, sources_dir: Path) -> dict[Any, Any]:
     except FileNotFoundError as exc:
         names = available_sources(sources_dir)
         listing = ", ".join(names) if names else "none"
+        shipped = available_sources(shipped_sources_dir())
+        if shipped:
+            listing += f"; shipped with holocron-scrapy: {', '.join(shipped)}"
         raise SourceConfigError(
             path, "source", f"no such source file; available sources in {sources_dir}: {listing}"
         ) from exc
@@ -746,8 +767,9 @@ def _check_user_agent(config: SourceConfig) -> None:
             "user_agent",
             f"{config.user_agent!r} {problem}; Wikimedia's User-Agent policy "
             f"({WIKIMEDIA_UA_POLICY}) requires a way to contact you and blocks clients "
-            f"without one, so {host} is not crawled with it. Put your own URL or e-mail "
-            'address in it: "HolocronScrapy/0.1 (https://<your site>; <you>@<your domain>)"',
+            f"without one, so {host} is not crawled with it; {HOW_TO_GIVE} (it replaces the "
+            "placeholder). Put your own URL or e-mail address in it otherwise: "
+            '"HolocronScrapy/0.1 (https://<your site>; <you>@<your domain>)"',
         )
     if (config.path, config.user_agent) in _warned_user_agents:
         return

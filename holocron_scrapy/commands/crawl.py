@@ -22,6 +22,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
+from holocron_scrapy.contact import ContactError, contact_from_settings
 from holocron_scrapy.dburl import DatabaseConfigError
 from holocron_scrapy.frontier import state_store_from_settings
 from holocron_scrapy.http_source import load_http_source
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
     from holocron_scrapy.store import StateStore
 
-#: spider name -> the loader that validates its source files.
-SOURCE_LOADERS: Mapping[str, Callable[[str, Path | None], object]] = {
+#: spider name -> the loader that validates its source files (``contact=`` keyword).
+SOURCE_LOADERS: Mapping[str, Callable[..., object]] = {
     "mediawiki": load_source,
     "http": load_http_source,
 }
@@ -50,8 +51,9 @@ class Command(ScrapyCrawlCommand):
         if source is not None and loader is not None:
             sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
             try:
-                config = loader(source, Path(sources_dir) if sources_dir else None)
-            except SourceConfigError as exc:
+                contact = contact_from_settings(self.settings)
+                config = loader(source, Path(sources_dir) if sources_dir else None, contact=contact)
+            except (SourceConfigError, ContactError) as exc:
                 raise UsageError(str(exc), print_help=False) from exc
         if self.settings.getbool("HOLOCRON_ENABLED", True):
             self._check_state_database(args[0] if config is not None else None, config)

@@ -23,8 +23,8 @@ from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
 from holocron_scrapy.dburl import masked
+from holocron_scrapy.ops_command import SourceCommand
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.source_command import SourceCommand
 from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, verify
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class Command(SourceCommand):
             raise UsageError(f"unexpected arguments: {' '.join(args)}")
         if opts.examples < 0:
             raise UsageError("--examples must be 0 or more", print_help=False)
-        source_name = self.source_name(opts)
+        source_name = self.source_name(args, opts)
         truth = None
         if opts.ground_truth:
             try:

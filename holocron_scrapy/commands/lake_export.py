@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from holocron_scrapy.dburl import masked
 from holocron_scrapy.lake_export import ParquetExport
+from holocron_scrapy.ops_command import SourceCommand
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.source_command import SourceCommand
 
 if TYPE_CHECKING:
     import argparse
@@ -50,13 +50,11 @@ class Command(SourceCommand):
         )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        if args:
-            raise UsageError(f"unexpected arguments: {' '.join(args)}")
         if not opts.output:
             raise UsageError("where to? --output DIR", print_help=False)
         if opts.file_mb < 1:
             raise UsageError("--file-mb must be 1 or more", print_help=False)
-        source_name = self.source_name(opts)
+        source_name = self.source_name(args, opts)
         engine, tables, url = self.read_only_database()
         export = ParquetExport(
             engine,

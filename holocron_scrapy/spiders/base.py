@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 
+from holocron_scrapy.contact import ContactError, contact_from_settings
 from holocron_scrapy.frontier import Frontier
 from holocron_scrapy.sources import SourceConfigError
 
@@ -31,14 +32,15 @@ class _Source(Protocol):
 _S = TypeVar("_S", bound=_Source)
 
 
-def apply_source(crawler: Crawler, ref: str, loader: Callable[[str, Path | None], _S]) -> _S:
+def apply_source(crawler: Crawler, ref: str, loader: Callable[..., _S]) -> _S:
     """Load the source file ``ref`` with ``loader`` (a broken file is a usage error naming the
-    file and key) and give its Scrapy settings and User-Agent to this crawl only (the crawler's
-    settings are not frozen yet when a spider is built)."""
+    file and key) and give its Scrapy settings and User-Agent, with ``HOLOCRON_CONTACT`` merged
+    in, to this crawl only (the crawler's settings are not frozen yet when a spider is built)."""
     sources_dir = crawler.settings.get("HOLOCRON_SOURCES_DIR")
     try:
-        config = loader(ref, Path(sources_dir) if sources_dir else None)
-    except SourceConfigError as exc:
+        contact = contact_from_settings(crawler.settings)
+        config = loader(ref, Path(sources_dir) if sources_dir else None, contact=contact)
+    except (SourceConfigError, ContactError) as exc:
         raise UsageError(str(exc)) from exc
     crawler.settings.setdict(dict(config.settings), priority="spider")
     crawler.settings.set("USER_AGENT", config.user_agent, priority="spider")

@@ -306,7 +306,8 @@ def test_missing_file_lists_available_sources(tmp_path: Path) -> None:
     assert err.key == "source"
     assert err.path == tmp_path / "gamma.yaml"
     assert "available sources" in err.message
-    assert err.message.endswith(": alpha, beta")
+    shipped = "openalex, quotes-html, wikipedia, wookieepedia"
+    assert err.message.endswith(f": alpha, beta; shipped with holocron-scrapy: {shipped}")
     assert str(err).startswith(f"{tmp_path / 'gamma.yaml'}: source: ")
 
 
@@ -314,7 +315,7 @@ def test_missing_file_in_empty_sources_dir(tmp_path: Path) -> None:
     with pytest.raises(SourceConfigError) as info:
         load_source(str(tmp_path / "nope.yaml"), sources_dir=tmp_path / "absent")
     assert info.value.key == "source"
-    assert info.value.message.endswith(": none")
+    assert f"in {tmp_path / 'absent'}: none; shipped with" in info.value.message
 
 
 def test_directory_is_not_a_source(tmp_path: Path) -> None:
@@ -425,7 +426,7 @@ def test_default_sources_dir_next_to_scrapy_cfg(
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
-        ("wikipedia", "SRC/wikipedia.yaml"),
+        ("testwiki", "SRC/testwiki.yaml"),
         ("my-wiki_2", "SRC/my-wiki_2.yaml"),
         ("other.yaml", "other.yaml"),
         ("other.YML", "other.YML"),

@@ -1,6 +1,6 @@
-"""The shared shell of the commands that read one source's state (``ingest_verify``,
-``lake_export``: ``-a source=NAME`` / ``--source NAME`` and the crawl's database. Outside
-the commands package, which Scrapy scans for commands)."""
+"""What the operations commands (``ingest_verify``, ``ingest_status``, ``ingest_requeue``) share:
+``-a source=NAME`` (or ``--source NAME``) naming a source as stored in the lake and the
+database, or a source file (its ``name``), and the state database of ``scrapy crawl``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.conf import arglist_to_dict
 
+from holocron_scrapy.contact import ContactError, contact_from_settings
 from holocron_scrapy.dburl import DatabaseConfigError, resolve_db_url, resolve_schema
 from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
 from holocron_scrapy.schema import build_tables
@@ -22,12 +23,44 @@ if TYPE_CHECKING:
     import argparse
 
     import sqlalchemy as sa
+    from scrapy.settings import BaseSettings
     from sqlalchemy.engine import URL
 
     from holocron_scrapy.schema import Tables
 
 
+def source_name_of(ref: str | None, settings: BaseSettings) -> str:
+    """The source name ``ref`` gives: a name, or the ``name`` of the source file it names
+    (``UsageError`` otherwise)."""
+    if not ref:
+        raise UsageError("which source? -a source=NAME (or --source NAME)")
+    if ref.endswith((".yaml", ".yml")) or os.sep in ref:
+        sources_dir = settings.get("HOLOCRON_SOURCES_DIR")
+        try:
+            contact = contact_from_settings(settings)
+            directory = Path(sources_dir) if sources_dir else None
+            return load_source(ref, directory, contact=contact).name
+        except (SourceConfigError, ContactError) as exc:
+            raise UsageError(str(exc), print_help=False) from exc
+    try:
+        return safe_component(ref)
+    except LakePathError:
+        raise UsageError(
+            f"source {ref!r} is neither a source name ({COMPONENT_PATTERN}) nor a .yaml source "
+            "file",
+            print_help=False,
+        ) from None
+
+
+def database_of(settings: BaseSettings) -> tuple[URL, str | None]:
+    """The state database's URL and schema (settings, else environment), as ``scrapy crawl``."""
+    url = resolve_db_url(settings.get("HOLOCRON_DB_URL"), os.environ)
+    return url, resolve_schema(settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+
+
 class SourceCommand(ScrapyCommand):
+    """A command about one source: ``-a source=NAME`` or ``--source NAME``."""
+
     requires_project = True
     requires_crawler_process = False
     default_settings = {"LOG_ENABLED": False}
@@ -54,33 +87,17 @@ class SourceCommand(ScrapyCommand):
         except ValueError:
             raise UsageError("Invalid -a value, use -a NAME=VALUE", print_help=False) from None
 
-    def source_name(self, opts: argparse.Namespace) -> str:
-        """The source's name: given as a name, or read from the source file given."""
+    def source_name(self, args: list[str], opts: argparse.Namespace) -> str:
         assert self.settings is not None
-        ref = opts.source or opts.spargs.get("source")
-        if not ref:
-            raise UsageError("which source? -a source=NAME (or --source NAME)")
-        if ref.endswith((".yaml", ".yml")) or os.sep in ref:
-            sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
-            try:
-                return load_source(ref, Path(sources_dir) if sources_dir else None).name
-            except SourceConfigError as exc:
-                raise UsageError(str(exc), print_help=False) from exc
-        try:
-            return safe_component(ref)
-        except LakePathError:
-            raise UsageError(
-                f"source {ref!r} is neither a source name ({COMPONENT_PATTERN}) nor a "
-                ".yaml source file",
-                print_help=False,
-            ) from None
+        if args:
+            raise UsageError(f"unexpected arguments: {' '.join(args)}")
+        return source_name_of(opts.source or opts.spargs.get("source"), self.settings)
 
     def read_only_database(self) -> tuple[sa.Engine, Tables, URL]:
-        """The crawl's state database (``HOLOCRON_DB_URL``/``HOLOCRON_DB_SCHEMA``), read-only."""
+        """The crawl's state database, opened read-only (see :func:`read_only_engine`)."""
         assert self.settings is not None
         try:
-            url = resolve_db_url(self.settings.get("HOLOCRON_DB_URL"), os.environ)
-            schema = resolve_schema(self.settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+            url, schema = database_of(self.settings)
             engine = read_only_engine(url)
         except (DatabaseConfigError, FileNotFoundError) as exc:
             raise UsageError(str(exc), print_help=False) from exc
