@@ -103,6 +103,7 @@ _NEW_ROW_COLUMNS = (
     "depth",
     "run_id",
     "discovered_from",
+    "hops",
 )
 
 

@@ -128,6 +128,15 @@ def test_the_next_run_publishes_committed_pending_files_and_deletes_orphans(
             .where(wi.c.id == lost.id)
             .values(status="pending", lease_owner=None, lease_expires_at=None)
         )
+    # The other worker runs elsewhere (another machine or container): judged alive by its
+    # heartbeat, not by a pid of this machine.
+    runs = killed.store.tables.runs
+    with killed.store.engine.begin() as conn:
+        conn.execute(
+            sa.update(runs)
+            .where(runs.c.run_id == killed.frontier.run_id)
+            .values(pid_namespace="another-machine/pid:[4026531836]")
+        )
     pending = {p.name for p in lake_files(killed.tmp_path / "lake")}
     assert len(pending) == 3
 

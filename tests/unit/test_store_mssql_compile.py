@@ -272,7 +272,7 @@ assert "pyodbc" not in sys.modules
 
 #: Statements sent to SQL Server per 1,000 rows (see Recorder.sql_server_round_trips); before
 #: the set-based writes: 1,000, 2,000, 1,001 and 9.
-ROUND_TRIPS_PER_1000 = {"discoveries": 5, "depth improvements": 9, "outcomes": 5, "ingest rows": 9}
+ROUND_TRIPS_PER_1000 = {"discoveries": 6, "depth improvements": 10, "outcomes": 5, "ingest rows": 9}
 
 
 def _thousand_of_each(tmp_path: Path) -> Recorder:
