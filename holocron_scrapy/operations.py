@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from holocron_scrapy.model import Status
+from holocron_scrapy.store_queue import requeued_values
 from holocron_scrapy.store_sql import update_in, utcnow
 
 if TYPE_CHECKING:
@@ -180,21 +181,6 @@ def source_state(
     )
 
 
-def _requeued_values() -> dict[str, Any]:
-    """Back in the queue as new: pending, attempt 0, no error, lease or retry time (its
-    ``content_hash`` and ``version`` stay: unchanged content is still recognised)."""
-    return {
-        "status": Status.PENDING.value,
-        "attempt": 0,
-        "error_message": None,
-        "next_retry_at": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "finished_at": None,
-        "updated_at": utcnow(),
-    }
-
-
 def like_pattern(text: str) -> str:
     """A ``LIKE`` pattern matching messages containing ``text`` (``%``, ``_`` and ``\\``
     escaped with ``\\``)."""
@@ -252,7 +238,7 @@ def requeue(
                     count = sa.select(sa.func.count()).where(wi.c.id.in_(ids), *matching)
                     total += int(conn.scalar(count) or 0)
                 else:
-                    stmt = sa.update(wi).where(*matching).values(**_requeued_values())
+                    stmt = sa.update(wi).where(*matching).values(**requeued_values())
                     total += update_in(conn, stmt, wi.c.id, ids)
             after = (int(rows[-1].priority), int(rows[-1].id))
     return total

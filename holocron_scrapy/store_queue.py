@@ -211,7 +211,7 @@ def improve_depth(conn: Connection, wi: sa.Table, rows: list[dict[str, Any]], no
     return changed
 
 
-def _requeued_values() -> dict[str, Any]:
+def requeued_values() -> dict[str, Any]:
     """An item back in the queue as new: pending, attempt 0, no error, lease or retry time
     (its ``content_hash`` and ``version`` stay, so unchanged content is still recognised)."""
     return {
@@ -228,13 +228,13 @@ def _requeued_values() -> dict[str, Any]:
 
 def requeue_ids(conn: Connection, wi: sa.Table, ids: Sequence[int]) -> int:
     """Put the ``completed`` items among ``ids`` back to ``pending``."""
-    stmt = sa.update(wi).where(wi.c.status == Status.COMPLETED.value).values(**_requeued_values())
+    stmt = sa.update(wi).where(wi.c.status == Status.COMPLETED.value).values(**requeued_values())
     return update_in(conn, stmt, wi.c.id, ids)
 
 
 def requeue_hashes(conn: Connection, wi: sa.Table, hashes: Sequence[str]) -> int:
     """Put the ``completed`` or ``skipped`` items with these dedupe hashes back to ``pending``."""
-    stmt = sa.update(wi).where(wi.c.status.in_(REOPENABLE)).values(**_requeued_values())
+    stmt = sa.update(wi).where(wi.c.status.in_(REOPENABLE)).values(**requeued_values())
     return update_in(conn, stmt, wi.c.dedupe_hash, hashes)
 
 
@@ -249,7 +249,7 @@ def requeue_source(
             wi.c.source_name == source_name,
             wi.c.status.in_(statuses),
         )
-        .values(**_requeued_values())
+        .values(**requeued_values())
     )
     return conn.execute(stmt).rowcount
 

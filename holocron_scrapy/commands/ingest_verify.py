@@ -63,8 +63,6 @@ class Command(SourceCommand):
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
-        if args:
-            raise UsageError(f"unexpected arguments: {' '.join(args)}")
         if opts.examples < 0:
             raise UsageError("--examples must be 0 or more", print_help=False)
         source_name = self.source_name(args, opts)
