@@ -376,7 +376,10 @@ class HttpSpider(SourceSpider):
                 _header(response, "ETag"), _header(response, "Last-Modified")
             ),
             payload_format=form,
-            raw_payload=http_api.json_text(response.body) if form == "json" else None,
+            # The body's own text, the secrets it echoes masked as in the decoded payload.
+            raw_payload=secrets.redact(http_api.json_text(response.body))
+            if form == "json"
+            else None,
         )
 
     def _redirect(self, item: WorkItem, response: Response) -> Iterator[Any]:

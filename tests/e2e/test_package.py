@@ -164,8 +164,10 @@ def test_the_wheel_declares_its_dependencies_with_pyodbc_only_as_an_extra(dists:
     ]
     parsed = [Requirement(r) for r in requires]
     runtime = sorted(r.name.lower() for r in parsed if r.marker is None)
-    assert runtime == ["itemadapter", "psycopg", "pyyaml", "scrapy", "sqlalchemy"]
+    expected = ["itemadapter", "psycopg", "pyarrow", "pyyaml", "scrapy", "sqlalchemy", "warcio"]
+    assert runtime == expected
     [pyodbc] = [r for r in parsed if r.name == "pyodbc"]  # once, and only as the extra
     assert str(pyodbc.marker) == 'extra == "mssql"'
     assert "holocron = holocron_scrapy.cli:main" in entry_points
     assert "ingest_status = holocron_scrapy.commands.ingest_status:Command" in entry_points
+    assert "lake_export = holocron_scrapy.commands.lake_export:Command" in entry_points

@@ -164,7 +164,7 @@ def test_values_too_long_or_unencodable_end_in_one_crawl(
     assert json.loads(rows[fitted_name]["payload"]) == {"name": LONG_NAME}  # all of it
     assert json.loads(rows["Nul\\x00name"]["payload"]) == {"name": "Nul\x00name"}
     lone = rows["Lone \\ud800 surrogate"]["payload"]
-    assert lone == '{"name":"Lone \\ud800 surrogate"}'
+    assert lone == '{"name": "Lone \\ud800 surrogate"}'  # the body as sent: the JSON escape
     lake = read_lake(tmp_path / "lake")
     assert {f.document["resource_id"] for f in lake} == names
 
