@@ -78,7 +78,7 @@ def _bare_spider_class() -> type[Any]:
     import scrapy
 
     _repo_on_path()
-    from holocron_scrapy import mwapi
+    from holocron_scrapy.mediawiki import api as mwapi
 
     class BareMediaWikiSpider(scrapy.Spider):
         """Same requests as the mediawiki spider, no state, no storage."""

@@ -28,8 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from holocron_scrapy.model import IngestRow  # noqa: E402
-from holocron_scrapy.store import StateStore  # noqa: E402
-from holocron_scrapy.store_records import ingest_params  # noqa: E402
+from holocron_scrapy.store.records import ingest_params  # noqa: E402
+from holocron_scrapy.store.state_store import StateStore  # noqa: E402
 
 NAME = "bench"
 TYPES = ("page", "html", "revisions")
@@ -74,8 +74,8 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
-from holocron_scrapy.lake_export import ParquetExport
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.lake.export import ParquetExport
+from holocron_scrapy.store.state_store import StateStore
 store = StateStore.from_url(sys.argv[1], None if sys.argv[2] == '-' else sys.argv[2])
 t0 = time.perf_counter()
 result = ParquetExport(store.engine, store.tables, Path(sys.argv[3]), 'bench').run()

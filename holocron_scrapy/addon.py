@@ -3,7 +3,8 @@
 It works in any Scrapy project, not only this one:
 ``ADDONS = {"holocron_scrapy.addon.HolocronAddon": 0}`` in the project's settings gives its spiders
 (those written against
-:class:`holocron_scrapy.frontier.FrontierSpider`) the SQL frontier, the state middleware and the
+:class:`holocron_scrapy.frontier.extension.FrontierSpider`) the SQL frontier, the state middleware
+and the
 lake and IngestRecords pipelines. It sets what the components require at add-on priority (a
 project's own settings win) and refuses a reactor they cannot run on.
 """
@@ -36,8 +37,8 @@ class HolocronAddon:
                 f"TWISTED_REACTOR = {reactor!r}: the holocron add-on needs {ASYNCIO_REACTOR!r} "
                 "(set that, or leave TWISTED_REACTOR unset)"
             )
-        settings["EXTENSIONS"][f"{PREFIX}.frontier.Frontier"] = 100
-        settings["EXTENSIONS"][f"{PREFIX}.progress.CrawlProgress"] = 500
+        settings["EXTENSIONS"][f"{PREFIX}.frontier.extension.Frontier"] = 100
+        settings["EXTENSIONS"][f"{PREFIX}.extensions.progress.CrawlProgress"] = 500
         settings["EXTENSIONS"][f"{PREFIX}.extensions.manifest.RunManifest"] = 600
         # Close to the spider, so discoveries and outcomes leave the stream first.
         settings["SPIDER_MIDDLEWARES"][f"{PREFIX}.middlewares.state.StateMiddleware"] = 950

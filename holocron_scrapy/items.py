@@ -8,20 +8,20 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy.limits import clean_text, fit_resource_id, fit_row
 from holocron_scrapy.model import IngestRow, canonical_json
+from holocron_scrapy.store.limits import clean_text, fit_resource_id, fit_row
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from holocron_scrapy.lake import Pending
+    from holocron_scrapy.lake.files import Pending
     from holocron_scrapy.model import WorkItem
 
 
 @dataclass
 class ResourceRecord:
     """A fetched resource on its way to the lake and ``IngestRecords``; its ``resource_id`` and
-    ``request_uri`` fitted to their columns (see :mod:`holocron_scrapy.limits`).
+    ``request_uri`` fitted to their columns (see :mod:`holocron_scrapy.store.limits`).
 
     ``work_item`` is the claimed queue row it completes; its ``content_hash`` is the hash of the
     last record ingested for that resource, so an unchanged resource is recognised and skipped.
@@ -75,7 +75,7 @@ class ResourceRecord:
 
     def ingest_row(self) -> IngestRow:
         """The row (and the lake file's metadata), with values its columns can store: a
-        ``resource_id`` too long is shortened (see :mod:`holocron_scrapy.limits`)."""
+        ``resource_id`` too long is shortened (see :mod:`holocron_scrapy.store.limits`)."""
         assert self.fetched_at_utc is not None
         return fit_row(
             IngestRow(

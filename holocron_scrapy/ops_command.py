@@ -12,12 +12,12 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.conf import arglist_to_dict
 
-from holocron_scrapy.contact import ContactError, contact_from_settings
-from holocron_scrapy.dburl import DatabaseConfigError, resolve_db_url, resolve_schema
-from holocron_scrapy.lake import COMPONENT_PATTERN, LakePathError, safe_component
-from holocron_scrapy.schema import build_tables
-from holocron_scrapy.sources import SourceConfigError, load_source
-from holocron_scrapy.verify import read_only_engine
+from holocron_scrapy.audit.verify import read_only_engine
+from holocron_scrapy.config.contact import ContactError, contact_from_settings
+from holocron_scrapy.config.sources import SourceConfigError, load_source
+from holocron_scrapy.lake.files import COMPONENT_PATTERN, LakePathError, safe_component
+from holocron_scrapy.store.dburl import DatabaseConfigError, resolve_db_url, resolve_schema
+from holocron_scrapy.store.schema import build_tables
 
 if TYPE_CHECKING:
     import argparse
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
     from sqlalchemy.engine import URL
 
-    from holocron_scrapy.schema import Tables
+    from holocron_scrapy.store.schema import Tables
 
 
 def source_name_of(ref: str | None, settings: BaseSettings) -> str:

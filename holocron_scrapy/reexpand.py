@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy.listings import RESOURCE_LISTING
+from holocron_scrapy.mediawiki.listings import RESOURCE_LISTING
 from holocron_scrapy.model import NewWorkItem, Outcome, WorkItem
-from holocron_scrapy.store_sql import chunks
+from holocron_scrapy.store.sql import chunks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from holocron_scrapy.frontier import Frontier
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.frontier.extension import Frontier
+    from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 

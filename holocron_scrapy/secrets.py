@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
-from holocron_scrapy.http_api import SENSITIVE_HEADERS
+from holocron_scrapy.http.api import SENSITIVE_HEADERS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

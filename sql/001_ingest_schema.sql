@@ -1,8 +1,8 @@
 -- holocron-scrapy state tables for SQL Server (schema [ingest]).
 --
 -- GENERATED FILE, do not edit: regenerate with
---     python -m holocron_scrapy.ddl > sql/001_ingest_schema.sql
--- (tests/unit/test_ddl.py fails when this file and holocron_scrapy/schema.py disagree).
+--     python -m holocron_scrapy.store.ddl > sql/001_ingest_schema.sql
+-- (tests/unit/test_ddl.py fails when this file and holocron_scrapy/store/schema.py disagree).
 --
 -- Idempotent: it creates only the schema, tables and indexes that are missing. Run it with
 --     sqlcmd -S <host>,<port> -d <database> -U <user> -C -b -i sql/001_ingest_schema.sql

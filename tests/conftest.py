@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.state_store import StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 # =================================================================================================
-# State store (holocron_scrapy.store): a fresh, empty StateStore per test on every backend.
+# State store (holocron_scrapy.store.state_store): a fresh, empty StateStore per test on every
+# backend.
 #
 #   store         parametrized: sqlite, sqlite-not-exists (the SQL Server insert path run on
 #                 SQLite), postgresql (HOLOCRON_TEST_PG_URL), mssql (HOLOCRON_TEST_MSSQL_URL)

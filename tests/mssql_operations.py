@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.state_store import StateStore
 
 from .tsql_rules import column_keys, mssql_dialect
 

@@ -41,7 +41,7 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.dml import Insert, UpdateBase, ValuesBase
 from sqlalchemy.sql.functions import FunctionElement
 
-from holocron_scrapy.store_sql import IN_LIST_CHUNK
+from holocron_scrapy.store.sql import IN_LIST_CHUNK
 
 MSSQL_MAX_PARAMETERS = 2100
 

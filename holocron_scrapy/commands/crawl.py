@@ -1,7 +1,8 @@
 """``scrapy crawl``, checking the source file and the database settings before anything starts.
 
 The source file is validated by the loader of the spider's source type (``mediawiki``:
-:mod:`holocron_scrapy.sources`, ``http``: :mod:`holocron_scrapy.http_source`); a file of another
+:mod:`holocron_scrapy.config.sources`, ``http``: :mod:`holocron_scrapy.config.http`); a file of
+another
 type is refused (``scrapy crawl http -a source=wikipedia``: run it with ``scrapy crawl
 mediawiki``). A broken ``sources/NAME.yaml`` is reported as one line naming the file and the key
 (``scrapy: error: sources/x.yaml: discovery.max_depth: …``), exit status 2, and nothing is
@@ -22,18 +23,18 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.contact import ContactError, contact_from_settings
-from holocron_scrapy.dburl import DatabaseConfigError
-from holocron_scrapy.frontier import state_store_from_settings
-from holocron_scrapy.http_source import load_http_source
+from holocron_scrapy.config.contact import ContactError, contact_from_settings
+from holocron_scrapy.config.http import load_http_source
+from holocron_scrapy.config.sources import SourceConfigError, load_source
+from holocron_scrapy.frontier.extension import state_store_from_settings
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.sources import SourceConfigError, load_source
+from holocron_scrapy.store.dburl import DatabaseConfigError
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Mapping
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 #: spider name -> the loader that validates its source files (``contact=`` keyword).
 SOURCE_LOADERS: Mapping[str, Callable[..., object]] = {

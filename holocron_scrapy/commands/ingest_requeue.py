@@ -10,7 +10,7 @@ The items become ``pending`` with attempt 0 (their content hash is kept: an unch
 writes nothing when fetched again); the next ``scrapy crawl`` fetches them. ``--status``
 (repeatable: ``failed``, the default, and ``skipped``), ``--error TEXT`` (the message contains
 it), ``--resource-type TYPE`` narrow the choice; ``--dry-run`` counts without changing
-anything. In batches of 1,000 items along the claim index (:mod:`holocron_scrapy.operations`).
+anything. In batches of 1,000 items along the claim index (:mod:`holocron_scrapy.store.operations`).
 Exit status 0; 2 on a usage error.
 """
 
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.dburl import DatabaseConfigError
-from holocron_scrapy.frontier_settings import state_store_from_settings
+from holocron_scrapy.frontier.settings import state_store_from_settings
 from holocron_scrapy.model import Status
-from holocron_scrapy.operations import REQUEUEABLE, requeue, source_systems
 from holocron_scrapy.ops_command import SourceCommand, database_of
 from holocron_scrapy.outage import short_error
+from holocron_scrapy.store.dburl import DatabaseConfigError
+from holocron_scrapy.store.operations import REQUEUEABLE, requeue, source_systems
 
 if TYPE_CHECKING:
     import argparse

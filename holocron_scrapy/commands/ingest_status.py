@@ -8,7 +8,7 @@ Work items by status, by resource type (the in-progress, failed and skipped ones
 with ``--by-type``, which reads all the source's rows), the leases held and by which worker
 (expired ones marked), the last runs, and the most frequent failure and skip messages (URLs and
 quoted parts blanked) with example items. Read-only, as ``ingest_verify``; the queries are in
-:mod:`holocron_scrapy.operations`. Exit status 0; 2 on a usage error (no source, no database).
+:mod:`holocron_scrapy.store.operations`. Exit status 0; 2 on a usage error (no source, no database).
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.dburl import DatabaseConfigError, masked
-from holocron_scrapy.operations import source_state, source_systems
+from holocron_scrapy.audit.verify import read_only_engine
 from holocron_scrapy.ops_command import SourceCommand, database_of
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.schema import build_tables
-from holocron_scrapy.store_sql import as_datetime
-from holocron_scrapy.verify import read_only_engine
+from holocron_scrapy.store.dburl import DatabaseConfigError, masked
+from holocron_scrapy.store.operations import source_state, source_systems
+from holocron_scrapy.store.schema import build_tables
+from holocron_scrapy.store.sql import as_datetime
 
 if TYPE_CHECKING:
     import argparse
     from datetime import datetime
 
-    from holocron_scrapy.operations import Messages, SourceState
+    from holocron_scrapy.store.operations import Messages, SourceState
 
 
 class Command(SourceCommand):

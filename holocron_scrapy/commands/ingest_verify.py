@@ -1,5 +1,5 @@
 """``scrapy ingest_verify``: audit a source's lake and state database (see
-:mod:`holocron_scrapy.verify`).
+:mod:`holocron_scrapy.audit.verify`).
 
 ::
 
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.dburl import masked
+from holocron_scrapy.audit.verify import DEFAULT_EXAMPLES, load_ground_truth, verify
 from holocron_scrapy.ops_command import SourceCommand
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.verify import DEFAULT_EXAMPLES, load_ground_truth, verify
+from holocron_scrapy.store.dburl import masked
 
 if TYPE_CHECKING:
     import argparse
 
-    from holocron_scrapy.verify import Report
+    from holocron_scrapy.audit.verify import Report
 
 EXIT_PROBLEMS = 1
 

@@ -1,5 +1,5 @@
 """``scrapy lake_export``: a source's records as Hive-partitioned Parquet (see
-:mod:`holocron_scrapy.lake_export`).
+:mod:`holocron_scrapy.lake.export`).
 
 ::
 
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.dburl import masked
-from holocron_scrapy.lake_export import ParquetExport
+from holocron_scrapy.lake.export import ParquetExport
 from holocron_scrapy.ops_command import SourceCommand
 from holocron_scrapy.outage import short_error
+from holocron_scrapy.store.dburl import masked
 
 if TYPE_CHECKING:
     import argparse

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy.lake import LakePathError, record_path
+from holocron_scrapy.lake.files import LakePathError, record_path
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.signals import run_closed
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 

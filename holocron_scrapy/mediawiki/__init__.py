@@ -9,7 +9,7 @@ work items to these parts:
 * :mod:`.resource_fetch` — a page's other resources (``html``, ``revisions``, ``info``);
 * :mod:`.revision_check` — ``recrawl=changed``: which completed pages changed.
 
-The API's rules themselves are pure functions in :mod:`holocron_scrapy.mwapi`,
-:mod:`holocron_scrapy.listings`, :mod:`holocron_scrapy.resources` and
-:mod:`holocron_scrapy.recrawl`.
+The API's rules themselves are pure functions in :mod:`holocron_scrapy.mediawiki.api`,
+:mod:`holocron_scrapy.mediawiki.listings`, :mod:`holocron_scrapy.mediawiki.resources` and
+:mod:`holocron_scrapy.mediawiki.recrawl`.
 """

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy import listings, mwapi, resources
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import listings, resources
 from holocron_scrapy.model import NewWorkItem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from holocron_scrapy.config.sources import SourceConfig
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.sources import SourceConfig
     from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 
 

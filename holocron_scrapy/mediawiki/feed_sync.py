@@ -1,4 +1,4 @@
-"""``-a recrawl=changed`` by the wiki's change feeds (see :mod:`holocron_scrapy.feeds`).
+"""``-a recrawl=changed`` by the wiki's change feeds (see :mod:`holocron_scrapy.mediawiki.feeds`).
 
 A crawl that is not a recrawl records the source's sync point at its start (the start of the
 source's first run), unless it has one. A refresh then asks, in order, one request each:
@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy import feeds, listings, mwapi, resources
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import feeds, listings, resources
 from holocron_scrapy.mediawiki.responses import decode_json
 from holocron_scrapy.model import dedupe_key
-from holocron_scrapy.store_sql import utcnow
-from holocron_scrapy.store_sync import Reach, SyncPoint
+from holocron_scrapy.store.sql import utcnow
+from holocron_scrapy.store.sync import Reach, SyncPoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Mapping
@@ -35,9 +36,9 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
-    from holocron_scrapy.frontier import Frontier
+    from holocron_scrapy.frontier.extension import Frontier
     from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
-    from holocron_scrapy.store_sync import KnownItem
+    from holocron_scrapy.store.sync import KnownItem
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Listing items (``holocron_scrapy.listings``): one request per batch, the members queued,
+"""Listing items (``holocron_scrapy.mediawiki.listings``): one request per batch, the members
+queued,
 then the ``continue`` object saved as the item's cursor before the next batch is asked for, so a
 listing stopped in the middle resumes from its cursor."""
 
@@ -9,9 +10,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy import listings, mwapi
 from holocron_scrapy.bounds import Chain, stopped
-from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.frontier.extension import work_items_of
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import listings
 from holocron_scrapy.mediawiki.api_request import api_request, query_url_of
 from holocron_scrapy.model import Outcome, Status, WorkItem, canonical_json
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy import mwapi, resources
-from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.frontier.extension import work_items_of
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import resources
 from holocron_scrapy.mediawiki.api_request import answered_url, api_request
+from holocron_scrapy.mediawiki.recrawl import REDIRECT_VERSION, deletion_payload, redirect_payload
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
-from holocron_scrapy.recrawl import REDIRECT_VERSION, deletion_payload, redirect_payload
 from holocron_scrapy.safe_text import printable
 
 if TYPE_CHECKING:

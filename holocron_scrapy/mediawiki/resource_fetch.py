@@ -1,4 +1,5 @@
-"""A page's other resources (``holocron_scrapy.resources``): ``html`` (one ``action=parse`` per
+"""A page's other resources (``holocron_scrapy.mediawiki.resources``): ``html`` (one
+``action=parse`` per
 title), ``revisions`` (one history per title, followed through every ``continue``) and ``info``
 (50 titles per request), each recorded under its own resource type."""
 
@@ -6,8 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy import mwapi, resources
-from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.frontier.extension import work_items_of
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import resources
 from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import Outcome, Status

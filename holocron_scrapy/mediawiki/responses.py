@@ -11,8 +11,8 @@ from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import DownloadCancelledError
 from scrapy.spidermiddlewares.httperror import HttpError
 
-from holocron_scrapy import mwapi
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki.api_request import query_url_of
 from holocron_scrapy.model import Outcome, Status, WorkItem
 from holocron_scrapy.safe_text import printable

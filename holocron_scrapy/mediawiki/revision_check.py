@@ -1,6 +1,7 @@
 """``-a recrawl=changed``: one ``prop=info`` request per batch of completed pages of every
 :data:`resources.PAGE_TYPES` (see
-:mod:`holocron_scrapy.recrawl`); the changed and deleted ones go back into the queue with their
+:mod:`holocron_scrapy.mediawiki.recrawl`); the changed and deleted ones go back into the queue with
+their
 other configured resources."""
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from typing import TYPE_CHECKING
 
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy import mwapi, resources
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import resources
 from holocron_scrapy.mediawiki.api_request import api_request
+from holocron_scrapy.mediawiki.recrawl import KnownPage, compare, info_url
 from holocron_scrapy.mediawiki.responses import decode_json
 from holocron_scrapy.model import dedupe_key
-from holocron_scrapy.recrawl import KnownPage, compare, info_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable

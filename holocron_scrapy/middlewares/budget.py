@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Self
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
 
-from holocron_scrapy.frontier import Frontier, frontier_of
+from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.outage import database_unreachable, short_error
 
 if TYPE_CHECKING:

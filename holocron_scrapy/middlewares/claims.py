@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Self
 
 from scrapy.exceptions import IgnoreRequest
 
-from holocron_scrapy.frontier import Frontier, frontier_of, work_items_of
+from holocron_scrapy.frontier.extension import Frontier, frontier_of, work_items_of
 
 if TYPE_CHECKING:
     from scrapy import Request

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Self
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import sleep
 
-from holocron_scrapy import mwapi
+from holocron_scrapy.mediawiki import api as mwapi
 
 if TYPE_CHECKING:
     from scrapy import Request

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import Request
 
-from holocron_scrapy.frontier import Frontier, frontier_of, work_items_of
+from holocron_scrapy.frontier.extension import Frontier, frontier_of, work_items_of
 from holocron_scrapy.model import NewWorkItem, Outcome
 
 if TYPE_CHECKING:

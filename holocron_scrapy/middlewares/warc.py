@@ -1,5 +1,5 @@
 """Downloader middleware: every HTTP exchange of the crawl into rolling WARC files
-(:mod:`holocron_scrapy.warc`), when ``HOLOCRON_WARC_DIR`` is set.
+(:mod:`holocron_scrapy.lake.warc`), when ``HOLOCRON_WARC_DIR`` is set.
 
 It sits next to the downloader (priority 950, after HttpCompressionMiddleware's 590 on the way
 out), so it sees each response as received: every redirect and retry, the body still encoded as
@@ -26,8 +26,8 @@ import scrapy
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from holocron_scrapy.lake.warc import WarcFiles
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.warc import WarcFiles
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -9,7 +9,7 @@ alone: it fails, for good, with the database's message, the others are written. 
 batch fails its work items with the error. A failed item is dropped: never completed, never
 silently lost.
 
-After the commit, the batch's lake files are published (:func:`holocron_scrapy.lake.publish`,
+After the commit, the batch's lake files are published (:func:`holocron_scrapy.lake.files.publish`,
 in a thread; while the lake is unwritable, tried again as the lake pipeline's writes are): a
 lake file appears only once its row is there. The pending file of an item whose outcome was
 dropped (its claim was lost, or a commit retried after a lost answer found it done) is settled
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, Self
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
 
-from holocron_scrapy.frontier import Frontier, frontier_of
+from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake import Pending, publish
-from holocron_scrapy.lake_reconcile import settle_files
+from holocron_scrapy.lake.files import Pending, publish
+from holocron_scrapy.lake.reconcile import settle_files
 from holocron_scrapy.model import IngestRow, Outcome
 from holocron_scrapy.outage import lake_unwritable, short_error
-from holocron_scrapy.split_writes import refusal_reason, refused_by_database
+from holocron_scrapy.store.split_writes import refusal_reason, refused_by_database
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

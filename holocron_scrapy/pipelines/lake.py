@@ -3,10 +3,10 @@
 ``HOLOCRON_LAKE_DIR/{source_system}/{source_name}/{resource_type}/`` holds one file per distinct
 content of a resource; an unchanged resource (same payload hash as its last record) writes
 nothing, nor does a content whose file is already there (files are never rewritten). The file is
-written under its pending name (``.pending/``, :func:`holocron_scrapy.lake.pending_path`); the
+written under its pending name (``.pending/``, :func:`holocron_scrapy.lake.files.pending_path`); the
 IngestRecords pipeline publishes it once its row has committed (with that pipeline switched off,
 at once). At the start of a run, once the frontier has opened it, the pending files that earlier
-runs left are published or deleted (:mod:`holocron_scrapy.lake_reconcile`).
+runs left are published or deleted (:mod:`holocron_scrapy.lake.reconcile`).
 A failed write fails the work item with the error and drops the item: it is never
 completed without its file. A lake that is unwritable for a while (permission denied, a
 read-only or full file system, an I/O error) is waited for: the write is tried again with
@@ -28,9 +28,9 @@ from scrapy import signals
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.asyncio import sleep
 
-from holocron_scrapy.frontier import Frontier, frontier_of
+from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake import (
+from holocron_scrapy.lake.files import (
     Pending,
     pending_path,
     publish,
@@ -38,7 +38,7 @@ from holocron_scrapy.lake import (
     remove_stale_temp_files,
     write_json_atomic,
 )
-from holocron_scrapy.lake_reconcile import Reconciled, reconcile_pending
+from holocron_scrapy.lake.reconcile import Reconciled, reconcile_pending
 from holocron_scrapy.outage import Outage, lake_unwritable, short_error
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 
-from holocron_scrapy.contact import ContactError, contact_from_settings
-from holocron_scrapy.frontier import Frontier
-from holocron_scrapy.sources import SourceConfigError
+from holocron_scrapy.config.contact import ContactError, contact_from_settings
+from holocron_scrapy.config.sources import SourceConfigError
+from holocron_scrapy.frontier.extension import Frontier
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -1,8 +1,8 @@
 """``scrapy crawl http -a source=NAME``: any JSON API or web site, driven by a ``type: http``
-source file (:mod:`holocron_scrapy.http_source`), through the same SQL frontier, state
+source file (:mod:`holocron_scrapy.config.http`), through the same SQL frontier, state
 middleware and pipelines as the MediaWiki spider.
 
-Work items are requests (:mod:`holocron_scrapy.http_api`): a URL, or a POST seed. Without
+Work items are requests (:mod:`holocron_scrapy.http.api`): a URL, or a POST seed. Without
 ``pagination`` every seed and every discovered URL is a resource: one response, one record,
 its discoveries queued at depth + 1 while the depth is below ``max_depth``. With ``pagination``
 each seed is a ``listing``: it pages to its end, saving the next page's URL in
@@ -35,17 +35,17 @@ from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy import http_api
 from holocron_scrapy.bounds import Bounds, Chain, stopped
-from holocron_scrapy.frontier import work_items_of
-from holocron_scrapy.http_source import HttpSeed, HttpSourceConfig, load_http_source
+from holocron_scrapy.config.http import HttpSeed, HttpSourceConfig, load_http_source
+from holocron_scrapy.frontier.extension import work_items_of
+from holocron_scrapy.http import api as http_api
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.limits import fit_resource_id, is_shortened, resource_id_length
 from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.secrets import RedactingFilter, SourceSecrets
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
+from holocron_scrapy.store.limits import fit_resource_id, is_shortened, resource_id_length
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
@@ -100,7 +100,8 @@ class HttpSpider(SourceSpider):
         spider._log_filter = RedactingFilter(spider.secrets)
         crawler.signals.connect(spider._filter_logs, signal=signals.engine_started)
         crawler.signals.connect(spider._unfilter_logs, signal=signals.engine_stopped)
-        # By the id their work items hold: a long POST body's is shortened (holocron_scrapy.limits).
+        # By the id their work items hold: a long POST body's is shortened
+        # (holocron_scrapy.store.limits).
         spider._seeds = {fit_resource_id(seed.resource_id): seed for seed in spider.config.seeds}
         links = spider.config.discovery.html_links
         # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
@@ -115,7 +116,8 @@ class HttpSpider(SourceSpider):
         return self.config.name
 
     async def start(self) -> AsyncIterator[Any]:
-        # The SQL frontier schedules all the work (see holocron_scrapy.frontier); recrawl=changed
+        # The SQL frontier schedules all the work (see holocron_scrapy.frontier.extension);
+        # recrawl=changed
         # first puts the completed resources back into the queue (the engine keeps the crawl
         # open until this generator ends).
         if self.recrawl == "changed":

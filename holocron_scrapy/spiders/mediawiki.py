@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import UsageError
 
-from holocron_scrapy import listings, mwapi, resources
 from holocron_scrapy.bounds import Bounds, stopped
-from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.config.sources import SourceConfig, load_source
+from holocron_scrapy.frontier.extension import work_items_of
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import listings, resources
 from holocron_scrapy.mediawiki.api_request import query_url_of, shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.mediawiki.feed_sync import FeedSync
@@ -32,7 +34,6 @@ from holocron_scrapy.mediawiki.responses import ApiResponses, failure_message
 from holocron_scrapy.mediawiki.revision_check import RevisionCheck
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import canonical_json
-from holocron_scrapy.sources import SourceConfig, load_source
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
+    from holocron_scrapy.mediawiki.recrawl import KnownPage
     from holocron_scrapy.model import NewWorkItem, WorkItem
-    from holocron_scrapy.recrawl import KnownPage
     from holocron_scrapy.reexpand import Stored
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,8 @@ class MediaWikiSpider(SourceSpider):
         }
 
     async def start(self) -> AsyncIterator[Any]:
-        # The SQL frontier schedules all the work (see holocron_scrapy.frontier); recrawl=changed
+        # The SQL frontier schedules all the work (see holocron_scrapy.frontier.extension);
+        # recrawl=changed
         # first reads the wiki's change feeds since the sync point (or, when they do not reach
         # back that far, asks the API which completed pages changed); the frontier claims what
         # was requeued. A crawl records its sync point.

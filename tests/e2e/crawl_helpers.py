@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import yaml
 
-from holocron_scrapy.schema import build_tables
+from holocron_scrapy.store.schema import build_tables
 from tests.e2e.wiki import MAX_REDIRECT_HOPS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from holocron_scrapy.schema import Tables
+    from holocron_scrapy.store.schema import Tables
     from tests.e2e.wiki import GroundTruth, MediaWiki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

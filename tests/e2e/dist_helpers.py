@@ -116,7 +116,7 @@ _CHECK_INSTALLED = f"""
 import holocron_scrapy, sys
 from pathlib import Path
 from holocron_scrapy.packaged import shipped_sources_dir, sql_script
-from holocron_scrapy.sources import resolve_source_path
+from holocron_scrapy.config.sources import resolve_source_path
 home = Path(holocron_scrapy.__file__).resolve().parent
 assert Path(sys.prefix).resolve() in home.parents, f"holocron_scrapy imported from {{home}}"
 shipped = shipped_sources_dir()

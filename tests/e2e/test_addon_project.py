@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 
 import scrapy
 
-from holocron_scrapy.frontier import work_items_of
+from holocron_scrapy.frontier.extension import work_items_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy.verify import verify
+from holocron_scrapy.audit.verify import verify
 from tests.e2e.crawl_helpers import (
     FAST_SETTINGS,
     SOURCE_NAME,

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy import mwapi
 from holocron_scrapy.items import canonical_json
-from holocron_scrapy.lake import record_filename
+from holocron_scrapy.lake.files import record_filename
+from holocron_scrapy.mediawiki import api as mwapi
 from tests.e2e.crawl_helpers import (
     CRAWL_TIMEOUT,
     REPO_ROOT,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy import listings
+from holocron_scrapy.mediawiki import listings
 from tests.e2e.crawl_helpers import (
     Database,
     assert_same_set,

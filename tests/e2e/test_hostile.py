@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from holocron_scrapy.verify import verify
+from holocron_scrapy.audit.verify import verify
 from tests.e2e.conftest import E2E_PG_URL_ENV, _in_ci
 from tests.e2e.crawl_helpers import (
     FAST_SETTINGS,

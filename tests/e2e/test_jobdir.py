@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy.verify import verify
+from holocron_scrapy.audit.verify import verify
 from tests.e2e.crawl_helpers import (
     CRAWL_TIMEOUT,
     REPO_ROOT,

@@ -42,8 +42,8 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from holocron_scrapy.lake import PENDING_DIR, TEMP_PREFIX, parse_pending_name, record_filename
-from holocron_scrapy.verify import read_only_engine, verify
+from holocron_scrapy.audit.verify import read_only_engine, verify
+from holocron_scrapy.lake.files import PENDING_DIR, TEMP_PREFIX, parse_pending_name, record_filename
 from tests.e2e.audit import ingest_verify
 from tests.e2e.bigwiki import MIN_RECORDED_PAGES, all_pages
 from tests.e2e.crawl_helpers import (

@@ -101,7 +101,7 @@ import sys
 from pathlib import Path
 import holocron_scrapy
 from holocron_scrapy.packaged import shipped_sources_dir, sql_script
-from holocron_scrapy.sources import load_source
+from holocron_scrapy.config.sources import load_source
 assert ".egg" in holocron_scrapy.__file__, holocron_scrapy.__file__
 shipped = shipped_sources_dir()
 assert shipped is not None and shipped.is_dir(), shipped

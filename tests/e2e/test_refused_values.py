@@ -3,7 +3,7 @@ surrogate either): one real ``scrapy crawl http`` meets values its columns canno
 are (issue 9 finding 2, issue 10 section 2): a discovered URL of 5,000
 characters, a resource with a 200-character ``ETag``, one whose ``name`` (its ``resource_id``)
 is 2,001 characters, names with a NUL and with a lone surrogate; and good resources between
-them. Before ``holocron_scrapy.limits`` and the split batches, the first such value failed its
+them. Before ``holocron_scrapy.store.limits`` and the split batches, the first such value failed its
 whole write for ever ("Could not write crawl state ... will retry", every second) and the crawl
 never ended. Now it ends: the good resources are recorded, the bad values are stored in their
 fitted form (or, for the URL that cannot be requested, failed with the reason), and

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from holocron_scrapy import resources
+from holocron_scrapy.mediawiki import resources
 from tests.e2e.crawl_helpers import (
     SOURCE_NAME,
     SOURCE_SYSTEM,

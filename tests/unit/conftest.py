@@ -26,10 +26,10 @@ from scrapy.settings import Settings
 from scrapy.utils.test import get_reactor_settings
 from twisted.internet.task import Clock, LoopingCall
 
-from holocron_scrapy import frontier as frontier_module
-from holocron_scrapy import progress as progress_module
 from holocron_scrapy.addon import HolocronAddon
-from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.extensions import progress as progress_module
+from holocron_scrapy.frontier import extension as frontier_module
+from holocron_scrapy.frontier.extension import Frontier
 from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.statscollectors import StatsCollector
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 SOURCE_NAME = "testwiki"
 SEEDS = ("Ezra Bridger", "Kanan Jarrus", "Hera Syndulla")

@@ -16,13 +16,13 @@ from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
 from holocron_scrapy.addon import HolocronAddon
-from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.extensions.progress import CrawlProgress
+from holocron_scrapy.frontier.extension import Frontier
 from holocron_scrapy.middlewares.claims import ClaimCheckMiddleware
 from holocron_scrapy.middlewares.state import StateMiddleware
 from holocron_scrapy.pipelines.ingest import IngestRecordsPipeline
 from holocron_scrapy.pipelines.lake import LakePipeline
-from holocron_scrapy.progress import CrawlProgress
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.state_store import StateStore
 from tests.unit.conftest import SOURCE_NAME, write_source
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ def test_the_addon_enables_every_component_at_its_priority() -> None:
     settings = Settings()
     HolocronAddon().update_settings(settings)
     assert settings.getdict("EXTENSIONS") == {
-        "holocron_scrapy.frontier.Frontier": 100,
-        "holocron_scrapy.progress.CrawlProgress": 500,
+        "holocron_scrapy.frontier.extension.Frontier": 100,
+        "holocron_scrapy.extensions.progress.CrawlProgress": 500,
         "holocron_scrapy.extensions.manifest.RunManifest": 600,
     }
     assert settings.getdict("SPIDER_MIDDLEWARES") == {

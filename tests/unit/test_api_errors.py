@@ -15,7 +15,7 @@ import pytest
 from scrapy import Request
 from scrapy.http import TextResponse
 
-from holocron_scrapy import mwapi
+from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.model import Outcome, Status
 from tests.unit.test_mediawiki_spider import make_spider, work_items
 

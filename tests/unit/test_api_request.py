@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.misc import build_from_crawler
 
-from holocron_scrapy import mwapi
+from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki.api_request import FORM_TYPE, api_request, query_url_of, shown
 from holocron_scrapy.middlewares.state import StateMiddleware
 from tests.unit.test_state_middleware import claim, request_for, response_to

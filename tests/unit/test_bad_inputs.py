@@ -21,14 +21,14 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from holocron_scrapy.dburl import DatabaseConfigError, resolve_schema
+from holocron_scrapy.audit.verify import verify
+from holocron_scrapy.config.sources import SourceConfigError, load_source
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake import MAX_FILENAME_BYTES, record_path, write_json_atomic
-from holocron_scrapy.limits import fit_resource_id
+from holocron_scrapy.lake.files import MAX_FILENAME_BYTES, record_path, write_json_atomic
 from holocron_scrapy.model import NewWorkItem, Outcome, WorkItem
-from holocron_scrapy.sources import SourceConfigError, load_source
-from holocron_scrapy.store import StateStore
-from holocron_scrapy.verify import verify
+from holocron_scrapy.store.dburl import DatabaseConfigError, resolve_schema
+from holocron_scrapy.store.limits import fit_resource_id
+from holocron_scrapy.store.state_store import StateStore
 from tests.conftest import open_test_store
 from tests.e2e.audit import ingest_verify
 
@@ -256,7 +256,7 @@ def test_hostile_ids_never_share_a_file_even_case_insensitively(tmp_path: Path) 
     when case is ignored (Windows, macOS), and the audit finds everything in order."""
     lake = tmp_path / "lake"
     with open_test_store("sqlite", tmp_path) as store:
-        # As the frontier hands them to the store (a NUL escaped: see holocron_scrapy.limits).
+        # As the frontier hands them to the store (a NUL escaped: see holocron_scrapy.store.limits).
         ids = [fit_resource_id(v) for _, v in HOSTILE_IDS]
         store.add_work_items([NewWorkItem("mediawiki", "badinputs", "page", v) for v in ids])
         claimed = store.claim(
@@ -290,7 +290,8 @@ def test_hostile_ids_never_share_a_file_even_case_insensitively(tmp_path: Path) 
 
 def test_an_id_with_a_lone_surrogate_is_stored_escaped(tmp_path: Path) -> None:
     """JSON can carry "\\udcff" (not MediaWiki, but a generic HTTP source): no encoder takes it,
-    so the record holds it escaped (``a\\udcffb``, see holocron_scrapy.limits): the lake path is
+    so the record holds it escaped (``a\\udcffb``, see holocron_scrapy.store.limits): the lake path
+    is
     safe and the document is UTF-8."""
     record = lake_record(1, "a\udcffb")
     assert record.resource_id == "a\\udcffb"

@@ -10,8 +10,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import UsageError
 from scrapy.settings import Settings
 
-from holocron_scrapy.contact import ContactError, merge_contact, resolve_contact
-from holocron_scrapy.sources import SourceConfigError, load_source
+from holocron_scrapy.config.contact import ContactError, merge_contact, resolve_contact
+from holocron_scrapy.config.sources import SourceConfigError, load_source
 from holocron_scrapy.spiders.http import HttpSpider
 from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 from tests.unit.conftest import base_settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from holocron_scrapy.dburl import (
+from holocron_scrapy.store.dburl import (
     DEFAULT_DB_URL,
     DatabaseConfigError,
     masked,

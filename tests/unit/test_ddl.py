@@ -1,4 +1,5 @@
-"""The committed SQL Server DDL is exactly what the generator makes from holocron_scrapy.schema."""
+"""The committed SQL Server DDL is exactly what the generator makes from
+holocron_scrapy.store.schema."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from holocron_scrapy.dburl import DatabaseConfigError
-from holocron_scrapy.ddl import SQL_FILE, mssql_ddl
-from holocron_scrapy.schema import build_tables
+from holocron_scrapy.store.dburl import DatabaseConfigError
+from holocron_scrapy.store.ddl import SQL_FILE, mssql_ddl
+from holocron_scrapy.store.schema import build_tables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = REPO_ROOT / SQL_FILE
@@ -41,14 +42,14 @@ def parse_tables(sql: str) -> dict[str, list[str]]:
 def test_committed_sql_is_generated_from_the_schema() -> None:
     expected = mssql_ddl().encode("utf-8")
     assert COMMITTED.read_bytes() == expected, (
-        f"{SQL_FILE} is out of date with holocron_scrapy/schema.py; regenerate it with\n"
-        f"    python -m holocron_scrapy.ddl > {SQL_FILE}"
+        f"{SQL_FILE} is out of date with holocron_scrapy/store/schema.py; regenerate it with\n"
+        f"    python -m holocron_scrapy.store.ddl > {SQL_FILE}"
     )
 
 
 def test_main_prints_the_script() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "holocron_scrapy.ddl"],
+        [sys.executable, "-m", "holocron_scrapy.store.ddl"],
         cwd=REPO_ROOT,
         capture_output=True,
         check=True,
@@ -82,7 +83,7 @@ def test_script_is_idempotent_and_batched() -> None:
     ) in sql
     creates = sql.count("CREATE TABLE") + sql.count("CREATE INDEX") + sql.count("ALTER TABLE")
     assert sql.count("\nGO\n") == creates + 2  # + SET options and CREATE SCHEMA
-    assert "python -m holocron_scrapy.ddl > sql/001_ingest_schema.sql" in sql
+    assert "python -m holocron_scrapy.store.ddl > sql/001_ingest_schema.sql" in sql
     assert "sqlcmd" in sql
     # SQL Server types, not the deprecated or date-only ones.
     assert "DATETIME2" in sql

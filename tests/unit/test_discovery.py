@@ -16,10 +16,11 @@ from scrapy.http import TextResponse
 from scrapy.settings import Settings
 from scrapy.utils.test import get_reactor_settings
 
-from holocron_scrapy import listings, mwapi
+from holocron_scrapy.config.sources import Discovery, SourceConfigError, load_source
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki import api as mwapi
+from holocron_scrapy.mediawiki import listings
 from holocron_scrapy.model import NewWorkItem, WorkItem
-from holocron_scrapy.sources import Discovery, SourceConfigError, load_source
 from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ import pytest
 from scrapy import Request
 from scrapy.http import TextResponse
 
-from holocron_scrapy import feeds
+from holocron_scrapy.mediawiki import feeds
 from holocron_scrapy.model import NewWorkItem, Outcome
-from holocron_scrapy.store_sync import KnownItem, SyncPoint
+from holocron_scrapy.store.sync import KnownItem, SyncPoint
 from tests.unit.conftest import SOURCE_NAME, RecordingEngine
 
 if TYPE_CHECKING:

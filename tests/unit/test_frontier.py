@@ -20,16 +20,16 @@ from scrapy.settings import Settings
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
-from holocron_scrapy.frontier import (
+from holocron_scrapy.frontier.extension import (
     CrawlStateError,
     Frontier,
     state_store_from_settings,
     work_items_of,
 )
-from holocron_scrapy.frontier_leases import dead_reason, pid_namespace
+from holocron_scrapy.frontier.leases import dead_reason, pid_namespace
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.outage import short_error
-from holocron_scrapy.store import RunState, StateStore, utcnow
+from holocron_scrapy.store.state_store import RunState, StateStore, utcnow
 from tests.unit.conftest import SEEDS, SOURCE_NAME, WORKER_ID, RecordingEngine, wait_for
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from tests.unit.conftest import Crawl
 
-FRONTIER_LOGGER = "holocron_scrapy.frontier"
+FRONTIER_LOGGER = "holocron_scrapy.frontier"  # the frontier package: the extension and its parts
 #: The frontier's outages are logged by the module that tracks them.
 OUTAGE_LOGGER = "holocron_scrapy.outage"
 EMPTY_COUNTS = {status.value: 0 for status in Status}

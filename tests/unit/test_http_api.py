@@ -1,4 +1,4 @@
-"""The generic HTTP spider's pure logic (holocron_scrapy.http_api): URLs, ids, JSON paths,
+"""The generic HTTP spider's pure logic (holocron_scrapy.http.api): URLs, ids, JSON paths,
 pagination steps and payloads."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from holocron_scrapy import http_api
-from holocron_scrapy.http_source import Pagination
+from holocron_scrapy.config.http import Pagination
+from holocron_scrapy.http import api as http_api
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from holocron_scrapy.frontier_runs import open_run
-from holocron_scrapy.limits import is_shortened
+from holocron_scrapy.frontier.runs import open_run
 from holocron_scrapy.model import NewWorkItem, Status
+from holocron_scrapy.store.limits import is_shortened
 from tests.unit.test_http_spider import BASE, SITE_SOURCE, item, make_spider
 
 if TYPE_CHECKING:

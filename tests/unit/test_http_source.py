@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from holocron_scrapy.http_source import (
+from holocron_scrapy.config.http import (
     HtmlLinks,
     HttpDiscovery,
     JsonField,
     Pagination,
     load_http_source,
 )
-from holocron_scrapy.sources import SourceConfigError, load_source
+from holocron_scrapy.config.sources import SourceConfigError, load_source
 
 SHIPPED_SOURCES = Path(__file__).resolve().parents[2] / "sources"
 

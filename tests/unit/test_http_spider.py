@@ -16,7 +16,7 @@ from scrapy.settings import Settings
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from holocron_scrapy.frontier import Frontier
+from holocron_scrapy.frontier.extension import Frontier
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.spiders.http import HttpSpider

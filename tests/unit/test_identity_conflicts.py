@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from scrapy.http import TextResponse
 
-from holocron_scrapy import mwapi
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.model import Outcome, Status
 from tests.unit.test_mediawiki_spider import make_spider, work_items
 from tests.unit.test_resources import items_of

@@ -10,9 +10,10 @@ from datetime import datetime
 import pytest
 
 from holocron_scrapy import items as items_module
-from holocron_scrapy import model, store
+from holocron_scrapy import model
 from holocron_scrapy.items import ResourceRecord, canonical_json
 from holocron_scrapy.model import IngestRow, WorkItem
+from holocron_scrapy.store import state_store as store
 
 FETCHED_AT = datetime(2026, 1, 2, 3, 4, 5)
 ITEM = WorkItem(17, "mediawiki", "testwiki", "page", "Ahsoka Tano", 1, -1, 2, None)

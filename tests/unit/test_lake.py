@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from holocron_scrapy.lake import (
+from holocron_scrapy.lake.files import (
     LakePathError,
     record_filename,
     record_path,

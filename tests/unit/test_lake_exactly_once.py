@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from scrapy.utils.misc import build_from_crawler
 
-from holocron_scrapy.lake import PENDING_DIR, pending_path, record_path
+from holocron_scrapy.audit.verify import verify
+from holocron_scrapy.lake.files import PENDING_DIR, pending_path, record_path
 from holocron_scrapy.model import Outcome
 from holocron_scrapy.pipelines.ingest import IngestRecordsPipeline
 from holocron_scrapy.pipelines.lake import LakePipeline
-from holocron_scrapy.verify import verify
 from tests.unit.conftest import SOURCE_NAME
 from tests.unit.test_pipelines import claim, lake_files, record_for, sha256_of
 

@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy.lake_export import STATE_FILE, ParquetExport
+from holocron_scrapy.lake.export import STATE_FILE, ParquetExport
 from holocron_scrapy.model import IngestRow
-from holocron_scrapy.store_records import ingest_params
+from holocron_scrapy.store.records import ingest_params
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 SYSTEM, NAME = "mediawiki", "wookieepedia"
 PAYLOAD = '{"pageid": N, "big": 12345678901234567890.12345, "title": "Yoda \\u00e9"}'

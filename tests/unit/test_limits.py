@@ -1,4 +1,4 @@
-"""holocron_scrapy.limits: values fitted to their columns, with the lengths of the schema."""
+"""holocron_scrapy.store.limits: values fitted to their columns, with the lengths of the schema."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy import limits
-from holocron_scrapy.http_api import discovered_url, resource_key
+from holocron_scrapy.http.api import discovered_url, resource_key
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, canonical_json
-from holocron_scrapy.schema import build_tables
-from holocron_scrapy.split_writes import refusal_reason, refused_by_database
+from holocron_scrapy.store import limits
+from holocron_scrapy.store.schema import build_tables
+from holocron_scrapy.store.split_writes import refusal_reason, refused_by_database
 
 
 def test_lengths_are_read_from_the_schema() -> None:

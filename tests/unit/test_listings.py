@@ -1,4 +1,5 @@
-"""Listings: the pure functions of holocron_scrapy.listings, and the spider's listing callback
+"""Listings: the pure functions of holocron_scrapy.mediawiki.listings, and the spider's listing
+callback
 on constructed responses (shaped as the real API's) with a real frontier on SQLite."""
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from scrapy.http import TextResponse
 
-from holocron_scrapy import listings
-from holocron_scrapy.listings import Listing, ListingError, listing_url, members, seed_listings
+from holocron_scrapy.config.sources import Seeds, load_source
+from holocron_scrapy.mediawiki import listings
+from holocron_scrapy.mediawiki.listings import (
+    Listing,
+    ListingError,
+    listing_url,
+    members,
+    seed_listings,
+)
 from holocron_scrapy.model import Outcome, Status
-from holocron_scrapy.sources import Seeds, load_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -19,8 +19,8 @@ from scrapy.http import TextResponse
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler, get_reactor_settings
 
-from holocron_scrapy import mwapi
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import mssql
 
 from holocron_scrapy.commands import ingest_requeue, ingest_status
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
-from holocron_scrapy.operations import (
+from holocron_scrapy.store.operations import (
     like_pattern,
     message_pattern,
     requeue,
@@ -28,7 +28,7 @@ from tests.conftest import open_test_store
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 SYSTEM, NAME, OWNER = "mediawiki", "wiki", "w1:4242:run"
 BACKENDS = [

@@ -6,9 +6,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from holocron_scrapy.ddl import SQL_FILE
+from holocron_scrapy.config.sources import load_source, resolve_source_path
 from holocron_scrapy.packaged import shipped_sources_dir, sql_script
-from holocron_scrapy.sources import load_source, resolve_source_path
+from holocron_scrapy.store.ddl import SQL_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from scrapy.utils.test import get_crawler
 
 from holocron_scrapy.addon import HolocronAddon
 from holocron_scrapy.items import ResourceRecord, canonical_json
-from holocron_scrapy.lake import pending_path, record_path
+from holocron_scrapy.lake.files import pending_path, record_path
 from holocron_scrapy.pipelines.ingest import IngestRecordsPipeline
 from holocron_scrapy.pipelines.lake import LakePipeline
 from tests.unit.conftest import SOURCE_NAME, wait_for

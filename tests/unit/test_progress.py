@@ -13,9 +13,9 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
+from holocron_scrapy.extensions.progress import CrawlProgress
 from holocron_scrapy.model import Outcome, Status
-from holocron_scrapy.progress import CrawlProgress
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.state_store import StateStore
 from tests.unit.conftest import wait_for
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 SIX_SEEDS = ("A1", "A2", "A3", "A4", "A5", "A6")
 QUEUE = "queue: pending=2, in_progress=1, completed=1, failed=1, skipped=1"
-PROGRESS_LOGGER = "holocron_scrapy.progress"
+PROGRESS_LOGGER = "holocron_scrapy.extensions.progress"
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ from scrapy.http import TextResponse
 
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.mediawiki import revision_check
+from holocron_scrapy.mediawiki.recrawl import KnownPage, compare, deletion_payload, info_url
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
-from holocron_scrapy.recrawl import KnownPage, compare, deletion_payload, info_url
 from tests.unit.conftest import SOURCE_NAME, RecordingEngine, wait_for
 
 if TYPE_CHECKING:
@@ -377,7 +377,7 @@ def test_unknown_recrawl_mode_is_a_usage_error(make_crawl: Callable[..., Crawl])
 
 
 def _finish(crawl: Crawl, item: WorkItem, page: dict[str, Any]) -> list[Any]:
-    from holocron_scrapy import mwapi
+    from holocron_scrapy.mediawiki import api as mwapi
 
     pages = mwapi.PageSet()
     pages.add({"query": {"pages": [page]}})
@@ -419,7 +419,7 @@ def test_a_page_record_carries_its_lastrevid(opened: Crawl) -> None:
 
 
 def _finish_redirect(crawl: Crawl, item: WorkItem, target: str) -> list[Any]:
-    from holocron_scrapy import mwapi
+    from holocron_scrapy.mediawiki import api as mwapi
 
     pages = mwapi.PageSet()
     pages.add(

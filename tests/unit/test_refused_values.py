@@ -18,7 +18,7 @@ from scrapy.utils.misc import build_from_crawler
 
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
 from holocron_scrapy.pipelines.ingest import IngestRecordsPipeline
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.state_store import StateStore
 from tests.conftest import PG_URL_ENV, _drop_schema, server_url
 from tests.unit.conftest import SOURCE_NAME
 from tests.unit.test_frontier import read_only_store
@@ -81,7 +81,7 @@ def refuse_resource_id(crawl: Crawl, value: str) -> None:
 
 
 def writes_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
-    name = "holocron_scrapy.frontier_writes"
+    name = "holocron_scrapy.frontier.writes"
     return [(level, msg) for logger, level, msg in caplog.record_tuples if logger == name]
 
 
@@ -320,7 +320,7 @@ def test_a_cursor_with_a_lone_surrogate_or_nul_is_saved_and_read_back(
 def test_a_write_that_keeps_failing_otherwise_is_logged_once_and_kept(
     crawl: Crawl, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="holocron_scrapy.frontier_writes")
+    caplog.set_level(logging.INFO, logger="holocron_scrapy.frontier.writes")
     items = claim(crawl)
     crawl.frontier.writes.finish(Outcome.skipped(items[0], "missing"))
 

@@ -19,10 +19,10 @@ from scrapy.http import TextResponse
 from scrapy.settings import Settings
 from scrapy.utils.test import get_reactor_settings
 
-from holocron_scrapy import resources
+from holocron_scrapy.config.sources import SourceConfigError, load_source
 from holocron_scrapy.items import ResourceRecord
+from holocron_scrapy.mediawiki import resources
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
-from holocron_scrapy.sources import SourceConfigError, load_source
 from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 from tests.unit.test_mediawiki_spider import API, fetch, run
 from tests.unit.test_sources import VALID, with_, write

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from holocron_scrapy import mwapi
+from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.safe_text import printable
 
 

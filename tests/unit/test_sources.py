@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from holocron_scrapy import sources
-from holocron_scrapy.sources import (
+from holocron_scrapy.config import sources
+from holocron_scrapy.config.sources import (
     Discovery,
     Seeds,
     SourceConfigError,

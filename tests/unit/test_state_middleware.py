@@ -20,7 +20,7 @@ from holocron_scrapy.middlewares.budget import SharedBudgetMiddleware
 from holocron_scrapy.middlewares.claims import ClaimCheckMiddleware, StaleClaim
 from holocron_scrapy.middlewares.state import StateMiddleware
 from holocron_scrapy.model import Outcome, Status, WorkItem
-from holocron_scrapy.store_sql import utcnow
+from holocron_scrapy.store.sql import utcnow
 from tests.unit.conftest import SOURCE_NAME
 from tests.unit.test_frontier import read_only_store
 

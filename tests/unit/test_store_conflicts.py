@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from holocron_scrapy import store_retry
 from holocron_scrapy.model import Applied, NewWorkItem, Outcome
 from holocron_scrapy.outage import database_unreachable, transaction_conflict
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store import retry as store_retry
+from holocron_scrapy.store.state_store import StateStore
 from tests.conftest import PG_URL_ENV, _drop_schema, server_url
 
 if TYPE_CHECKING:

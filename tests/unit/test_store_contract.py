@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy import store_leases
 from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status, WorkItem
-from holocron_scrapy.store import StateStore, canonical_json, dedupe_hash, utcnow
+from holocron_scrapy.store import leases as store_leases
+from holocron_scrapy.store.state_store import StateStore, canonical_json, dedupe_hash, utcnow
 
 SYSTEM = "mediawiki"
 NAME = "wookieepedia"
@@ -1195,7 +1195,7 @@ def test_claim_skips_rows_locked_by_an_open_transaction(store: StateStore) -> No
 
 _CLAIMER = """
 import json, sys
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.state_store import StateStore
 url, schema, owner = sys.argv[1:4]
 store = StateStore.from_url(url, schema)
 store.claim(source_system="none", source_name="none", owner=owner, run_id="r", limit=1,

@@ -18,14 +18,14 @@ import pytest
 import sqlalchemy as sa
 
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
-from holocron_scrapy.store_sql import dedupe_hash
+from holocron_scrapy.store.sql import dedupe_hash
 from tests.conftest import open_test_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 pytestmark = pytest.mark.postgres
 

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 
-from holocron_scrapy.schema import build_tables
+from holocron_scrapy.store.schema import build_tables
 from tests.mssql_operations import (
     REGENERATE,
     SNAPSHOT,
@@ -249,9 +249,9 @@ def test_every_row_locking_select_takes_work_items_in_id_order(recorder: Recorde
 def test_sqlite_and_postgresql_users_never_import_pyodbc(tmp_path: Path) -> None:
     code = f"""
 import sys
-from holocron_scrapy.ddl import mssql_ddl
-from holocron_scrapy.dburl import resolve_db_url
-from holocron_scrapy.store import StateStore
+from holocron_scrapy.store.ddl import mssql_ddl
+from holocron_scrapy.store.dburl import resolve_db_url
+from holocron_scrapy.store.state_store import StateStore
 assert resolve_db_url(None, {{}}).get_backend_name() == "sqlite"
 store = StateStore.from_url("sqlite:///" + {str(tmp_path / "s.db")!r})
 store.create_tables()

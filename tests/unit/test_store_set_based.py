@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
-from holocron_scrapy import store_records, store_sql
 from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status
+from holocron_scrapy.store import records as store_records
+from holocron_scrapy.store import sql as store_sql
 
 if TYPE_CHECKING:
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 SYSTEM, NAME = "mediawiki", "wookieepedia"
 # Chunks of 120 parameters (2,000 in the crawl) and IN lists of 20 (1,000): 55 rows make more

@@ -1,4 +1,4 @@
-"""The store's change-feed operations (``holocron_scrapy.store_sync``) on every backend: the sync
+"""The store's change-feed operations (``holocron_scrapy.store.sync``) on every backend: the sync
 point per source, the items a batch of changed titles names, the pages of the ``prop=info``
 pass; and their statements compiled for SQL Server."""
 
@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
 from holocron_scrapy.model import NewWorkItem, Outcome, dedupe_key
-from holocron_scrapy.store_sql import utcnow
-from holocron_scrapy.store_sync import Reach, SyncPoint
+from holocron_scrapy.store.sql import utcnow
+from holocron_scrapy.store.sync import Reach, SyncPoint
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 SYSTEM, NAME = "mediawiki", "wookieepedia"
 SOURCE = {"source_system": SYSTEM, "source_name": NAME}

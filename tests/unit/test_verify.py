@@ -1,4 +1,4 @@
-"""``holocron_scrapy.verify`` and ``scrapy ingest_verify`` on real lake + database states.
+"""``holocron_scrapy.audit.verify`` and ``scrapy ingest_verify`` on real lake + database states.
 
 Each state is built the way a crawl builds it: work items through the real ``StateStore``
 (claim, ``commit_records``), lake files through ``ResourceRecord.lake_document`` and
@@ -18,10 +18,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
+from holocron_scrapy.audit.verify import (
+    PROBLEMS,
+    Report,
+    load_ground_truth,
+    read_only_engine,
+    verify,
+)
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake import record_path, write_json_atomic
+from holocron_scrapy.lake.files import record_path, write_json_atomic
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
-from holocron_scrapy.verify import PROBLEMS, Report, load_ground_truth, read_only_engine, verify
 from tests.conftest import open_test_store
 from tests.e2e.audit import ingest_verify
 
@@ -30,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.store import StateStore
+    from holocron_scrapy.store.state_store import StateStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = "mediawiki"

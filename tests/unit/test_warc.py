@@ -16,8 +16,8 @@ from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 from warcio.archiveiterator import ArchiveIterator
 
+from holocron_scrapy.lake.warc import OPEN_SUFFIX, WarcFiles
 from holocron_scrapy.middlewares.warc import WarcMiddleware
-from holocron_scrapy.warc import OPEN_SUFFIX, WarcFiles
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,0 +1,104 @@
+"""When nothing is claimable: whether the frontier waits (and how long), or lets the crawl end.
+
+Other workers' live leases (they may discover more, or die and leave their items) and failures
+scheduled for a retry within ``HOLOCRON_RETRY_WAIT_MAX`` are worth waiting for; the frontier
+then claims again when the wait is over. Otherwise the crawl may end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from scrapy.utils.asyncio import run_in_thread
+
+from holocron_scrapy.store.state_store import utcnow
+
+if TYPE_CHECKING:
+    from holocron_scrapy.frontier.extension import Frontier
+
+logger = logging.getLogger(__name__)
+
+
+class WaitPlanner:
+    """The waits of ``frontier`` when its queue is empty for now."""
+
+    def __init__(self, frontier: Frontier, *, retry_wait_max: float, idle_poll: float) -> None:
+        self.frontier = frontier
+        self.retry_wait_max = retry_wait_max
+        self.idle_poll = idle_poll
+        self.waiting = False  # the queue is empty for now; a claim is due later (see plan)
+        self._wake: asyncio.TimerHandle | None = None
+        self._logged = False
+
+    def claimed(self) -> None:
+        """Work was claimed: the next wait is logged again."""
+        self._logged = False
+
+    def cancel(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+
+    async def plan(self) -> None:
+        """Nothing is claimable now. Wait (claiming again when it may pay) if other workers hold
+        live leases on the source (they may discover more, or die and leave their items), or if
+        failed items are scheduled for a retry within HOLOCRON_RETRY_WAIT_MAX; else the crawl
+        may end, saying how many retries are scheduled for later."""
+        frontier = self.frontier
+        assert frontier.spider is not None
+        outlook = await run_in_thread(
+            frontier.store.outlook,
+            source_system=frontier.spider.source_system,
+            source_name=frontier.spider.source_name,
+            owner=frontier.owner,
+        )
+        now = utcnow()
+        waits: list[float] = []
+        if outlook.in_flight_elsewhere:
+            waits.append(self.idle_poll)
+        retry_in = None
+        if outlook.next_retry_at is not None:
+            retry_in = max(0.0, (outlook.next_retry_at - now).total_seconds())
+            if retry_in <= self.retry_wait_max:
+                waits.append(retry_in + 0.05)
+        if not waits:
+            if outlook.scheduled and not frontier.closing:
+                logger.info(
+                    "%(n)d failed work items are scheduled for another attempt, the first at "
+                    "%(at)s UTC (in %(s).0f s, more than HOLOCRON_RETRY_WAIT_MAX=%(max).0f s): "
+                    "not waiting; run the crawl again after that time to try them",
+                    {
+                        "n": outlook.scheduled,
+                        "at": outlook.next_retry_at,
+                        "s": retry_in,
+                        "max": self.retry_wait_max,
+                    },
+                )
+                frontier.stats.set_value(
+                    "holocron/frontier/retries_left_scheduled", outlook.scheduled
+                )
+            return
+        wait = max(0.0, min(waits))
+        self.waiting = True
+        frontier.stats.inc_value("holocron/frontier/waits")
+        level = logging.DEBUG if self._logged else logging.INFO
+        self._logged = True  # once until work is claimed again
+        logger.log(
+            level,
+            "Nothing to claim now: %(others)d items in flight with other workers, %(n)d "
+            "scheduled retries (the first in %(retry)s s); claiming again in %(wait).1f s",
+            {
+                "others": outlook.in_flight_elsewhere,
+                "n": outlook.scheduled,
+                "retry": "-" if retry_in is None else f"{retry_in:.0f}",
+                "wait": wait,
+            },
+        )
+        self._wake = asyncio.get_running_loop().call_later(wait, self._end)
+
+    def _end(self) -> None:
+        self._wake = None
+        self.waiting = False
+        self.frontier.dirty = True
+        self.frontier.maybe_claim()

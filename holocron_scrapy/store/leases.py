@@ -1,0 +1,276 @@
+"""The statements of claims and their leases.
+
+Claiming a leased batch (one atomic ``UPDATE ... RETURNING`` that skips rows locked by other
+claimers), renewing, checking and releasing leases, saving a listing's cursor under its lease,
+and the outlook of a source when nothing is claimable. Each function runs on a connection whose
+transaction :class:`~holocron_scrapy.store.state_store.StateStore` owns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from holocron_scrapy.model import Status, WorkItem
+from holocron_scrapy.store.sql import (
+    IN_LIST_CHUNK,
+    as_datetime,
+    chunks,
+    locked_ids,
+    update_in,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sqlalchemy.engine import Connection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """See :meth:`StateStore.outlook` (times are naive UTC)."""
+
+    scheduled: int  # pending items whose next_retry_at is still to come
+    next_retry_at: datetime | None
+    in_flight_elsewhere: int  # in_progress under another owner's unexpired lease
+    first_lease_expiry: datetime | None
+
+
+def claim(
+    conn: Connection,
+    wi: sa.Table,
+    *,
+    source_system: str,
+    source_name: str,
+    owner: str,
+    run_id: str,
+    limit: int,
+    lease_seconds: float,
+) -> list[WorkItem]:
+    """The claim statement on ``conn`` (the caller owns the transaction)."""
+    now = utcnow()
+    due = sa.or_(
+        sa.and_(
+            wi.c.status == Status.PENDING.value,
+            sa.or_(wi.c.next_retry_at.is_(None), wi.c.next_retry_at <= now),
+        ),
+        sa.and_(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_expires_at < now),
+    )
+    candidates = (
+        sa.select(wi.c.id)
+        .where(wi.c.source_system == source_system, wi.c.source_name == source_name, due)
+        .order_by(wi.c.priority.desc(), wi.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .with_hint(wi, "WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)", dialect_name="mssql")
+    )
+    stmt = (
+        sa.update(wi)
+        .where(wi.c.id.in_(candidates))
+        .values(
+            status=Status.IN_PROGRESS.value,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            claimed_at=now,
+            attempt=wi.c.attempt + 1,
+            run_id=run_id,
+            updated_at=now,
+        )
+        .returning(
+            wi.c.id,
+            wi.c.source_system,
+            wi.c.source_name,
+            wi.c.resource_type,
+            wi.c.resource_id,
+            wi.c.depth,
+            wi.c.priority,
+            wi.c.attempt,
+            wi.c.content_hash,
+            wi.c.version,
+            wi.c.cursor,
+            wi.c.hops,
+        )
+    )
+    claimed = [
+        WorkItem(
+            id=int(row.id),
+            source_system=row.source_system,
+            source_name=row.source_name,
+            resource_type=row.resource_type,
+            resource_id=row.resource_id,
+            depth=row.depth,
+            priority=row.priority,
+            attempt=row.attempt,
+            content_hash=row.content_hash,
+            version=row.version,
+            cursor=row.cursor,
+            hops=row.hops or 0,
+        )
+        for row in conn.execute(stmt)
+    ]
+    claimed.sort(key=lambda item: (-item.priority, item.id))  # RETURNING order is arbitrary
+    if claimed:
+        logger.debug(
+            "%(owner)s claimed %(n)d work items of %(system)s:%(name)s",
+            {"owner": owner, "n": len(claimed), "system": source_system, "name": source_name},
+        )
+    return claimed
+
+
+def renew(
+    conn: Connection,
+    wi: sa.Table,
+    *,
+    owner: str,
+    claims: Mapping[int, int],
+    now: datetime,
+    lease_seconds: float,
+) -> int:
+    """Extend ``owner``'s leases on the ``in_progress`` items of ``claims`` (id -> attempt),
+    each only under the claim named by its attempt: one statement per attempt number (a few)
+    and chunk of ids, taken in id order."""
+    by_attempt: dict[int, list[int]] = defaultdict(list)
+    for work_item_id, attempt in sorted(claims.items()):
+        by_attempt[attempt].append(work_item_id)
+    if len(by_attempt) > 1:  # lock them all in id order first, not attempt by attempt
+        leased = sa.and_(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner)
+        for chunk in chunks(sorted(claims), IN_LIST_CHUNK):
+            conn.execute(locked_ids(wi, sa.and_(wi.c.id.in_(chunk), leased)))
+    renewed = 0
+    for attempt, ids in sorted(by_attempt.items()):
+        stmt = (
+            sa.update(wi)
+            .where(
+                wi.c.status == Status.IN_PROGRESS.value,
+                wi.c.lease_owner == owner,
+                wi.c.attempt == attempt,
+            )
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        )
+        renewed += update_in(conn, stmt, wi.c.id, ids)
+    return renewed
+
+
+def leased_ids(conn: Connection, wi: sa.Table, *, owner: str) -> list[int]:
+    """The ids of the items ``in_progress`` under ``owner``'s lease."""
+    stmt = sa.select(wi.c.id).where(
+        wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner
+    )
+    return sorted(int(i) for i in conn.scalars(stmt))
+
+
+def outlook(
+    conn: Connection, wi: sa.Table, *, source_system: str, source_name: str, owner: str
+) -> Outlook:
+    """Retries scheduled for later, and items in flight under other owners' live leases."""
+    now = utcnow()
+    scheduled = sa.and_(wi.c.status == Status.PENDING.value, wi.c.next_retry_at > now)
+    elsewhere = sa.and_(
+        wi.c.status == Status.IN_PROGRESS.value,
+        sa.or_(wi.c.lease_owner.is_(None), wi.c.lease_owner != owner),
+        wi.c.lease_expires_at >= now,
+    )
+    stmt = sa.select(
+        sa.func.count(sa.case((scheduled, wi.c.id))),
+        sa.func.min(sa.case((scheduled, wi.c.next_retry_at))),
+        sa.func.count(sa.case((elsewhere, wi.c.id))),
+        sa.func.min(sa.case((elsewhere, wi.c.lease_expires_at))),
+    ).where(
+        wi.c.source_system == source_system,
+        wi.c.source_name == source_name,
+        wi.c.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value]),
+    )
+    n_scheduled, first_retry, n_elsewhere, first_expiry = conn.execute(stmt).one()
+    return Outlook(
+        scheduled=int(n_scheduled or 0),
+        next_retry_at=as_datetime(first_retry),
+        in_flight_elsewhere=int(n_elsewhere or 0),
+        first_lease_expiry=as_datetime(first_expiry),
+    )
+
+
+def save_cursor(
+    conn: Connection,
+    wi: sa.Table,
+    work_item_id: int,
+    cursor: str | None,
+    *,
+    owner: str,
+    lease_seconds: float,
+    attempt: int | None,
+) -> bool:
+    """Store a listing's cursor and renew its lease, if it is still ``owner``'s (under the
+    claim ``attempt`` when given)."""
+    now = utcnow()
+    live = [
+        wi.c.id == work_item_id,
+        wi.c.status == Status.IN_PROGRESS.value,
+        wi.c.lease_owner == owner,
+    ]
+    if attempt is not None:
+        live.append(wi.c.attempt == attempt)
+    stmt = (
+        sa.update(wi)
+        .where(*live)
+        .values(
+            cursor=cursor,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+    )
+    return bool(conn.execute(stmt).rowcount)
+
+
+def release(
+    conn: Connection,
+    wi: sa.Table,
+    *,
+    owner: str,
+    work_item_ids: Sequence[int] | None,
+    source: tuple[str, str] | None = None,
+) -> int:
+    """Return ``owner``'s leased items (or only ``work_item_ids``; of ``source`` only, when
+    given) to ``pending``."""
+    where = [wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner]
+    if source is not None:
+        where += [wi.c.source_system == source[0], wi.c.source_name == source[1]]
+    stmt = (
+        sa.update(wi)
+        .where(*where)
+        .values(
+            status=Status.PENDING.value,
+            attempt=sa.case((wi.c.attempt > 0, wi.c.attempt - 1), else_=0),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=utcnow(),
+        )
+    )
+    if work_item_ids is None:  # the rows locked in id order, as everywhere (store_sql)
+        return conn.execute(stmt.where(wi.c.id.in_(locked_ids(wi, sa.and_(*where))))).rowcount
+    ids = sorted(set(work_item_ids))
+    return update_in(conn, stmt, wi.c.id, ids)
+
+
+def lease_owners(
+    conn: Connection, wi: sa.Table, *, source_system: str, source_name: str
+) -> list[str]:
+    """The owners holding leases on the source's ``in_progress`` items."""
+    stmt = (
+        sa.select(wi.c.lease_owner)
+        .where(
+            wi.c.source_system == source_system,
+            wi.c.source_name == source_name,
+            wi.c.status == Status.IN_PROGRESS.value,
+            wi.c.lease_owner.is_not(None),
+        )
+        .distinct()
+    )
+    return sorted(str(owner) for owner in conn.scalars(stmt))
