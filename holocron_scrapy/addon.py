@@ -43,6 +43,11 @@ class HolocronAddon:
         # Close to the spider, so discoveries and outcomes leave the stream first.
         settings["SPIDER_MIDDLEWARES"][f"{PREFIX}.middlewares.state.StateMiddleware"] = 950
         settings["DOWNLOADER_MIDDLEWARES"][f"{PREFIX}.middlewares.claims.ClaimCheckMiddleware"] = 50
+        # A request waits for the memory budget of bodies before it takes a slot of the shared
+        # request budget (a slot then goes unused less often).
+        settings["DOWNLOADER_MIDDLEWARES"][
+            f"{PREFIX}.middlewares.body_budget.BodyBudgetMiddleware"
+        ] = 55
         # After the claim check: only requests that will be fetched take a slot of the budget.
         budget = f"{PREFIX}.middlewares.budget.SharedBudgetMiddleware"
         settings["DOWNLOADER_MIDDLEWARES"][budget] = 60

@@ -108,13 +108,17 @@ class HostileWiki:
             self.requests[key] += 1
 
 
+BIG_BODY = 2_000_000  # bytes of a /big/N answer
+
+
 class HostileSite:
     """An HTTP JSON API whose listings never end and whose resources redirect for ever:
 
     * ``/cycle/works?cursor=C``: ``json_next`` cursors ``*`` -> ``A`` -> ``B`` -> ``A`` …;
     * ``/self/works``: a ``Link: rel=next`` pointing at itself;
     * ``/ignore/works?page=N``: ``page_number`` ignored, the same page every time;
-    * ``/r/N``: a 302 to ``/r/N+1``; ``/ok``: a JSON resource;
+    * ``/r/N``: a 302 to ``/r/N+1``; ``/ok``: a JSON resource; ``/big/N``: a JSON resource of
+      :data:`BIG_BODY` bytes;
     * ``/sec/…``: a listing that 302s to another host (``localhost``: this server under another
       name), whose ``next`` link comes back, and records that echo the URL they were asked with
       (a source's ``api_key`` with it) in their ids, links and text.
@@ -186,6 +190,10 @@ class HostileSite:
             return 302, {"Location": f"/r/{n + 1}"}, b""
         if parts.path == "/ok":
             return 200, json_type, json.dumps({"id": "ok"}).encode()
+        if parts.path.startswith("/big/"):
+            n = parts.path.rsplit("/", 1)[1]
+            filler = "x" * (BIG_BODY - 40)
+            return 200, json_type, json.dumps({"id": f"big{n}", "text": filler}).encode()
         return 404, {}, b""
 
     def secret_answer(

@@ -31,7 +31,7 @@ from tests.e2e.crawl_helpers import (
     run_crawl,
     write_source,
 )
-from tests.e2e.hostile_servers import FORGED_LINE, HostileSite, HostileWiki
+from tests.e2e.hostile_servers import BIG_BODY, FORGED_LINE, HostileSite, HostileWiki
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -363,3 +363,23 @@ def test_secrets_stay_home_and_are_stored_nowhere(
              if s in text]  # fmt: skip
     assert not leaks, leaks
     assert "***" in repr(crawl.db.records())  # the echoes are there, masked
+
+
+def test_large_bodies_stay_within_the_body_budget(site: HostileSite, tmp_path: Path) -> None:
+    """Six 2 MB answers, two downloads at a time, a 3 MB budget: the crawl records all six and
+    never holds more than the budget plus the downloads already under way."""
+    budget, concurrent = 3_000_000, 2
+    crawl, name = http_crawl(
+        site,
+        tmp_path,
+        "big",
+        {"seeds": [f"big/{n}" for n in range(6)]},
+        "-s", f"HOLOCRON_BODY_BUDGET={budget}", "-s", f"CONCURRENT_REQUESTS={concurrent}",
+    )  # fmt: skip
+    crawl.result.check()
+    assert {item["status"] for item in crawl.items.values()} == {"completed"}
+    assert len(crawl.items) == 6
+    peak = crawl.result.stat("holocron/body_budget/peak_bytes")
+    assert BIG_BODY <= peak <= budget + concurrent * BIG_BODY
+    assert crawl.result.stat("holocron/body_budget/timeouts") == 0
+    crawl.verify_clean(name)

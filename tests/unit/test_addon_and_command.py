@@ -47,6 +47,7 @@ def test_the_addon_enables_every_component_at_its_priority() -> None:
     }
     assert settings.getdict("DOWNLOADER_MIDDLEWARES") == {
         "holocron_scrapy.middlewares.claims.ClaimCheckMiddleware": 50,
+        "holocron_scrapy.middlewares.body_budget.BodyBudgetMiddleware": 55,
         "holocron_scrapy.middlewares.budget.SharedBudgetMiddleware": 60,
         "holocron_scrapy.middlewares.retry_after.RetryAfterMiddleware": 560,
         "holocron_scrapy.middlewares.warc.WarcMiddleware": 950,
