@@ -5,6 +5,7 @@ settings tables list exactly its settings with the same defaults."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def settings_reads(tree: ast.AST) -> list[tuple[int, str, ast.expr | None]]:
     setting named by an f-string is reported as such (the scan could not check it)."""
     reads = []
     for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and isinstance(node.slice, ast.Constant)
+            and str(node.slice.value).startswith(PREFIXES)
+            and not ast.unparse(node.value).endswith("environ")
+        ):
+            # settings["HOLOCRON_…"]: no default at all
+            reads.append((node.lineno, str(node.slice.value), None))
+            continue
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -49,11 +60,17 @@ def settings_reads(tree: ast.AST) -> list[tuple[int, str, ast.expr | None]]:
     return reads
 
 
-def problems_of(path: Path, root: Path = ROOT) -> list[str]:
+@functools.cache
+def package_modules() -> dict[Path, ast.Module]:
+    """Every module of the package, parsed (once for the tests of this file)."""
+    return {m: ast.parse(m.read_text(), str(m)) for m in sorted(PACKAGE.rglob("*.py"))}
+
+
+def problems_of(path: Path, tree: ast.Module, root: Path = ROOT) -> list[str]:
     """What is wrong with the settings reads of one module (paths shown relative to ``root``)."""
     found = []
     in_defaults = path.name == "defaults.py"
-    for line, key, default in settings_reads(ast.parse(path.read_text(), str(path))):
+    for line, key, default in settings_reads(tree):
         where = f"{path.relative_to(root)}:{line}: {key}"
         if key not in defaults.SETTINGS:
             found.append(f"{where} is not in holocron_scrapy/defaults.py")
@@ -67,20 +84,18 @@ def problems_of(path: Path, root: Path = ROOT) -> list[str]:
 
 
 def test_every_settings_read_takes_its_default_from_defaults_py() -> None:
-    modules = sorted(PACKAGE.rglob("*.py"))
+    modules = package_modules()
     assert len(modules) > 50
-    reads = [r for m in modules for r in settings_reads(ast.parse(m.read_text()))]
+    reads = [r for tree in modules.values() for r in settings_reads(tree)]
     # The scan finds the reads (if it found none, it would pass for nothing).
     assert {"HOLOCRON_CLAIM_SIZE", "HOLOCRON_LAKE_DIR", "MEDIAWIKI_MAXLAG"} <= {
         k for _, k, _ in reads
     }
-    assert [p for m in modules for p in problems_of(m)] == []
+    assert [p for m, tree in modules.items() for p in problems_of(m, tree)] == []
 
 
 def test_every_default_is_read_somewhere() -> None:
-    read = {
-        k for m in PACKAGE.rglob("*.py") for _, k, _ in settings_reads(ast.parse(m.read_text()))
-    }
+    read = {k for tree in package_modules().values() for _, k, _ in settings_reads(tree)}
     assert sorted(set(defaults.SETTINGS) - read) == []
 
 
@@ -92,18 +107,20 @@ def test_the_scan_catches_a_literal_default_an_unknown_setting_and_a_computed_na
         'b = settings.get("HOLOCRON_NO_SUCH_SETTING", defaults.NO_SUCH_SETTING)\n'
         'c = settings.getint(f"HOLOCRON_{name}", 3)\n'
         'd = settings.get("HOLOCRON_WORKER_ID")\n'
+        'g = settings["HOLOCRON_LAKE_DIR"]\n'
         'e = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", defaults.MEDIAWIKI_MAXLAG)\n'
         'f = os.environ.get("HOLOCRON_TEST_PG_URL")\n'
     )
     path = tmp_path / "holocron_scrapy" / "scanned.py"
     path.parent.mkdir()
     path.write_text(source)
-    found = [p.split(": ", 1)[1] for p in problems_of(path, tmp_path)]
+    found = [p.split(": ", 1)[1] for p in problems_of(path, ast.parse(source), tmp_path)]
     assert found == [
         "HOLOCRON_CLAIM_SIZE: default 500, not defaults.CLAIM_SIZE",
         "HOLOCRON_NO_SUCH_SETTING is not in holocron_scrapy/defaults.py",
         "f'HOLOCRON_{name}' is not in holocron_scrapy/defaults.py",
         "HOLOCRON_WORKER_ID: default none, not defaults.WORKER_ID",
+        "HOLOCRON_LAKE_DIR: default none, not defaults.LAKE_DIR",
     ]
 
 
