@@ -61,8 +61,8 @@ class IngestRecordsPipeline:
         *,
         batch_size: int,
         max_delay: float,
-        lake_fsync: bool = True,
-        outage_max: float = 3600.0,
+        lake_fsync: bool = defaults.LAKE_FSYNC,
+        outage_max: float = defaults.OUTAGE_MAX,
     ) -> None:
         self.frontier = frontier
         self.lake_fsync = lake_fsync

@@ -57,10 +57,10 @@ class LakePipeline:
         frontier: Frontier,
         stats: StatsCollector,
         *,
-        threads: int = 4,
-        fsync: bool = True,
-        outage_max_seconds: float = 3600.0,
-        temp_max_age: float = 60.0,
+        threads: int = defaults.LAKE_THREADS,
+        fsync: bool = defaults.LAKE_FSYNC,
+        outage_max_seconds: float = defaults.OUTAGE_MAX,
+        temp_max_age: float = defaults.LAKE_TEMP_MAX_AGE,
         publish_at_once: bool = False,
     ) -> None:
         self.root = root
