@@ -181,3 +181,28 @@ def test_the_readme_lists_every_setting_once_with_its_default() -> None:
 def test_readme_values_are_python_literals(value: object, cell: str) -> None:
     assert readme_value(value) == cell
     assert ast.literal_eval(cell.strip("`")) == value
+
+
+#: The units the README's prose gives a default in: ``(600 s)``, ``(1 h)``, ``(1 GB)``.
+UNITS = {"": 1, "s": 1, "h": 3600, "GB": 1024**3, "MiB": 1024**2}
+PROSE_DEFAULT = re.compile(
+    r"`(?P<name>(?:HOLOCRON|MEDIAWIKI)_[A-Z0-9_]+)` \("
+    r"(?:(?:default )?(?P<number>\d+(?:\.\d+)?)(?: (?P<unit>s|h|GB|MiB))?"
+    r"|default `(?P<text>[^`]+)`)\)"
+)
+
+
+def test_the_readme_prose_quotes_the_defaults_of_defaults_py() -> None:
+    """``HOLOCRON_IDLE_POLL`` (2 s) in a sentence is the same 2 s as in ``defaults.py``."""
+    quoted = list(PROSE_DEFAULT.finditer((ROOT / "README.md").read_text()))
+    assert len(quoted) >= 5
+    wrong = []
+    for match in quoted:
+        value = defaults.SETTINGS.get(match["name"])
+        if match["text"] is not None:
+            said: object = match["text"]
+        else:
+            said = float(match["number"]) * UNITS[match["unit"] or ""]
+        if said != value:
+            wrong.append(f"{match[0]}: defaults.py has {value!r}")
+    assert wrong == []
