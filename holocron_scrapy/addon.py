@@ -2,11 +2,14 @@
 
 It works in any Scrapy project, not only this one:
 ``ADDONS = {"holocron_scrapy.addon.HolocronAddon": 0}`` in the project's settings gives its spiders
-(those written against
-:class:`holocron_scrapy.frontier.extension.FrontierSpider`) the SQL frontier, the state middleware
-and the
-lake and IngestRecords pipelines. It sets what the components require at add-on priority (a
-project's own settings win) and refuses a reactor they cannot run on.
+(those written against :class:`holocron_scrapy.frontier.extension.FrontierSpider`) the SQL
+frontier, the state middleware and the lake and IngestRecords pipelines. It sets what the
+components require at add-on priority (a project's own settings win) and refuses a reactor they
+cannot run on.
+
+The components' own settings are not set here: each component reads its settings with the
+default of :mod:`holocron_scrapy.defaults`, so it works the same when it is listed by hand
+instead of through the add-on.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from scrapy.exceptions import UsageError
 
+from holocron_scrapy import defaults
 from holocron_scrapy.model import Outcome, Status
 
 if TYPE_CHECKING:
@@ -43,20 +44,26 @@ _SHOWN = 200
 
 @dataclass(frozen=True, slots=True)
 class Bounds:
-    chain_max_pages: int = 1000
-    chain_max_bytes: int = 64 * 1024 * 1024
-    listing_max_pages: int = 100_000
-    max_redirects: int = 10
+    chain_max_pages: int = defaults.CHAIN_MAX_PAGES
+    chain_max_bytes: int = defaults.CHAIN_MAX_BYTES
+    listing_max_pages: int = defaults.LISTING_MAX_PAGES
+    max_redirects: int = defaults.MAX_REDIRECTS
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> Bounds:
         """The ``HOLOCRON_*`` limits of the crawl (a usage error when one is out of range)."""
-        default = cls()
         values = {
-            name: settings.getint(f"HOLOCRON_{name.upper()}", getattr(default, name))
-            for name in ("chain_max_pages", "chain_max_bytes", "listing_max_pages")
+            "chain_max_pages": settings.getint(
+                "HOLOCRON_CHAIN_MAX_PAGES", defaults.CHAIN_MAX_PAGES
+            ),
+            "chain_max_bytes": settings.getint(
+                "HOLOCRON_CHAIN_MAX_BYTES", defaults.CHAIN_MAX_BYTES
+            ),
+            "listing_max_pages": settings.getint(
+                "HOLOCRON_LISTING_MAX_PAGES", defaults.LISTING_MAX_PAGES
+            ),
+            "max_redirects": settings.getint("HOLOCRON_MAX_REDIRECTS", defaults.MAX_REDIRECTS),
         }
-        values["max_redirects"] = settings.getint("HOLOCRON_MAX_REDIRECTS", default.max_redirects)
         for name, value in values.items():
             if value < (0 if name == "max_redirects" else 1):
                 raise UsageError(f"HOLOCRON_{name.upper()}: {value} is out of range")

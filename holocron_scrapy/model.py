@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from holocron_scrapy import defaults
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -173,9 +175,9 @@ class RetryPolicy:
     one attempt to the next (the next attempt's smallest delay is this one's largest).
     """
 
-    max_attempts: int = 3
-    base_seconds: float = 30.0
-    cap_seconds: float = 3600.0
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    base_seconds: float = defaults.RETRY_BACKOFF
+    cap_seconds: float = defaults.RETRY_BACKOFF_MAX
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -5,13 +5,13 @@ database, or a source file (its ``name``), and the state database of ``scrapy cr
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.conf import arglist_to_dict
 
+from holocron_scrapy import defaults
 from holocron_scrapy.audit.verify import read_only_engine
 from holocron_scrapy.config.contact import ContactError, contact_from_settings
 from holocron_scrapy.config.sources import SourceConfigError, load_source
@@ -21,6 +21,7 @@ from holocron_scrapy.store.schema import build_tables
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
 
     import sqlalchemy as sa
     from scrapy.settings import BaseSettings
@@ -35,11 +36,10 @@ def source_name_of(ref: str | None, settings: BaseSettings) -> str:
     if not ref:
         raise UsageError("which source? -a source=NAME (or --source NAME)")
     if ref.endswith((".yaml", ".yml")) or os.sep in ref:
-        sources_dir = settings.get("HOLOCRON_SOURCES_DIR")
+        sources_dir = defaults.sources_dir(settings)
         try:
             contact = contact_from_settings(settings)
-            directory = Path(sources_dir) if sources_dir else None
-            return load_source(ref, directory, contact=contact).name
+            return load_source(ref, sources_dir, contact=contact).name
         except (SourceConfigError, ContactError) as exc:
             raise UsageError(str(exc), print_help=False) from exc
     try:
@@ -54,8 +54,10 @@ def source_name_of(ref: str | None, settings: BaseSettings) -> str:
 
 def database_of(settings: BaseSettings) -> tuple[URL, str | None]:
     """The state database's URL and schema (settings, else environment), as ``scrapy crawl``."""
-    url = resolve_db_url(settings.get("HOLOCRON_DB_URL"), os.environ)
-    return url, resolve_schema(settings.get("HOLOCRON_DB_SCHEMA"), os.environ, url)
+    url = resolve_db_url(settings.get("HOLOCRON_DB_URL", defaults.DB_URL), os.environ)
+    return url, resolve_schema(
+        settings.get("HOLOCRON_DB_SCHEMA", defaults.DB_SCHEMA), os.environ, url
+    )
 
 
 class SourceCommand(ScrapyCommand):
@@ -105,4 +107,4 @@ class SourceCommand(ScrapyCommand):
 
     def lake_dir(self) -> Path:
         assert self.settings is not None
-        return Path(self.settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
+        return defaults.lake_dir(self.settings)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from holocron_scrapy import defaults
+
 if TYPE_CHECKING:
     from scrapy.statscollectors import StatsCollector
 
@@ -108,7 +110,7 @@ class Outage:
         stats: StatsCollector,
         *,
         max_delay: float = 5.0,
-        max_seconds: float = 3600.0,
+        max_seconds: float = defaults.OUTAGE_MAX,
     ) -> None:
         self.key = key
         self.what = what

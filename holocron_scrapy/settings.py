@@ -26,14 +26,9 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 RETRY_ENABLED = True
 RETRY_TIMES = 3
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
-# 429, 503 and the API's maxlag/ratelimited/readonly: wait Retry-After, then retry
-# (holocron_scrapy.middlewares.retry_after; README "Politeness and errors").
-HOLOCRON_RETRY_AFTER_ENABLED = True
-HOLOCRON_RETRY_AFTER_DEFAULT = 5.0  # s, doubled per try when the server gives no Retry-After
-HOLOCRON_RETRY_AFTER_MAX = 300.0  # s, the longest wait, even when Retry-After asks for more
-HOLOCRON_RETRY_AFTER_TIMES = 10  # then the work items fail ("HTTP 429 from …")
-HOLOCRON_RETRY_AFTER_MAXLAG_TIMES = 50  # maxlag waits are not failures: a cap of their own
-MEDIAWIKI_MAXLAG = 5  # s, sent with every API request (0: not sent)
+# 429, 503 and the API's maxlag/ratelimited/readonly wait Retry-After, then retry
+# (HOLOCRON_RETRY_AFTER_*, holocron_scrapy.middlewares.retry_after; README "Politeness and
+# errors"); every API request sends maxlag=MEDIAWIKI_MAXLAG.
 DOWNLOAD_TIMEOUT = 60
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
@@ -43,17 +38,9 @@ DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"
 
-# holocron (see README.md, "Settings"): where the lake and the state database live.
-HOLOCRON_LAKE_DIR = "local/data_lake"
-# A failed work item is tried HOLOCRON_MAX_ATTEMPTS times, HOLOCRON_RETRY_BACKOFF s (doubled per
-# attempt, jittered) apart; a crawl waits for retries due within HOLOCRON_RETRY_WAIT_MAX.
-HOLOCRON_MAX_ATTEMPTS = 3
-HOLOCRON_RETRY_BACKOFF = 30.0
-HOLOCRON_RETRY_WAIT_MAX = 600.0
-# Processes crawling one source share one request budget: one request per HOLOCRON_BUDGET_DELAY
-# (unset: the source's DOWNLOAD_DELAY; 0: off).
-# HOLOCRON_DB_URL: unset means the environment variable of that name, then the SQL Server
-# variables (DB_BACKEND=sqlserver, SQLSERVER_*), then sqlite:///local/state.db.
+# The holocron settings (HOLOCRON_*, MEDIAWIKI_*): their defaults are in
+# holocron_scrapy/defaults.py, one place for this project and any other that uses the add-on
+# (README.md, "Settings"); set one here, in a source file's settings: block, or with -s.
 
 # `scrapy crawl` validates the source file and the database settings before it starts.
 COMMANDS_MODULE = "holocron_scrapy.commands"

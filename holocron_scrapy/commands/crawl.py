@@ -16,17 +16,17 @@ the same way (``name: 'x' was crawled from … into this database``), before any
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
+from holocron_scrapy import defaults
 from holocron_scrapy.config.contact import ContactError, contact_from_settings
 from holocron_scrapy.config.http import load_http_source
 from holocron_scrapy.config.sources import SourceConfigError, load_source
-from holocron_scrapy.frontier.extension import state_store_from_settings
+from holocron_scrapy.frontier.settings import state_store_from_settings
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.store.dburl import DatabaseConfigError
 
@@ -50,13 +50,13 @@ class Command(ScrapyCrawlCommand):
         loader = SOURCE_LOADERS.get(args[0]) if args else None
         config = None
         if source is not None and loader is not None:
-            sources_dir = self.settings.get("HOLOCRON_SOURCES_DIR")
+            sources_dir = defaults.sources_dir(self.settings)
             try:
                 contact = contact_from_settings(self.settings)
-                config = loader(source, Path(sources_dir) if sources_dir else None, contact=contact)
+                config = loader(source, sources_dir, contact=contact)
             except (SourceConfigError, ContactError) as exc:
                 raise UsageError(str(exc), print_help=False) from exc
-        if self.settings.getbool("HOLOCRON_ENABLED", True):
+        if self.settings.getbool("HOLOCRON_ENABLED", defaults.ENABLED):
             self._check_state_database(args[0] if config is not None else None, config)
         super().run(args, opts)
 

@@ -15,6 +15,8 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from holocron_scrapy import defaults
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -62,7 +64,7 @@ def resolve_contact(setting: str | None, environ: Mapping[str, str]) -> str | No
 
 def contact_from_settings(settings: BaseSettings) -> str | None:
     """``HOLOCRON_CONTACT`` of the crawl's settings or of the environment (``ContactError``)."""
-    return resolve_contact(settings.get(CONTACT_SETTING), os.environ)
+    return resolve_contact(settings.get("HOLOCRON_CONTACT", defaults.CONTACT), os.environ)
 
 
 def merge_contact(user_agent: str, contact: str | None) -> str:

@@ -23,19 +23,20 @@ import json
 import logging
 import os
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import run_in_thread
 
+from holocron_scrapy import defaults
 from holocron_scrapy.lake.files import LakePathError, record_path
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.signals import run_closed
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from pathlib import Path
 
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
@@ -56,14 +57,12 @@ class RunManifest:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("HOLOCRON_MANIFEST_ENABLED", True):
+        if not settings.getbool("HOLOCRON_MANIFEST_ENABLED", defaults.MANIFEST_ENABLED):
             raise NotConfigured("HOLOCRON_MANIFEST_ENABLED is off")
-        if not settings.getbool("HOLOCRON_LAKE_ENABLED", True):
+        if not settings.getbool("HOLOCRON_LAKE_ENABLED", defaults.LAKE_ENABLED):
             raise NotConfigured("the lake is off (HOLOCRON_LAKE_ENABLED)")
         assert crawler.stats is not None
-        manifest = cls(
-            Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute(), crawler.stats
-        )
+        manifest = cls(defaults.lake_dir(settings), crawler.stats)
         crawler.signals.connect(manifest.run_closed, signal=run_closed)
         return manifest
 

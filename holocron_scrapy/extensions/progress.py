@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import signals
@@ -19,11 +18,14 @@ from scrapy.utils.asyncio import run_in_thread
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.task import LoopingCall
 
+from holocron_scrapy import defaults
 from holocron_scrapy.frontier.extension import Frontier
 from holocron_scrapy.model import Status
 from holocron_scrapy.outage import short_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from scrapy import Spider
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
@@ -48,7 +50,9 @@ class CrawlProgress:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        interval = crawler.settings.getfloat("HOLOCRON_PROGRESS_INTERVAL", 30.0)
+        interval = crawler.settings.getfloat(
+            "HOLOCRON_PROGRESS_INTERVAL", defaults.PROGRESS_INTERVAL
+        )
         if interval <= 0:
             raise NotConfigured("HOLOCRON_PROGRESS_INTERVAL is 0")
         assert crawler.stats is not None
@@ -56,7 +60,7 @@ class CrawlProgress:
             crawler,
             crawler.stats,
             interval=interval,
-            lake_dir=Path(crawler.settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute(),
+            lake_dir=defaults.lake_dir(crawler.settings),
         )
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)

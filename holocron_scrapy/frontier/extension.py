@@ -22,6 +22,7 @@ from scrapy.utils.asyncio import run_in_thread, sleep
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 
+from holocron_scrapy import defaults
 from holocron_scrapy.frontier.leases import Leases
 from holocron_scrapy.frontier.runs import close_run, open_run
 from holocron_scrapy.frontier.settings import (
@@ -160,9 +161,11 @@ class Frontier:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("HOLOCRON_ENABLED", True):
+        if not settings.getbool("HOLOCRON_ENABLED", defaults.ENABLED):
             raise NotConfigured("HOLOCRON_ENABLED is off")
-        dead_after_leases = settings.getfloat("HOLOCRON_DEAD_AFTER_LEASES", 2.0)
+        dead_after_leases = settings.getfloat(
+            "HOLOCRON_DEAD_AFTER_LEASES", defaults.DEAD_AFTER_LEASES
+        )
         if dead_after_leases < 1:
             raise NotConfigured(
                 f"HOLOCRON_DEAD_AFTER_LEASES must be 1 or more, not {dead_after_leases}: "
@@ -172,16 +175,19 @@ class Frontier:
         frontier = cls(
             crawler,
             store,
-            claim_size=settings.getint("HOLOCRON_CLAIM_SIZE", 500),
-            lease_seconds=settings.getfloat("HOLOCRON_LEASE_SECONDS", 600.0),
-            flush_interval=settings.getfloat("HOLOCRON_FLUSH_INTERVAL", 1.0),
-            flush_size=settings.getint("HOLOCRON_FLUSH_SIZE", 500),
-            worker_id=settings.get("HOLOCRON_WORKER_ID") or socket.gethostname(),
-            discovery_cache_size=settings.getint("HOLOCRON_DISCOVERY_CACHE_SIZE", 200_000),
+            claim_size=settings.getint("HOLOCRON_CLAIM_SIZE", defaults.CLAIM_SIZE),
+            lease_seconds=settings.getfloat("HOLOCRON_LEASE_SECONDS", defaults.LEASE_SECONDS),
+            flush_interval=settings.getfloat("HOLOCRON_FLUSH_INTERVAL", defaults.FLUSH_INTERVAL),
+            flush_size=settings.getint("HOLOCRON_FLUSH_SIZE", defaults.FLUSH_SIZE),
+            worker_id=settings.get("HOLOCRON_WORKER_ID", defaults.WORKER_ID)
+            or socket.gethostname(),
+            discovery_cache_size=settings.getint(
+                "HOLOCRON_DISCOVERY_CACHE_SIZE", defaults.DISCOVERY_CACHE_SIZE
+            ),
             retry=retry_policy_from_settings(settings),
-            retry_wait_max=settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", 600.0),
-            idle_poll=settings.getfloat("HOLOCRON_IDLE_POLL", 2.0),
-            outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
+            retry_wait_max=settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", defaults.RETRY_WAIT_MAX),
+            idle_poll=settings.getfloat("HOLOCRON_IDLE_POLL", defaults.IDLE_POLL),
+            outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", defaults.OUTAGE_MAX),
             dead_after_leases=dead_after_leases,
         )
         crawler.signals.connect(frontier.spider_opened, signal=signals.spider_opened)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Self
 
 from scrapy.exceptions import NotConfigured
 
+from holocron_scrapy import defaults
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -37,9 +39,6 @@ if TYPE_CHECKING:
     from scrapy.statscollectors import StatsCollector
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BUDGET = 256 * 1024 * 1024
-DEFAULT_MAX_WAIT = 60.0
 
 
 class BodyBudgetMiddleware:
@@ -56,10 +55,10 @@ class BodyBudgetMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        budget = settings.getint("HOLOCRON_BODY_BUDGET", DEFAULT_BUDGET)
+        budget = settings.getint("HOLOCRON_BODY_BUDGET", defaults.BODY_BUDGET)
         if budget <= 0:
             raise NotConfigured("HOLOCRON_BODY_BUDGET is 0")
-        max_wait = settings.getfloat("HOLOCRON_BODY_BUDGET_MAX_WAIT", DEFAULT_MAX_WAIT)
+        max_wait = settings.getfloat("HOLOCRON_BODY_BUDGET_MAX_WAIT", defaults.BODY_BUDGET_MAX_WAIT)
         if max_wait <= 0:
             raise NotConfigured("HOLOCRON_BODY_BUDGET_MAX_WAIT must be over 0 s")
         assert crawler.stats is not None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Self
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
 
+from holocron_scrapy import defaults
 from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.outage import database_unreachable, short_error
 
@@ -40,11 +41,10 @@ class SharedBudgetMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("HOLOCRON_BUDGET_ENABLED", True):
+        if not settings.getbool("HOLOCRON_BUDGET_ENABLED", defaults.BUDGET_ENABLED):
             raise NotConfigured("HOLOCRON_BUDGET_ENABLED is off")
-        interval = settings.getfloat(
-            "HOLOCRON_BUDGET_DELAY", settings.getfloat("DOWNLOAD_DELAY", 0.0)
-        )
+        delay = settings.get("HOLOCRON_BUDGET_DELAY", defaults.BUDGET_DELAY)
+        interval = settings.getfloat("DOWNLOAD_DELAY") if delay is None else float(delay)
         if interval <= 0:
             raise NotConfigured("no shared request budget without a delay")
         return cls(frontier_of(crawler), interval)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Self
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import sleep
 
+from holocron_scrapy import defaults
 from holocron_scrapy.mediawiki import api as mwapi
 
 if TYPE_CHECKING:
@@ -89,10 +90,10 @@ class RetryAfterMiddleware:
         self,
         stats: StatsCollector,
         *,
-        default: float = 5.0,
-        max_wait: float = 300.0,
-        max_times: int = 10,
-        maxlag_times: int = 50,
+        default: float = defaults.RETRY_AFTER_DEFAULT,
+        max_wait: float = defaults.RETRY_AFTER_MAX,
+        max_times: int = defaults.RETRY_AFTER_TIMES,
+        maxlag_times: int = defaults.RETRY_AFTER_MAXLAG_TIMES,
         max_delay: float = 60.0,
         crawler: Crawler | None = None,
         autothrottle: bool = True,
@@ -111,10 +112,10 @@ class RetryAfterMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("HOLOCRON_RETRY_AFTER_ENABLED", True):
+        if not settings.getbool("HOLOCRON_RETRY_AFTER_ENABLED", defaults.RETRY_AFTER_ENABLED):
             raise NotConfigured("HOLOCRON_RETRY_AFTER_ENABLED is off")
-        default = settings.getfloat("HOLOCRON_RETRY_AFTER_DEFAULT", 5.0)
-        max_wait = settings.getfloat("HOLOCRON_RETRY_AFTER_MAX", 300.0)
+        default = settings.getfloat("HOLOCRON_RETRY_AFTER_DEFAULT", defaults.RETRY_AFTER_DEFAULT)
+        max_wait = settings.getfloat("HOLOCRON_RETRY_AFTER_MAX", defaults.RETRY_AFTER_MAX)
         if default < 0 or max_wait < 0:
             raise NotConfigured("HOLOCRON_RETRY_AFTER_DEFAULT and _MAX must not be negative")
         assert crawler.stats is not None
@@ -122,8 +123,10 @@ class RetryAfterMiddleware:
             crawler.stats,
             default=default,
             max_wait=max_wait,
-            max_times=settings.getint("HOLOCRON_RETRY_AFTER_TIMES", 10),
-            maxlag_times=settings.getint("HOLOCRON_RETRY_AFTER_MAXLAG_TIMES", 50),
+            max_times=settings.getint("HOLOCRON_RETRY_AFTER_TIMES", defaults.RETRY_AFTER_TIMES),
+            maxlag_times=settings.getint(
+                "HOLOCRON_RETRY_AFTER_MAXLAG_TIMES", defaults.RETRY_AFTER_MAXLAG_TIMES
+            ),
             max_delay=settings.getfloat("AUTOTHROTTLE_MAX_DELAY", 60.0),
             crawler=crawler,
             autothrottle=settings.getbool("AUTOTHROTTLE_ENABLED"),

@@ -26,6 +26,7 @@ import scrapy
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from holocron_scrapy import defaults
 from holocron_scrapy.lake.warc import WarcFiles
 from holocron_scrapy.outage import short_error
 
@@ -52,13 +53,13 @@ class WarcMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        directory = settings.get("HOLOCRON_WARC_DIR")
+        directory = settings.get("HOLOCRON_WARC_DIR", defaults.WARC_DIR)
         if not directory:
             raise NotConfigured("HOLOCRON_WARC_DIR is not set")
         files = WarcFiles(
             Path(directory).absolute(),
-            prefix=settings.get("HOLOCRON_WARC_PREFIX", "holocron"),
-            max_bytes=settings.getint("HOLOCRON_WARC_MAX_BYTES", 1024**3),
+            prefix=settings.get("HOLOCRON_WARC_PREFIX", defaults.WARC_PREFIX),
+            max_bytes=settings.getint("HOLOCRON_WARC_MAX_BYTES", defaults.WARC_MAX_BYTES),
             software=f"holocron-scrapy (Scrapy {scrapy.__version__})",
         )
         assert crawler.stats is not None

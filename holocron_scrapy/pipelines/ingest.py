@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.asyncio import run_in_thread, sleep
 
+from holocron_scrapy import defaults
 from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake.files import Pending, publish
@@ -60,8 +61,8 @@ class IngestRecordsPipeline:
         *,
         batch_size: int,
         max_delay: float,
-        lake_fsync: bool = True,
-        outage_max: float = 3600.0,
+        lake_fsync: bool = defaults.LAKE_FSYNC,
+        outage_max: float = defaults.OUTAGE_MAX,
     ) -> None:
         self.frontier = frontier
         self.lake_fsync = lake_fsync
@@ -76,17 +77,17 @@ class IngestRecordsPipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("HOLOCRON_INGEST_ENABLED", True):
+        if not settings.getbool("HOLOCRON_INGEST_ENABLED", defaults.INGEST_ENABLED):
             raise NotConfigured("HOLOCRON_INGEST_ENABLED is off")
         frontier = frontier_of(crawler)
         assert crawler.stats is not None
         return cls(
             frontier,
             crawler.stats,
-            batch_size=settings.getint("HOLOCRON_INGEST_BATCH_SIZE", 50),
-            max_delay=settings.getfloat("HOLOCRON_INGEST_MAX_DELAY", 0.5),
-            lake_fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
-            outage_max=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
+            batch_size=settings.getint("HOLOCRON_INGEST_BATCH_SIZE", defaults.INGEST_BATCH_SIZE),
+            max_delay=settings.getfloat("HOLOCRON_INGEST_MAX_DELAY", defaults.INGEST_MAX_DELAY),
+            lake_fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", defaults.LAKE_FSYNC),
+            outage_max=settings.getfloat("HOLOCRON_OUTAGE_MAX", defaults.OUTAGE_MAX),
         )
 
     async def process_item(self, item: Any) -> Any:

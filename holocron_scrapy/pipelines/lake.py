@@ -21,13 +21,13 @@ import asyncio
 import functools
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import signals
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.asyncio import sleep
 
+from holocron_scrapy import defaults
 from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.lake.files import (
@@ -42,6 +42,8 @@ from holocron_scrapy.lake.reconcile import Reconciled, reconcile_pending
 from holocron_scrapy.outage import Outage, lake_unwritable, short_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
 
@@ -55,10 +57,10 @@ class LakePipeline:
         frontier: Frontier,
         stats: StatsCollector,
         *,
-        threads: int = 4,
-        fsync: bool = True,
-        outage_max_seconds: float = 3600.0,
-        temp_max_age: float = 60.0,
+        threads: int = defaults.LAKE_THREADS,
+        fsync: bool = defaults.LAKE_FSYNC,
+        outage_max_seconds: float = defaults.OUTAGE_MAX,
+        temp_max_age: float = defaults.LAKE_TEMP_MAX_AGE,
         publish_at_once: bool = False,
     ) -> None:
         self.root = root
@@ -74,20 +76,24 @@ class LakePipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("HOLOCRON_LAKE_ENABLED", True):
+        if not settings.getbool("HOLOCRON_LAKE_ENABLED", defaults.LAKE_ENABLED):
             raise NotConfigured("HOLOCRON_LAKE_ENABLED is off")
         frontier = frontier_of(crawler)
-        root = Path(settings.get("HOLOCRON_LAKE_DIR", "local/data_lake")).absolute()
+        root = defaults.lake_dir(settings)
         assert crawler.stats is not None
         pipeline = cls(
             root,
             frontier,
             crawler.stats,
-            threads=settings.getint("HOLOCRON_LAKE_THREADS", 4),
-            fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", True),
-            outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", 3600.0),
-            temp_max_age=settings.getfloat("HOLOCRON_LAKE_TEMP_MAX_AGE", 60.0),
-            publish_at_once=not settings.getbool("HOLOCRON_INGEST_ENABLED", True),
+            threads=settings.getint("HOLOCRON_LAKE_THREADS", defaults.LAKE_THREADS),
+            fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", defaults.LAKE_FSYNC),
+            outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", defaults.OUTAGE_MAX),
+            temp_max_age=settings.getfloat(
+                "HOLOCRON_LAKE_TEMP_MAX_AGE", defaults.LAKE_TEMP_MAX_AGE
+            ),
+            publish_at_once=not settings.getbool(
+                "HOLOCRON_INGEST_ENABLED", defaults.INGEST_ENABLED
+            ),
         )
         crawler.signals.connect(pipeline.spider_opened, signal=signals.spider_opened)
         return pipeline

@@ -3,12 +3,12 @@ Scrapy settings and User-Agent applied to the crawl, and the stats and frontier 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 
+from holocron_scrapy import defaults
 from holocron_scrapy.config.contact import ContactError, contact_from_settings
 from holocron_scrapy.config.sources import SourceConfigError
 from holocron_scrapy.frontier.extension import Frontier
@@ -36,10 +36,10 @@ def apply_source(crawler: Crawler, ref: str, loader: Callable[..., _S]) -> _S:
     """Load the source file ``ref`` with ``loader`` (a broken file is a usage error naming the
     file and key) and give its Scrapy settings and User-Agent, with ``HOLOCRON_CONTACT`` merged
     in, to this crawl only (the crawler's settings are not frozen yet when a spider is built)."""
-    sources_dir = crawler.settings.get("HOLOCRON_SOURCES_DIR")
+    sources_dir = defaults.sources_dir(crawler.settings)
     try:
         contact = contact_from_settings(crawler.settings)
-        config = loader(ref, Path(sources_dir) if sources_dir else None, contact=contact)
+        config = loader(ref, sources_dir, contact=contact)
     except (SourceConfigError, ContactError) as exc:
         raise UsageError(str(exc)) from exc
     crawler.settings.setdict(dict(config.settings), priority="spider")

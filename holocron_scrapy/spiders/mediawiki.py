@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import UsageError
 
+from holocron_scrapy import defaults
 from holocron_scrapy.bounds import Bounds, stopped
 from holocron_scrapy.config.sources import SourceConfig, load_source
 from holocron_scrapy.frontier.extension import work_items_of
@@ -88,11 +89,17 @@ class MediaWikiSpider(SourceSpider):
             )
         spider.bounds = Bounds.from_settings(crawler.settings)
         spider.url_limit = crawler.settings.getint("URLLENGTH_LIMIT")
-        spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", mwapi.DEFAULT_MAXLAG)
-        spider.list_limit = str(crawler.settings.get("MEDIAWIKI_LIST_LIMIT", "max"))
-        spider.revisions_content = crawler.settings.getbool("MEDIAWIKI_REVISIONS_CONTENT", False)
+        spider.maxlag = crawler.settings.getfloat("MEDIAWIKI_MAXLAG", defaults.MEDIAWIKI_MAXLAG)
+        spider.list_limit = str(
+            crawler.settings.get("MEDIAWIKI_LIST_LIMIT", defaults.MEDIAWIKI_LIST_LIMIT)
+        )
+        spider.revisions_content = crawler.settings.getbool(
+            "MEDIAWIKI_REVISIONS_CONTENT", defaults.MEDIAWIKI_REVISIONS_CONTENT
+        )
         spider.titles_per_request = min(
-            crawler.settings.getint("MEDIAWIKI_TITLES_PER_REQUEST", mwapi.MAX_TITLES_PER_REQUEST),
+            crawler.settings.getint(
+                "MEDIAWIKI_TITLES_PER_REQUEST", defaults.MEDIAWIKI_TITLES_PER_REQUEST
+            ),
             mwapi.MAX_TITLES_PER_REQUEST,
         )
         return spider
