@@ -79,9 +79,7 @@ def main() -> int:
             seeds = bench.choose_seeds(wiki, args.seed_count)
             source = work / "source.yaml"
             bench.write_source(source, wiki.api_url, seeds, args.max_depth)
-            run, _ = bench.full_crawl(
-                work / "full", source, args.concurrency, 900.0, prefix=prefix
-            )
+            run, _ = bench.full_crawl(work / "full", source, args.concurrency, 900.0, prefix=prefix)
             print(bench.describe(1, run))
     finally:
         if args.out is None:

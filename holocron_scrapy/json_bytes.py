@@ -41,9 +41,10 @@ _OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
-# What orjson may have written otherwise than the standard library (see the module docstring).
-_MAYBE_OTHERWISE = re.compile(rb"null|\.0000|e-[0-9](?![0-9])")
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Every digit as "0", "e", "-" as they are, any other byte a space: the checks below are then
+# plain searches, which cost a fraction of a regular expression's scan.
+_DIGITS = bytes(48 if 48 <= b <= 57 else b if b in b"e-" else 32 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -65,9 +66,23 @@ def canonical_bytes(obj: Any) -> bytes:
         data = orjson.dumps(obj, option=_OPTIONS)
     except (TypeError, ValueError):  # JSONEncodeError is a TypeError; lone surrogates
         return stdlib_canonical_json(obj).encode("utf-8")
-    if _MAYBE_OTHERWISE.search(data) is None:
-        return data
-    return stdlib_canonical_json(obj).encode("utf-8")
+    if _maybe_otherwise(data):
+        return stdlib_canonical_json(obj).encode("utf-8")
+    return data
+
+
+def _maybe_otherwise(data: bytes) -> bool:
+    """Whether orjson's ``data`` may differ from the standard library's: it holds ``null`` (a
+    NaN or an infinity?), ``.0000`` (a float in [1e-5, 1e-4)?) or a one-digit negative
+    exponent (``1e-7``, where ``repr`` writes ``1e-07``) - in a number or by chance in a
+    string."""
+    if b"null" in data or b".0000" in data:
+        return True
+    if b"e-" not in data:
+        return False
+    digits = data.translate(_DIGITS)
+    # An occurrence of "0e-0" not followed by a digit: fewer "0e-00" than "0e-0".
+    return digits.count(b"0e-0") > digits.count(b"0e-00")
 
 
 def canonical_json(obj: Any) -> str:
@@ -77,7 +92,7 @@ def canonical_json(obj: Any) -> str:
 
 def loads(body: bytes) -> Any:
     """``json.loads(body)``, faster (see the module docstring); raises what it raises."""
-    if _LONG_DIGITS.search(body) is None:
+    if _LONG_DIGITS not in body.translate(_DIGITS):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:

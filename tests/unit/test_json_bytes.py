@@ -91,7 +91,7 @@ EDGE_CASES: list[Any] = [
     [None, True, False],
     {"é": 1, "z": 2, "\uffff": 3, "😀": 4, "\ue000": 5, "Z": 6, "": 7},
     {"b": {"é": [1, {"😀": "🎉"}], "a": None}, "a": []},
-    "\x00\x01\x1f\x7f\b\f\n\r\t\"\\/",
+    '\x00\x01\x1f\x7f\b\f\n\r\t"\\/',
     "\u2028\u2029\ufeff",
     "😀 emoji and ünïcödé",
     "\ud800",
@@ -136,7 +136,9 @@ def test_values_the_standard_library_refuses_are_refused() -> None:
 
 def test_random_floats_encode_as_before() -> None:
     rng = random.Random(14)
-    floats = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(3000)]
+    floats = [
+        struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(3000)
+    ]
     floats += [rng.random() * 10.0 ** rng.randint(-12, 20) for _ in range(3000)]
     floats = [f for f in floats if not math.isnan(f)]
     assert json_bytes.canonical_bytes(floats) == old_canonical(floats)
