@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import crawl_vs_bare as bench  # noqa: E402
+import crawl_vs_bare as bench
 
 
 def summarize_py_spy(raw: Path, top: int) -> str:

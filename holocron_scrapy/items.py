@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy.json_bytes import canonical_bytes
+from holocron_scrapy import json_bytes
 from holocron_scrapy.model import IngestRow
 from holocron_scrapy.store.limits import clean_text, fit_resource_id, fit_row
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
     from holocron_scrapy.lake.files import Pending
     from holocron_scrapy.model import WorkItem
+
+canonical_json = json_bytes.canonical_json  # importable here, as before
 
 
 @dataclass
@@ -65,7 +67,7 @@ class ResourceRecord:
         row: the raw text, else :func:`~holocron_scrapy.json_bytes.canonical_bytes`."""
         if self.raw_payload is not None:
             return self.raw_payload.encode("utf-8")
-        return canonical_bytes(self.payload)
+        return json_bytes.canonical_bytes(self.payload)
 
     @cached_property
     def payload_json(self) -> str:

@@ -11,10 +11,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy.json_bytes import canonical_json as canonical_json  # its home before
+from holocron_scrapy import json_bytes
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+#: The one serialization of payloads and headers (:mod:`holocron_scrapy.json_bytes`).
+canonical_json = json_bytes.canonical_json
 
 
 class Status(enum.StrEnum):
