@@ -270,14 +270,19 @@ def write_source(path: Path, api_url: str, seeds: Sequence[str], max_depth: int)
 
 
 def full_crawl(
-    run_dir: Path, source: Path, concurrency: int, timeout: float
+    run_dir: Path,
+    source: Path,
+    concurrency: int,
+    timeout: float,
+    prefix: Sequence[str] = (PYTHON,),
 ) -> tuple[Run, list[str]]:
-    """One `scrapy crawl mediawiki` with a fresh DB and lake; the run and the queue's titles."""
+    """One `scrapy crawl mediawiki` with a fresh DB and lake; the run and the queue's titles.
+    ``prefix``: the interpreter, or a profiler's command ending with it (profile_crawl.py)."""
     run_dir.mkdir(parents=True)
     db = run_dir / "state.db"
     log_path = run_dir / "crawl.log"
     cmd = [
-        PYTHON, "-m", "scrapy", "crawl", "mediawiki",
+        *prefix, "-m", "scrapy", "crawl", "mediawiki",
         "-a", f"source={source}",
         "-s", f"HOLOCRON_DB_URL=sqlite:///{db}",
         "-s", f"HOLOCRON_LAKE_DIR={run_dir / 'lake'}",

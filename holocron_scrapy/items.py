@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy.model import IngestRow, canonical_json
+from holocron_scrapy import json_bytes
+from holocron_scrapy.model import IngestRow
 from holocron_scrapy.store.limits import clean_text, fit_resource_id, fit_row
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
     from holocron_scrapy.lake.files import Pending
     from holocron_scrapy.model import WorkItem
+
+canonical_json = json_bytes.canonical_json  # importable here, as before
 
 
 @dataclass
@@ -59,14 +62,22 @@ class ResourceRecord:
         self.request_uri = clean_text(self.request_uri)
 
     @cached_property
+    def payload_bytes(self) -> bytes:
+        """The payload's one serialization (UTF-8), shared by the hash, the lake file and the
+        row: the raw text, else :func:`~holocron_scrapy.json_bytes.canonical_bytes`."""
+        if self.raw_payload is not None:
+            return self.raw_payload.encode("utf-8")
+        return json_bytes.canonical_bytes(self.payload)
+
+    @cached_property
     def payload_json(self) -> str:
         if self.raw_payload is not None:
             return self.raw_payload
-        return canonical_json(self.payload)
+        return self.payload_bytes.decode("utf-8")
 
     @cached_property
     def hash_sha256(self) -> str:
-        return hashlib.sha256(self.payload_json.encode("utf-8")).hexdigest()
+        return hashlib.sha256(self.payload_bytes).hexdigest()
 
     @property
     def unchanged(self) -> bool:
@@ -118,6 +129,6 @@ class ResourceRecord:
             "attempt": row.attempt,
             "duration_ms": row.duration_ms,
         }
-        head = json.dumps(meta, ensure_ascii=False, indent=1)
+        head = json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8")
         # The payload is embedded exactly as hashed, so the file can be audited against the row.
-        return (head[:-2] + ',\n "payload": ' + self.payload_json + "\n}\n").encode("utf-8")
+        return head[:-2] + b',\n "payload": ' + self.payload_bytes + b"\n}\n"

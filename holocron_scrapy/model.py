@@ -6,17 +6,18 @@ Nothing here touches a database or Scrapy: these are the nouns of the crawl.
 from __future__ import annotations
 
 import enum
-import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from holocron_scrapy import defaults
+from holocron_scrapy import defaults, json_bytes
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+#: The one serialization of payloads and headers (:mod:`holocron_scrapy.json_bytes`).
+canonical_json = json_bytes.canonical_json
 
 
 class Status(enum.StrEnum):
@@ -27,21 +28,6 @@ class Status(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def canonical_json(obj: Any) -> str:
-    """The one serialization of payloads and headers (stored, written to the lake and hashed):
-    sorted keys, compact, UTF-8 text kept as is, except a lone surrogate (a JSON ``"\\ud800"``
-    that pairs with nothing): it stays a JSON escape, which no encoder refuses and which reads
-    back as the same value."""
-    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    # isascii() is O(1); the search costs about a sixth of the dumps, on text that is not.
-    if not text.isascii() and _LONE_SURROGATE.search(text):  # only in strings
-        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
 
 
 def dedupe_key(source_system: str, source_name: str, resource_type: str, resource_id: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import DownloadCancelledError
 from scrapy.spidermiddlewares.httperror import HttpError
 
+from holocron_scrapy import json_bytes
 from holocron_scrapy.items import ResourceRecord
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki.api_request import query_url_of
@@ -35,7 +35,7 @@ def headers_of(headers: Any) -> dict[str, str]:
 def decode_json(response: Response) -> Any:
     """The response body as JSON, or :class:`mwapi.ApiError` ``badjson`` saying what came."""
     try:
-        return json.loads(response.body)
+        return json_bytes.loads(response.body)
     except ValueError as exc:
         snippet = response.body[:120].decode("utf-8", "replace")
         ctype = (response.headers.get("Content-Type") or b"").decode("latin-1")

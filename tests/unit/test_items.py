@@ -14,6 +14,7 @@ from holocron_scrapy import model
 from holocron_scrapy.items import ResourceRecord, canonical_json
 from holocron_scrapy.model import IngestRow, WorkItem
 from holocron_scrapy.store import state_store as store
+from holocron_scrapy.store.records import ingest_params
 
 FETCHED_AT = datetime(2026, 1, 2, 3, 4, 5)
 ITEM = WorkItem(17, "mediawiki", "testwiki", "page", "Ahsoka Tano", 1, -1, 2, None)
@@ -154,3 +155,31 @@ def test_a_raw_payload_is_stored_and_hashed_as_it_came() -> None:
     assert raw.hash_sha256 == hashlib.sha256(text.encode()).hexdigest()
     assert raw.lake_document().endswith(f'"payload": {text}\n}}\n'.encode())
     assert raw.ingest_row().payload_json == text
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (PAYLOAD, None),
+        (
+            {"big": 2**70, "small": -(2**64)},
+            b'{"big":1180591620717411303424,"small":-18446744073709551616}',
+        ),
+        ({"x": float("nan"), "y": [float("inf"), None]}, b'{"x":NaN,"y":[Infinity,null]}'),
+        ({"tiny": 1e-7, "f": 1.5e-5, "e": 1e16}, b'{"e":1e+16,"f":1.5e-05,"tiny":1e-07}'),
+        ({2: "b", 10: "a"}, b'{"2":"b","10":"a"}'),
+    ],
+    ids=["page", "big-ints", "nan-inf", "small-floats", "int-keys"],
+)
+def test_one_serialization_for_the_hash_the_lake_file_and_the_row(
+    payload: object, expected: bytes | None
+) -> None:
+    """The bytes are the standard library's, also where orjson cannot give them; the hash, the
+    lake file and the row all hold those very bytes."""
+    rec = record(payload)
+    old = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    assert rec.payload_bytes == old == (expected or old)
+    assert rec.hash_sha256 == hashlib.sha256(old).hexdigest()
+    assert rec.lake_document().endswith(b'"payload": ' + old + b"\n}\n")
+    assert rec.ingest_row().payload_json == old.decode()
+    assert ingest_params(rec.ingest_row())["payload"] == old.decode()
