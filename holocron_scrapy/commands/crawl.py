@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from holocron_scrapy.config.contact import ContactError, contact_from_settings
 from holocron_scrapy.config.http import load_http_source
 from holocron_scrapy.config.sources import SourceConfigError, load_source
-from holocron_scrapy.frontier.extension import state_store_from_settings
+from holocron_scrapy.frontier.settings import state_store_from_settings
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.store.dburl import DatabaseConfigError
 

@@ -34,7 +34,15 @@ def test_a_post_seed_with_a_long_body_is_seeded_shortened_and_sent_whole(
 ) -> None:
     spider = make_spider(LONG_POST_SOURCE)
     frontier = spider.frontier()
-    asyncio.run(open_run(frontier, spider))
+    opened = open_run(
+        frontier.store,
+        frontier.stats,
+        spider,
+        claims=frontier.claims,
+        leases=frontier.leases,
+        worker_id=frontier.worker_id,
+    )
+    asyncio.run(opened)
     wi = frontier.store.tables.work_items
     with frontier.store.engine.connect() as conn:
         seeded = list(conn.scalars(sa.select(wi.c.resource_id).order_by(wi.c.id)))
