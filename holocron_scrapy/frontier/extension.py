@@ -169,14 +169,7 @@ class Frontier(FrontierApi):
             logger.info("Spider %s does not use the SQL frontier", spider.name)
             return
         try:
-            await open_run(
-                self.store,
-                self.stats,
-                spider,
-                claims=self.claims,
-                leases=self.leases,
-                worker_id=self.worker_id,
-            )
+            await self.start_run(spider)
         except Exception as exc:
             logger.error(
                 "Cannot use the state database %(url)s: %(error)s",
@@ -188,6 +181,17 @@ class Frontier(FrontierApi):
         self.spider = self.loop.spider = spider
         self._flusher = LoopingCall(self._periodic_flush)
         self._flusher.start(self.flush_interval, now=False)
+
+    async def start_run(self, spider: FrontierSpider) -> None:
+        """Start this run (see :func:`open_run`); the spider's claims come later."""
+        await open_run(
+            self.store,
+            self.stats,
+            spider,
+            claims=self.claims,
+            leases=self.leases,
+            worker_id=self.worker_id,
+        )
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         if self.spider is None:
