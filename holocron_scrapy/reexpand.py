@@ -28,9 +28,10 @@ from holocron_scrapy.model import NewWorkItem, Outcome, WorkItem
 from holocron_scrapy.store.sql import chunks
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from holocron_scrapy.frontier.extension import Frontier
+    from scrapy.statscollectors import StatsCollector
+
     from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,17 @@ class Expander(Protocol):
 
 
 async def expand_from_stored(
-    frontier: Frontier, spider: object, items: Sequence[WorkItem]
+    store: StateStore,
+    stats: StatsCollector,
+    spider: object,
+    items: Sequence[WorkItem],
+    *,
+    discover: Callable[[NewWorkItem], None],
+    finish: Callable[[Outcome], None],
 ) -> list[WorkItem]:
-    """Complete the claimed ``items`` that can be expanded from their stored record (their
-    discoveries buffered first); return the others, to be fetched."""
+    """Complete the claimed ``items`` that can be expanded from their stored record in
+    ``store`` (their discoveries given to ``discover`` first, then their outcomes to
+    ``finish``); return the others, to be fetched."""
     if getattr(spider, "recrawl", None) or not hasattr(spider, "expand_stored"):
         return list(items)
     candidates = [
@@ -73,7 +81,7 @@ async def expand_from_stored(
         return list(items)
     try:
         expanded: dict[int, list[NewWorkItem]] = await run_in_thread(
-            _expand, frontier.store, spider, candidates
+            _expand, store, spider, candidates
         )
     except Exception:  # the records could not be read: fetch the items, as before
         logger.warning("Could not read the records of %(n)d items", {"n": len(candidates)})
@@ -84,11 +92,11 @@ async def expand_from_stored(
         if found is None:
             continue
         for new in found:
-            frontier.discover(new)
+            discover(new)
         assert item.content_hash is not None
-        frontier.finish(Outcome.completed(item, item.content_hash, item.version))
+        finish(Outcome.completed(item, item.content_hash, item.version))
     if expanded:
-        frontier.stats.inc_value("holocron/frontier/reexpanded", len(expanded))
+        stats.inc_value("holocron/frontier/reexpanded", len(expanded))
         logger.debug("Expanded %(n)d items again from their records", {"n": len(expanded)})
     return [item for item in items if item.id not in expanded]
 

@@ -26,9 +26,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from datetime import datetime
 
-    from holocron_scrapy.frontier.extension import Frontier, FrontierSpider
+    from scrapy.statscollectors import StatsCollector
+
+    from holocron_scrapy.frontier.claims import Claims
+    from holocron_scrapy.frontier.spider import FrontierSpider
+    from holocron_scrapy.frontier.writes import WriteBuffer
     from holocron_scrapy.model import WorkItem
+    from holocron_scrapy.outage import Outage
     from holocron_scrapy.store.runs import RunState
+    from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -88,44 +94,62 @@ def dead_reason(
 
 
 class Leases:
-    """The leases of ``frontier``'s claims."""
+    """The leases of the ``claims`` in ``store``: ``lease_seconds`` long; a run silent for
+    ``dead_after_seconds`` is dead. Writes that must precede a cursor go through ``writes``."""
 
-    def __init__(self, frontier: Frontier) -> None:
-        self.frontier = frontier
+    def __init__(
+        self,
+        store: StateStore,
+        stats: StatsCollector,
+        claims: Claims,
+        writes: WriteBuffer,
+        outage: Outage,
+        *,
+        lease_seconds: float,
+        dead_after_seconds: float,
+    ) -> None:
+        self.store = store
+        self.stats = stats
+        self.claims = claims
+        self.writes = writes
+        self.outage = outage
+        self.lease_seconds = lease_seconds
+        self.dead_after_seconds = dead_after_seconds
         self.namespace = pid_namespace()
         self.renewed_at = time.monotonic()
-        self.committing: set[int] = set()  # work items whose records are being committed
+        # A claim failed in transit (its answer lost with the connection): it may have leased
+        # items this run does not know of; they are released before the next claim.
+        self.orphans_possible = False
 
     def renewal_due(self) -> bool:
         """A third of the lease has passed since the last renewal."""
-        return time.monotonic() - self.renewed_at >= self.frontier.lease_seconds / 3
+        return time.monotonic() - self.renewed_at >= self.lease_seconds / 3
 
     async def release_dead_owners(self, spider: FrontierSpider) -> None:
         """Claims of dead runs (see :func:`dead_reason`) go back to the queue now, not when
         their lease expires; a released claim does not count as an attempt. A lease owner is
         ``worker_id:pid:run_id``; owners without a ``runs`` row are left to their leases."""
-        frontier = self.frontier
         owners = await run_in_thread(
-            frontier.store.lease_owners,
+            self.store.lease_owners,
             source_system=spider.source_system,
             source_name=spider.source_name,
         )
-        by_run = {o.rpartition(":")[2]: o for o in owners if o != frontier.owner}
-        runs: list[RunState] = await run_in_thread(frontier.store.run_states, sorted(by_run))
+        by_run = {o.rpartition(":")[2]: o for o in owners if o != self.claims.owner}
+        runs: list[RunState] = await run_in_thread(self.store.run_states, sorted(by_run))
         now = utcnow()
         for run in runs:
             why = dead_reason(
-                run, now=now, dead_after=frontier.dead_after_seconds, namespace=self.namespace
+                run, now=now, dead_after=self.dead_after_seconds, namespace=self.namespace
             )
             if why is None:
                 continue
             owner = by_run[run.run_id]
             n = await run_in_thread(
-                frontier.store.release,
+                self.store.release,
                 owner=owner,
                 source=(spider.source_system, spider.source_name),
             )
-            frontier.stats.inc_value("holocron/frontier/released_dead", n)
+            self.stats.inc_value("holocron/frontier/released_dead", n)
             logger.info(
                 "Released %(n)d claims of the dead run %(run)s (%(owner)s): %(why)s",
                 {"n": n, "run": run.run_id, "owner": owner, "why": why},
@@ -136,27 +160,27 @@ class Leases:
         third of the lease), so that a long wait (Retry-After, a slow listing, a database
         outage shorter than the lease) does not hand live work to another worker, and other
         runs see this one alive."""
-        frontier = self.frontier
         self.renewed_at = time.monotonic()
         # Claims made while this runs are not part of it (they were not renewed, nor checked).
-        renewing = set(frontier.in_flight)
-        claims = {i: frontier.claim_attempts[i] for i in renewing if i in frontier.claim_attempts}
+        renewing = set(self.claims.in_flight)
+        attempts = self.claims.attempts
+        held = {i: attempts[i] for i in renewing if i in attempts}
         try:
             n: int = await run_in_thread(
-                frontier.store.renew_leases,
-                owner=frontier.owner,
-                claims=claims,
-                lease_seconds=frontier.lease_seconds,
-                run_id=frontier.run_id,
+                self.store.renew_leases,
+                owner=self.claims.owner,
+                claims=held,
+                lease_seconds=self.lease_seconds,
+                run_id=self.claims.run_id,
             )
         except Exception as exc:
             if not database_unreachable(exc):
                 logger.warning("Could not renew leases (%s)", short_error(exc), exc_info=True)
             else:
-                frontier.db_outage.failed(exc)
+                self.outage.failed(exc)
             return 0
-        frontier.db_outage.recovered()
-        frontier.stats.inc_value("holocron/frontier/leases_renewed", n)
+        self.outage.recovered()
+        self.stats.inc_value("holocron/frontier/leases_renewed", n)
         if n < len(renewing):
             await self._drop_lost_claims(renewing)
         return n
@@ -168,13 +192,12 @@ class Leases:
 
         Only ``candidates`` (the claims in flight before the lease query) can be lost: a claim
         that commits while the query runs is missing from its answer, yet it is this run's."""
-        frontier = self.frontier
-        leased = set(await run_in_thread(frontier.store.leased_ids, owner=frontier.owner))
-        lost = (candidates & frontier.in_flight) - leased - self.committing
+        leased = set(await run_in_thread(self.store.leased_ids, owner=self.claims.owner))
+        lost = (candidates & self.claims.in_flight) - leased - self.claims.committing
         if not lost:
             return
-        frontier.in_flight -= lost
-        frontier.stats.inc_value("holocron/frontier/claims_lost", len(lost))
+        self.claims.drop(lost)
+        self.stats.inc_value("holocron/frontier/claims_lost", len(lost))
         logger.warning(
             "Lost the claims of %(n)d work items (their lease expired and another worker took "
             "them): their requests are dropped",
@@ -188,21 +211,20 @@ class Leases:
         written first, so a crash never skips members. False when the claim was lost (the item
         is then no longer this run's).
         """
-        frontier = self.frontier
-        await frontier.writes.flush_or_wait("members not queued")
-        saved: bool = await frontier.writes.call(
-            frontier.store.save_cursor,
+        await self.writes.flush_or_wait("members not queued")
+        saved: bool = await self.writes.call(
+            self.store.save_cursor,
             item.id,
             None if cont is None else canonical_json(cont),
-            owner=frontier.owner,
-            lease_seconds=frontier.lease_seconds,
+            owner=self.claims.owner,
+            lease_seconds=self.lease_seconds,
             attempt=item.attempt,
         )
         if saved:
-            frontier.stats.inc_value("holocron/frontier/cursors_saved")
+            self.stats.inc_value("holocron/frontier/cursors_saved")
         else:
-            frontier.stats.inc_value("holocron/frontier/claims_lost")
-            frontier.in_flight.discard(item.id)
+            self.stats.inc_value("holocron/frontier/claims_lost")
+            self.claims.drop([item.id])
             logger.warning(
                 "Lost the claim of work item %(id)d (%(resource)s); another run has it",
                 {"id": item.id, "resource": item.resource_id},
@@ -212,16 +234,14 @@ class Leases:
     async def release_orphans(self) -> None:
         """Items leased to this run that it does not know of (a claim committed but its answer
         was lost with the connection) go back to the queue."""
-        frontier = self.frontier
-        async with frontier.writes.lock:
-            leased: list[int] = await run_in_thread(frontier.store.leased_ids, owner=frontier.owner)
-            known = frontier.in_flight | set(frontier.writes.outcomes)
+        owner = self.claims.owner
+        async with self.writes.lock:
+            leased: list[int] = await run_in_thread(self.store.leased_ids, owner=owner)
+            known = self.claims.in_flight | set(self.writes.outcomes)
             orphans = [i for i in leased if i not in known]
             if orphans:
-                n = await run_in_thread(
-                    frontier.store.release, owner=frontier.owner, work_item_ids=orphans
-                )
-                frontier.stats.inc_value("holocron/frontier/released_orphans", n)
+                n = await run_in_thread(self.store.release, owner=owner, work_item_ids=orphans)
+                self.stats.inc_value("holocron/frontier/released_orphans", n)
                 logger.info(
                     "Released %(n)d claims whose answer was lost with the database connection",
                     {"n": n},
@@ -229,13 +249,13 @@ class Leases:
 
     async def release_in_flight(self, reason: str) -> None:
         """Give this run's unfinished claims back to the queue (the crawl is closing)."""
-        frontier = self.frontier
+        in_flight = self.claims.in_flight
         released = await run_in_thread(
-            frontier.store.release, owner=frontier.owner, work_item_ids=sorted(frontier.in_flight)
+            self.store.release, owner=self.claims.owner, work_item_ids=sorted(in_flight)
         )
-        frontier.stats.inc_value("holocron/frontier/released", released)
+        self.stats.inc_value("holocron/frontier/released", released)
         logger.info(
             "Released %(n)d unfinished claims back to the queue (%(reason)s)",
             {"n": released, "reason": reason},
         )
-        frontier.in_flight.clear()
+        in_flight.clear()

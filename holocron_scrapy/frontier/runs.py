@@ -21,32 +21,46 @@ from holocron_scrapy.model import Status
 from holocron_scrapy.store import limits
 
 if TYPE_CHECKING:
-    from holocron_scrapy.frontier.extension import Frontier, FrontierSpider
+    from scrapy.statscollectors import StatsCollector
+
+    from holocron_scrapy.frontier.claims import Claims
+    from holocron_scrapy.frontier.leases import Leases
+    from holocron_scrapy.frontier.spider import FrontierSpider
+    from holocron_scrapy.frontier.writes import WriteBuffer
+    from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 
 
-async def open_run(frontier: Frontier, spider: FrontierSpider) -> None:
-    """Start this run: tables, the ``runs`` row, the lease owner, dead owners' claims back in
-    the queue, then ``recrawl=all`` or the seeds."""
-    logger.info("State database: %s", frontier.store.url_for_log)
-    if frontier.store.dialect_name == "sqlite":
+async def open_run(
+    store: StateStore,
+    stats: StatsCollector,
+    spider: FrontierSpider,
+    *,
+    claims: Claims,
+    leases: Leases,
+    worker_id: str,
+) -> None:
+    """Start this run: tables, the ``runs`` row, the lease owner (in ``claims``), dead owners'
+    claims back in the queue, then ``recrawl=all`` or the seeds."""
+    logger.info("State database: %s", store.url_for_log)
+    if store.dialect_name == "sqlite":
         logger.info("SQLite is the embedded default: %s", SQLSERVER_HINT)
-    await run_in_thread(frontier.store.create_tables)
-    frontier.run_id = await run_in_thread(
-        frontier.store.start_run,
+    await run_in_thread(store.create_tables)
+    claims.run_id = run_id = await run_in_thread(
+        store.start_run,
         source_system=spider.source_system,
         source_name=spider.source_name,
-        worker_id=frontier.worker_id,
+        worker_id=worker_id,
         hostname=socket.gethostname(),
         pid=os.getpid(),
-        pid_namespace=frontier.leases.namespace,
+        pid_namespace=leases.namespace,
     )
-    frontier.owner = f"{frontier.worker_id}:{os.getpid()}:{frontier.run_id}"
-    await frontier.leases.release_dead_owners(spider)
+    claims.owner = f"{worker_id}:{os.getpid()}:{run_id}"
+    await leases.release_dead_owners(spider)
     if spider.recrawl == "all":
         n = await run_in_thread(
-            frontier.store.requeue,
+            store.requeue,
             source_system=spider.source_system,
             source_name=spider.source_name,
             statuses=[Status.COMPLETED, Status.FAILED, Status.SKIPPED],
@@ -54,53 +68,54 @@ async def open_run(frontier: Frontier, spider: FrontierSpider) -> None:
         logger.info("recrawl=all: %(n)d known items back in the queue", {"n": n})
     if spider.recrawl:
         # A recrawl refreshes what is known; it never adds the seeds again.
-        frontier.stats.inc_value("holocron/frontier/seeded", 0)
+        stats.inc_value("holocron/frontier/seeded", 0)
         logger.info(
             "Run %(run)s of %(source)s: recrawl=%(mode)s, no seeding",
-            {"run": frontier.run_id, "source": spider.source_name, "mode": spider.recrawl},
+            {"run": run_id, "source": spider.source_name, "mode": spider.recrawl},
         )
     else:
         seeds = [
-            dataclasses.replace(limits.fit_work_item(s), run_id=frontier.run_id)
+            dataclasses.replace(limits.fit_work_item(s), run_id=run_id)
             for s in spider.seed_work_items()
         ]
-        added = await run_in_thread(frontier.store.add_work_items, seeds)
-        frontier.stats.inc_value("holocron/frontier/seeded", added)
+        added = await run_in_thread(store.add_work_items, seeds)
+        stats.inc_value("holocron/frontier/seeded", added)
         logger.info(
             "Run %(run)s of %(source)s: %(added)d of %(seeds)d seeds are new",
-            {
-                "run": frontier.run_id,
-                "source": spider.source_name,
-                "added": added,
-                "seeds": len(seeds),
-            },
+            {"run": run_id, "source": spider.source_name, "added": added, "seeds": len(seeds)},
         )
-    frontier.spider = spider
 
 
-async def close_run(frontier: Frontier, reason: str) -> None:
+_COUNTS = {
+    "items_discovered": "holocron/frontier/discovered_new",
+    "items_completed": "holocron/work_items/completed",
+    "items_failed": "holocron/work_items/failed",
+    "items_skipped": "holocron/work_items/skipped",
+    "records_written": "holocron/records/written",
+    "requests_made": "downloader/request_count",
+}
+
+
+async def close_run(
+    store: StateStore,
+    stats: StatsCollector,
+    *,
+    claims: Claims,
+    writes: WriteBuffer,
+    leases: Leases,
+    reason: str,
+) -> None:
     """End this run: unfinished claims back in the queue, the ``runs`` row closed with the
     crawl's counts; ``RuntimeError`` when buffered writes are left."""
-    if frontier.writes.pending():
+    if writes.pending():
         raise RuntimeError(
-            f"{len(frontier.writes.discovered)} discoveries and {len(frontier.writes.outcomes)} "
+            f"{len(writes.discovered)} discoveries and {len(writes.outcomes)} "
             "outcomes could not be written"
         )
-    if frontier.in_flight:
-        await frontier.leases.release_in_flight(reason)
-    counts = {
-        "items_discovered": _stat(frontier, "holocron/frontier/discovered_new"),
-        "items_completed": _stat(frontier, "holocron/work_items/completed"),
-        "items_failed": _stat(frontier, "holocron/work_items/failed"),
-        "items_skipped": _stat(frontier, "holocron/work_items/skipped"),
-        "records_written": _stat(frontier, "holocron/records/written"),
-        "requests_made": _stat(frontier, "downloader/request_count"),
-    }
+    if claims.in_flight:
+        await leases.release_in_flight(reason)
+    counts = {column: int(stats.get_value(key, 0)) for column, key in _COUNTS.items()}
     status = "finished" if reason == "finished" else "cancelled"
     await run_in_thread(
-        frontier.store.finish_run, frontier.run_id, status=status, reason=reason, counts=counts
+        store.finish_run, claims.run_id, status=status, reason=reason, counts=counts
     )
-
-
-def _stat(frontier: Frontier, key: str) -> int:
-    return int(frontier.stats.get_value(key, 0))

@@ -1,14 +1,13 @@
-"""The settings the frontier shares with other components: the state store and the retry policy.
-
-``holocron_scrapy.frontier.extension`` re-exports these names; ``commands/crawl.py`` validates the
-same
-store before a crawl starts.
+"""The frontier's settings: the state store and the retry policy (which other components share:
+``commands/crawl.py`` validates the same store before a crawl starts), and the Frontier's own
+options.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import NotConfigured
 
@@ -45,3 +44,29 @@ def retry_policy_from_settings(settings: BaseSettings) -> RetryPolicy:
         )
     except ValueError as exc:
         raise NotConfigured(f"HOLOCRON_MAX_ATTEMPTS / HOLOCRON_RETRY_BACKOFF: {exc}") from exc
+
+
+def frontier_options(settings: BaseSettings) -> dict[str, Any]:
+    """The :class:`~holocron_scrapy.frontier.extension.Frontier`'s keyword arguments;
+    ``NotConfigured`` when a value is out of range."""
+    dead_after_leases = settings.getfloat("HOLOCRON_DEAD_AFTER_LEASES", defaults.DEAD_AFTER_LEASES)
+    if dead_after_leases < 1:
+        raise NotConfigured(
+            f"HOLOCRON_DEAD_AFTER_LEASES must be 1 or more, not {dead_after_leases}: "
+            "live runs write their heartbeat every third of a lease"
+        )
+    return {
+        "claim_size": settings.getint("HOLOCRON_CLAIM_SIZE", defaults.CLAIM_SIZE),
+        "lease_seconds": settings.getfloat("HOLOCRON_LEASE_SECONDS", defaults.LEASE_SECONDS),
+        "flush_interval": settings.getfloat("HOLOCRON_FLUSH_INTERVAL", defaults.FLUSH_INTERVAL),
+        "flush_size": settings.getint("HOLOCRON_FLUSH_SIZE", defaults.FLUSH_SIZE),
+        "worker_id": settings.get("HOLOCRON_WORKER_ID", defaults.WORKER_ID) or socket.gethostname(),
+        "discovery_cache_size": settings.getint(
+            "HOLOCRON_DISCOVERY_CACHE_SIZE", defaults.DISCOVERY_CACHE_SIZE
+        ),
+        "retry": retry_policy_from_settings(settings),
+        "retry_wait_max": settings.getfloat("HOLOCRON_RETRY_WAIT_MAX", defaults.RETRY_WAIT_MAX),
+        "idle_poll": settings.getfloat("HOLOCRON_IDLE_POLL", defaults.IDLE_POLL),
+        "outage_max_seconds": settings.getfloat("HOLOCRON_OUTAGE_MAX", defaults.OUTAGE_MAX),
+        "dead_after_leases": dead_after_leases,
+    }

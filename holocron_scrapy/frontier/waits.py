@@ -16,19 +16,37 @@ from scrapy.utils.asyncio import run_in_thread
 from holocron_scrapy.store.state_store import utcnow
 
 if TYPE_CHECKING:
-    from holocron_scrapy.frontier.extension import Frontier
+    from collections.abc import Callable
+
+    from scrapy.statscollectors import StatsCollector
+
+    from holocron_scrapy.frontier.claims import Claims
+    from holocron_scrapy.frontier.spider import FrontierSpider
+    from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 
 
 class WaitPlanner:
-    """The waits of ``frontier`` when its queue is empty for now."""
+    """The waits of the run of ``claims`` when its queue is empty for now; ``wake`` is called
+    when a wait is over (claim again)."""
 
-    def __init__(self, frontier: Frontier, *, retry_wait_max: float, idle_poll: float) -> None:
-        self.frontier = frontier
+    def __init__(
+        self,
+        store: StateStore,
+        stats: StatsCollector,
+        claims: Claims,
+        *,
+        retry_wait_max: float,
+        idle_poll: float,
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.stats = stats
+        self.claims = claims
         self.retry_wait_max = retry_wait_max
         self.idle_poll = idle_poll
-        self.waiting = False  # the queue is empty for now; a claim is due later (see plan)
+        self.wake = wake
         self._wake: asyncio.TimerHandle | None = None
         self._logged = False
 
@@ -39,19 +57,19 @@ class WaitPlanner:
     def cancel(self) -> None:
         if self._wake is not None:
             self._wake.cancel()
+            self._wake = None
 
-    async def plan(self) -> None:
-        """Nothing is claimable now. Wait (claiming again when it may pay) if other workers hold
-        live leases on the source (they may discover more, or die and leave their items), or if
-        failed items are scheduled for a retry within HOLOCRON_RETRY_WAIT_MAX; else the crawl
-        may end, saying how many retries are scheduled for later."""
-        frontier = self.frontier
-        assert frontier.spider is not None
+    async def plan(self, spider: FrontierSpider, *, closing: bool = False) -> bool:
+        """Nothing of ``spider``'s source is claimable now. Wait (True: ``wake`` is called when
+        it may pay to claim again) if other workers hold live leases on the source (they may
+        discover more, or die and leave their items), or if failed items are scheduled for a
+        retry within HOLOCRON_RETRY_WAIT_MAX; else (False) the crawl may end, saying how many
+        retries are scheduled for later (unless it is ``closing``)."""
         outlook = await run_in_thread(
-            frontier.store.outlook,
-            source_system=frontier.spider.source_system,
-            source_name=frontier.spider.source_name,
-            owner=frontier.owner,
+            self.store.outlook,
+            source_system=spider.source_system,
+            source_name=spider.source_name,
+            owner=self.claims.owner,
         )
         now = utcnow()
         waits: list[float] = []
@@ -63,7 +81,7 @@ class WaitPlanner:
             if retry_in <= self.retry_wait_max:
                 waits.append(retry_in + 0.05)
         if not waits:
-            if outlook.scheduled and not frontier.closing:
+            if outlook.scheduled and not closing:
                 logger.info(
                     "%(n)d failed work items are scheduled for another attempt, the first at "
                     "%(at)s UTC (in %(s).0f s, more than HOLOCRON_RETRY_WAIT_MAX=%(max).0f s): "
@@ -75,13 +93,10 @@ class WaitPlanner:
                         "max": self.retry_wait_max,
                     },
                 )
-                frontier.stats.set_value(
-                    "holocron/frontier/retries_left_scheduled", outlook.scheduled
-                )
-            return
+                self.stats.set_value("holocron/frontier/retries_left_scheduled", outlook.scheduled)
+            return False
         wait = max(0.0, min(waits))
-        self.waiting = True
-        frontier.stats.inc_value("holocron/frontier/waits")
+        self.stats.inc_value("holocron/frontier/waits")
         level = logging.DEBUG if self._logged else logging.INFO
         self._logged = True  # once until work is claimed again
         logger.log(
@@ -96,9 +111,8 @@ class WaitPlanner:
             },
         )
         self._wake = asyncio.get_running_loop().call_later(wait, self._end)
+        return True
 
     def _end(self) -> None:
         self._wake = None
-        self.waiting = False
-        self.frontier.dirty = True
-        self.frontier.maybe_claim()
+        self.wake()

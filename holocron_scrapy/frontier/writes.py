@@ -26,8 +26,12 @@ from holocron_scrapy.store.split_writes import refusal_reason, write_split
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from holocron_scrapy.frontier.extension import Frontier
-    from holocron_scrapy.model import Applied, NewWorkItem
+    from scrapy.statscollectors import StatsCollector
+
+    from holocron_scrapy.frontier.claims import Claims
+    from holocron_scrapy.model import Applied, IngestRow, NewWorkItem, RetryPolicy
+    from holocron_scrapy.outage import Outage
+    from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +44,39 @@ class CrawlStateError(Exception):
 
 
 class WriteBuffer:
-    """Discoveries and outcomes waiting to be written for ``frontier``, and their flush."""
+    """Discoveries and outcomes waiting to be written to ``store`` for the run of ``claims``,
+    and their flush.
 
-    def __init__(self, frontier: Frontier, *, flush_size: int, discovery_cache_size: int) -> None:
-        self.frontier = frontier
+    ``on_written`` is called after discoveries or outcomes were written (the queue changed:
+    claim again); ``give_up(exc)`` when ``outage`` lasted too long; ``closing()``: the crawl
+    closes (a flush during a back-off is tried anyway); ``stopping()``: it is being stopped
+    (waiting out an outage ends).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        stats: StatsCollector,
+        claims: Claims,
+        outage: Outage,
+        retry: RetryPolicy,
+        *,
+        flush_size: int,
+        discovery_cache_size: int,
+        on_written: Callable[[], None],
+        give_up: Callable[[BaseException], None],
+        closing: Callable[[], bool],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.store = store
+        self.stats = stats
+        self.claims = claims
+        self.outage = outage
+        self.retry = retry
+        self.on_written = on_written
+        self.give_up = give_up
+        self.closing = closing
+        self.stopping = stopping
         self.flush_size = flush_size
         self.discovery_cache_size = discovery_cache_size
         self.discovered: dict[str, NewWorkItem] = {}
@@ -55,8 +88,9 @@ class WriteBuffer:
         self._failing = 0  # failed writes in a row that were neither outages nor refusals
 
     def pending(self) -> bool:
-        """Something is buffered (a discovery adds work, a failure may be retried)."""
-        return bool(self.discovered or self.outcomes)
+        """Something is buffered or being written (a discovery adds work, a failure may be
+        retried)."""
+        return bool(self.discovered or self.outcomes) or self.lock.locked()
 
     def discover(self, item: NewWorkItem) -> None:
         """Buffer a discovered resource; it is inserted if new at the next flush.
@@ -67,13 +101,13 @@ class WriteBuffer:
         """
         key = item.dedupe_key
         if self._queued.get(key, _NEVER) <= item.depth:
-            self.frontier.stats.inc_value("holocron/frontier/discovered_known")
+            self.stats.inc_value("holocron/frontier/discovered_known")
             return
         if len(self._queued) >= self.discovery_cache_size:
             self._queued.clear()
         self._queued[key] = item.depth
         if item.run_id is None:
-            item = dataclasses.replace(item, run_id=self.frontier.run_id)
+            item = dataclasses.replace(item, run_id=self.claims.run_id)
         self.discovered[key] = item
         self._flush_if_full()
 
@@ -85,7 +119,6 @@ class WriteBuffer:
     async def flush(self) -> bool:
         """Write buffered discoveries and outcomes; False when a write failed (what could not be
         written stays buffered for the next try)."""
-        frontier = self.frontier
         async with self.lock:
             discovered = list(self.discovered.values())
             outcomes = list(self.outcomes.values())
@@ -93,26 +126,26 @@ class WriteBuffer:
             self.outcomes.clear()
             if not discovered and not outcomes:
                 return True
-            if frontier.db_outage.waiting() and not frontier.closing:
+            if self.outage.waiting() and not self.closing():
                 self._keep(discovered, outcomes)  # the next try is due after the back-off
                 return False
             try:
                 if discovered:
                     added = await write_split(
-                        frontier.store.add_work_items, discovered, self._refused_discovery
+                        self.store.add_work_items, discovered, self._refused_discovery
                     )
-                    frontier.stats.inc_value("holocron/frontier/discovered_new", sum(added))
-                    frontier.dirty = True
+                    self.stats.inc_value("holocron/frontier/discovered_new", sum(added))
+                    self.on_written()
                 if outcomes:
                     await self._finish_items(outcomes)
-                    frontier.dirty = True  # an outcome can reopen its item
+                    self.on_written()  # an outcome can reopen its item
             except Exception as exc:
-                frontier.stats.inc_value("holocron/frontier/write_errors")
+                self.stats.inc_value("holocron/frontier/write_errors")
                 self._keep(discovered, outcomes)
                 if database_unreachable(exc):
-                    frontier.db_outage.failed(exc)
-                    if frontier.db_outage.exceeded():
-                        frontier.give_up(exc)
+                    self.outage.failed(exc)
+                    if self.outage.exceeded():
+                        self.give_up(exc)
                 else:
                     # A mistake (a missing table, a permission): logged once, not every second.
                     self._failing += 1
@@ -123,7 +156,7 @@ class WriteBuffer:
                         exc_info=True,
                     )
                 return False
-            frontier.db_outage.recovered()
+            self.outage.recovered()
             if self._failing:
                 logger.info(
                     "Crawl state written again after %(n)d failed tries", {"n": self._failing}
@@ -132,8 +165,7 @@ class WriteBuffer:
             return True
 
     def _write_outcomes(self, outcomes: list[Outcome]) -> Applied:
-        frontier = self.frontier
-        return frontier.store.finish_items(outcomes, owner=frontier.owner, retry=frontier.retry)
+        return self.store.finish_items(outcomes, owner=self.claims.owner, retry=self.retry)
 
     async def _finish_items(self, outcomes: list[Outcome]) -> None:
         """Write ``outcomes`` (what is not written stays in the list); an outcome the database
@@ -163,7 +195,7 @@ class WriteBuffer:
         self._log_refused("discovery", repr(item.dedupe_key[:200]), refusal_reason(exc))
 
     def _log_refused(self, kind: str, which: str, reason: str) -> None:
-        self.frontier.stats.inc_value(f"holocron/frontier/refused/{kind}")
+        self.stats.inc_value(f"holocron/frontier/refused/{kind}")
         logger.warning(
             "The crawl state database refused the %(kind)s %(which)s: %(reason)s",
             {"kind": kind, "which": which, "reason": reason},
@@ -171,28 +203,46 @@ class WriteBuffer:
 
     async def call(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
         """``fn`` in a thread; while the database is unreachable, wait and call it again (until
-        :attr:`Frontier.db_outage` gives up: then the error is raised, as any other error is)."""
-        outage = self.frontier.db_outage
+        the outage gives up: then the error is raised, as any other error is)."""
+        outage = self.outage
         while True:
             try:
                 result = await run_in_thread(fn, *args, **kwargs)
             except Exception as exc:
-                if not database_unreachable(exc) or self.frontier.stopping():
+                if not database_unreachable(exc) or self.stopping():
                     raise
                 delay = outage.failed(exc)
                 if outage.exceeded():
-                    self.frontier.give_up(exc)
+                    self.give_up(exc)
                     raise
                 await sleep(delay)
                 continue
             outage.recovered()
             return result
 
+    async def commit(self, rows: Sequence[IngestRow], outcomes: Sequence[Outcome]) -> Applied:
+        """Write records and complete their work items in one transaction, after the buffered
+        discoveries (see :meth:`Frontier.commit_records`)."""
+        await self.flush_or_wait("links not queued")
+        ids = {outcome.work_item_id for outcome in outcomes}
+        self.claims.committing |= ids
+        try:
+            applied: Applied = await self.call(
+                self.store.commit_records, rows, outcomes, owner=self.claims.owner, retry=self.retry
+            )
+        finally:
+            self.claims.committing -= ids
+        self.on_written()  # an outcome can reopen its item (found closer while in flight)
+        for outcome in outcomes:
+            self.claims.ended(outcome)
+        self.count(applied)
+        return applied
+
     async def flush_or_wait(self, what: str) -> None:
         """Flush the buffers; while the database is unreachable, wait and flush again."""
-        outage = self.frontier.db_outage
+        outage = self.outage
         while not await self.flush():
-            if not outage.active or outage.exceeded() or self.frontier.stopping():
+            if not outage.active or outage.exceeded() or self.stopping():
                 raise CrawlStateError(f"the crawl state could not be written ({what})")
             await sleep(outage.delay())
 
@@ -205,7 +255,7 @@ class WriteBuffer:
 
     def count(self, applied: Applied) -> None:
         """Stats of written outcomes: final statuses, retries, stale leases (logged once)."""
-        stats = self.frontier.stats
+        stats = self.stats
         for status, n in applied.statuses.items():
             stats.inc_value(f"holocron/work_items/{status}", n)
         if applied.retried:

@@ -109,8 +109,7 @@ class FeedSync:
                 "%(n)d completed pages back in the queue to expand",
                 {"depth": reach.max_depth, "on": ", ".join(sorted(reach.expansions)), "n": n},
             )
-            frontier.dirty = True
-            frontier.maybe_claim()
+            frontier.queue_changed()
 
     async def requests(self) -> AsyncIterator[scrapy.Request]:
         """The probe (a source without a sync point: from the start of its first run)."""
@@ -283,8 +282,7 @@ class FeedSync:
         if keys:
             await frontier.requeue([], keys)
         elif new:
-            frontier.dirty = True
-            frontier.maybe_claim()
+            frontier.queue_changed()
 
     async def _next_template(self) -> AsyncIterator[scrapy.Request]:
         if self.transcluded:

@@ -2,7 +2,10 @@
 
 With ``JOBDIR``, Scrapy restores the requests that were queued when a crawl stopped. Their
 claims ended with that run (released back to the SQL queue, which re-issues the work), so such a
-request is dropped here instead of fetching the same resource twice.
+request is dropped here instead of fetching the same resource twice. So are the queued requests
+of claims this run lost to another worker (their lease expired while the process was stalled:
+see :meth:`Leases.renew <holocron_scrapy.frontier.leases.Leases.renew>`). Why this is a
+middleware and not a scheduler: the README, "The claim loop, and why it is an extension".
 """
 
 from __future__ import annotations

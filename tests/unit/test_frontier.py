@@ -20,13 +20,10 @@ from scrapy.settings import Settings
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
-from holocron_scrapy.frontier.extension import (
-    CrawlStateError,
-    Frontier,
-    state_store_from_settings,
-    work_items_of,
-)
+from holocron_scrapy.frontier.claiming import Phase
+from holocron_scrapy.frontier.extension import CrawlStateError, Frontier, work_items_of
 from holocron_scrapy.frontier.leases import dead_reason, pid_namespace
+from holocron_scrapy.frontier.settings import state_store_from_settings
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.store.state_store import RunState, StateStore, utcnow
@@ -497,7 +494,7 @@ def test_claims_of_dead_runs_are_released_at_start_and_live_runs_keep_theirs(
     here = pid_namespace()
     assert here is not None
     elsewhere = "5b0c7c4e-0000-4000-8000-000000000000/pid:[4026532999]"  # another container
-    long_ago = utcnow() - timedelta(seconds=crawl.frontier.dead_after_seconds + 60)
+    long_ago = utcnow() - timedelta(seconds=crawl.frontier.leases.dead_after_seconds + 60)
     runs: dict[str, tuple[int, str, Any, str]] = {  # pid, namespace, heartbeat, status
         "twin": (os.getpid(), elsewhere, None, "running"),  # heartbeating: alive
         "silent twin": (os.getpid(), elsewhere, long_ago, "running"),  # dead
@@ -761,7 +758,7 @@ def test_a_claim_under_way_at_close_leaves_no_item_leased(crawl: Crawl) -> None:
         with pytest.raises(DontCloseSpider):
             frontier.spider_idle(spider)  # starts a claim in the background
         await frontier.spider_closed(spider, "shutdown")  # the crawl is stopped meanwhile
-        await wait_for(lambda: not frontier._claiming)
+        await wait_for(lambda: not frontier.loop.claiming)
 
     asyncio.run(run())
     [run_row] = crawl.rows("runs", order_by="started_at")
@@ -811,7 +808,7 @@ def test_a_retry_due_within_the_wait_limit_keeps_the_crawl_open_until_claimed(
         frontier.fail([item], "HTTP 404")
         assert not frontier.done()  # the failure may be retried
         assert await frontier.claim_batch() == []  # written; the retry is not due yet
-        assert frontier.waits.waiting
+        assert frontier.loop.phase is Phase.WAITING
         assert not frontier.done()
         with pytest.raises(DontCloseSpider):
             frontier.spider_idle(spider)
@@ -874,7 +871,8 @@ def test_a_worker_with_nothing_to_claim_waits_while_others_hold_live_leases(
         )
         assert len(theirs) == 3
         assert await frontier.claim_batch() == []
-        assert frontier.waits.waiting  # they may discover more, or die and leave their items
+        # They may discover more, or die and leave their items.
+        assert frontier.loop.phase is Phase.WAITING
         # The other worker discovers a page and ends its items.
         await asyncio.to_thread(
             other.add_work_items, [spider.new_work_item("Chopper", 1, theirs[0])]
@@ -990,7 +988,7 @@ def test_a_claim_made_while_renewal_checks_the_leases_is_kept(crawl: Crawl) -> N
     commits just after that query (another thread) must not count as lost: its item would stay
     in_progress under this run's lease, its request dropped, until the lease expired."""
     frontier, spider = crawl.frontier, crawl.spider
-    frontier.claim_size = 2
+    frontier.loop.claim_size = 2
     late: list[int] = []
     leased_ids = crawl.store.leased_ids
 
@@ -1002,7 +1000,7 @@ def test_a_claim_made_while_renewal_checks_the_leases_is_kept(crawl: Crawl) -> N
             owner=owner,
             run_id=frontier.run_id,
             limit=1,
-            lease_seconds=frontier.lease_seconds,
+            lease_seconds=frontier.leases.lease_seconds,
         )
         late.extend(item.id for item in claimed)
         frontier.in_flight.update(late)  # as claim_batch does when its claim returns
@@ -1056,7 +1054,7 @@ def test_claims_whose_answer_was_lost_go_back_to_the_queue_after_the_outage(
             limit=2,
             lease_seconds=600,
         )
-        frontier._claim_uncertain = True
+        frontier.leases.orphans_possible = True
         again = await frontier.claim_batch()  # releases the two first, then claims them
         assert sorted(i.id for i in again) == sorted(i.id for i in lost)
         assert [i.attempt for i in again] == [1, 1]  # the lost claim did not count

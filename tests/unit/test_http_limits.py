@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from holocron_scrapy.frontier.runs import open_run
 from holocron_scrapy.model import NewWorkItem, Status
 from holocron_scrapy.store.limits import is_shortened
 from tests.unit.test_http_spider import BASE, SITE_SOURCE, item, make_spider
@@ -34,7 +33,7 @@ def test_a_post_seed_with_a_long_body_is_seeded_shortened_and_sent_whole(
 ) -> None:
     spider = make_spider(LONG_POST_SOURCE)
     frontier = spider.frontier()
-    asyncio.run(open_run(frontier, spider))
+    asyncio.run(frontier.start_run(spider))
     wi = frontier.store.tables.work_items
     with frontier.store.engine.connect() as conn:
         seeded = list(conn.scalars(sa.select(wi.c.resource_id).order_by(wi.c.id)))

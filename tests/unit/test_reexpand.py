@@ -51,7 +51,14 @@ def test_a_page_found_closer_is_expanded_from_its_record_not_fetched(
         found = [crawl.spider.new_work_item(i.resource_id, 1, None) for i in (page, deleted)]
         store.add_work_items(found)
         claimed = [i for i in await frontier.claim_batch() if i.id in (page.id, deleted.id)]
-        to_fetch = await expand_from_stored(frontier, crawl.spider, claimed)
+        to_fetch = await expand_from_stored(
+            frontier.store,
+            frontier.stats,
+            crawl.spider,
+            claimed,
+            discover=frontier.discover,
+            finish=frontier.finish,
+        )
         await frontier.flush()
         return [page, deleted], claimed, to_fetch
 
