@@ -14,18 +14,14 @@ if TYPE_CHECKING:
 
     from holocron_scrapy.config.sources import SourceConfig
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 
 
 class Discoverer:
     """New work items of one source, at their depth and priority (``strategy``)."""
 
-    def __init__(self, spider: MediaWikiSpider) -> None:
-        self.spider = spider
-
-    @property
-    def config(self) -> SourceConfig:
-        return self.spider.config
+    def __init__(self, config: SourceConfig, source_system: str) -> None:
+        self.config = config
+        self.source_system = source_system
 
     def work_item(
         self,
@@ -38,7 +34,7 @@ class Discoverer:
         """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
         strategy = self.config.discovery.strategy
         return NewWorkItem(
-            source_system=self.spider.source_system,
+            source_system=self.source_system,
             source_name=self.config.name,
             resource_type=resource_type,
             resource_id=resource_id,

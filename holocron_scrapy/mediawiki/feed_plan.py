@@ -10,7 +10,8 @@ work items the entries' titles name:
   a missing page, recorded as deleted) and the new one (requeued if known, else queued at the
   old one's depth when its namespace is crawled);
 * an edit of a template or a module: also every page that transcludes it (``list=embeddedin``,
-  see :func:`.feeds.embeddedin_url`): their links, categories and html change, their ``lastrevid`` not;
+  see :func:`.feeds.embeddedin_url`): their links, categories and html change, their
+  ``lastrevid`` not;
 * a page added to or removed from a category (``categorize``): the category's members listing,
   if the crawl has one (a category seed, or a category page with ``discovery.categories``),
   runs again, and the members it did not know join as its members do.

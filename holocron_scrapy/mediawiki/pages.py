@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 _MAX_REDIRECT_HOPS = 10
 
 
+@dataclass
 class PageSet:
     """The pages of one batch query, merged across its continuation responses.
 

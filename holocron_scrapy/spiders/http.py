@@ -40,11 +40,11 @@ from holocron_scrapy.config.http import HttpSeed, HttpSourceConfig, load_http_so
 from holocron_scrapy.frontier.extension import work_items_of
 from holocron_scrapy.http import api as http_api
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.mediawiki.responses import failure_message, headers_of
 from holocron_scrapy.middlewares.claims import StaleClaim
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
 from holocron_scrapy.secrets import RedactingFilter, SourceSecrets
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
+from holocron_scrapy.spiders.responses import failure_message, headers_of
 from holocron_scrapy.store.limits import fit_resource_id, is_shortened, resource_id_length
 
 if TYPE_CHECKING:
