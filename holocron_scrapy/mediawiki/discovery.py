@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import listings, resources
-from holocron_scrapy.model import NewWorkItem
+from holocron_scrapy.model import RESOURCE_LISTING, NewWorkItem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -47,7 +47,7 @@ class Discoverer:
     def listing_item(
         self, listing: listings.Listing, depth: int, parent: WorkItem | None
     ) -> NewWorkItem:
-        return self.work_item(listing.resource_id, depth, parent, listings.RESOURCE_LISTING)
+        return self.work_item(listing.resource_id, depth, parent, RESOURCE_LISTING)
 
     def resource_type_for(self, ns: object) -> str:
         """See :func:`resources.resource_type_of`."""

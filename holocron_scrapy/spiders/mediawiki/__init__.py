@@ -32,6 +32,7 @@ from holocron_scrapy.mediawiki import listings, resources
 from holocron_scrapy.mediawiki.api_request import shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
 from holocron_scrapy.middlewares.claims import StaleClaim
+from holocron_scrapy.model import RESOURCE_LISTING
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
 from holocron_scrapy.spiders.mediawiki.feed_sync import FeedCallbacks, FeedSync
 from holocron_scrapy.spiders.mediawiki.listing_fetch import ListingFetch
@@ -230,7 +231,7 @@ class MediaWikiSpider(SourceSpider):
         """resource_type -> the method that turns claimed items of that type into requests."""
         return {
             **dict.fromkeys(resources.PAGE_TYPES, self.page_query.requests),
-            listings.RESOURCE_LISTING: self.listing_fetch.requests,
+            RESOURCE_LISTING: self.listing_fetch.requests,
             resources.HTML: self.resource_fetch.html_requests,
             resources.REVISIONS: self.resource_fetch.history_requests,
             resources.INFO: self.resource_fetch.info_requests,

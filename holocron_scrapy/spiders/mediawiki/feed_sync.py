@@ -27,7 +27,7 @@ from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import errors, feed_plan, feeds, listings, resources
-from holocron_scrapy.model import dedupe_key
+from holocron_scrapy.model import RESOURCE_LISTING, dedupe_key
 from holocron_scrapy.spiders.mediawiki.sync_points import SyncPoints
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ class FeedSync:
                 dedupe_key(
                     self.discoverer.source_system,
                     self.config.name,
-                    listings.RESOURCE_LISTING,
+                    RESOURCE_LISTING,
                     listings.categorymembers(title).resource_id,
                 )
                 for title in sorted(plan.categories)
