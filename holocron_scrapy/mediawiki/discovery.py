@@ -3,6 +3,7 @@ backlinks, a listing's members, and a completed page's other resources."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from holocron_scrapy.mediawiki import api as mwapi
@@ -100,6 +101,21 @@ class Discoverer:
             listing.module == "categorymembers" and discovery.categories
         )
         return not filtered or member.ns in discovery.namespaces
+
+    def from_stored(self, item: WorkItem, payload: str) -> list[NewWorkItem] | None:
+        """What a completed item found again by a shorter path leads to at its new depth, read
+        from the ``payload`` of its last record: a page's links and listings below
+        ``max_depth`` and its other resources, as its parse queues them; None (fetch it again)
+        for a page whose last record says it was deleted."""
+        if item.resource_type not in resources.PAGE_TYPES:
+            return []  # html, revisions, info: what they hold does not depend on the depth
+        page = json.loads(payload)
+        if not isinstance(page, dict) or page.get("deleted"):
+            return None
+        found = []
+        if item.depth < self.config.discovery.max_depth:
+            found = list(self.from_page(item, page))
+        return found + list(self.other_resources(item))
 
     def other_resources(self, item: WorkItem) -> Iterator[NewWorkItem]:
         """A completed page's other configured resources, as work items under its canonical

@@ -18,7 +18,6 @@ API's code and info; the crawl goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
@@ -196,19 +195,8 @@ class MediaWikiSpider(SourceSpider):
         return self.discoverer.seeds()
 
     def expand_stored(self, item: WorkItem, stored: Stored) -> list[NewWorkItem] | None:
-        """What a completed item found again by a shorter path leads to at its new depth, read
-        from its last record (:mod:`holocron_scrapy.reexpand`): a page's links and listings
-        below ``max_depth`` and its other resources, as its parse queues them; None (fetch it
-        again) for a page whose last record says it was deleted."""
-        if item.resource_type not in resources.PAGE_TYPES:
-            return []  # html, revisions, info: what they hold does not depend on the depth
-        page = json.loads(stored.payload)
-        if not isinstance(page, dict) or page.get("deleted"):
-            return None
-        found = []
-        if item.depth < self.config.discovery.max_depth:
-            found = list(self.discoverer.from_page(item, page))
-        return found + list(self.discoverer.other_resources(item))
+        """See :meth:`Discoverer.from_stored` (:mod:`holocron_scrapy.reexpand`)."""
+        return self.discoverer.from_stored(item, stored.payload)
 
     def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
         """Requests for claimed items, grouped by resource type (each type has its builder)."""
