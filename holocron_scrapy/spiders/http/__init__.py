@@ -30,7 +30,6 @@ import scrapy
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, TextResponse
-from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import run_in_thread
 
@@ -44,6 +43,7 @@ from holocron_scrapy.secrets import RedactingFilter, SourceSecrets
 from holocron_scrapy.spiders.base import RECRAWL_READ_SIZE, SourceSpider, apply_source
 from holocron_scrapy.spiders.http.parsing import HttpResponses
 from holocron_scrapy.spiders.http.requests import HttpCallbacks, HttpRequests
+from holocron_scrapy.spiders.http.site import HttpSite
 from holocron_scrapy.spiders.responses import failure_message
 
 if TYPE_CHECKING:
@@ -91,33 +91,18 @@ class HttpSpider(SourceSpider):
         spider._log_filter = RedactingFilter(spider.secrets)
         crawler.signals.connect(spider._filter_logs, signal=signals.engine_started)
         crawler.signals.connect(spider._unfilter_logs, signal=signals.engine_stopped)
-        links = config.discovery.html_links
-        # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
-        # allow_domains would compare host:port with them).
-        link_extractor = (
-            None if links is None else LinkExtractor(allow=links.allow, deny=links.deny)
-        )
-        spider.requests = HttpRequests(
+        site = HttpSite(
             config,
             spider.secrets,
-            bounds=spider.bounds,
-            stats=spider._stats,
+            spider.bounds,
+            stats=spider._stats,  # the crawler's stats are set when the crawl starts
             frontier=spider.frontier,
-            callbacks=HttpCallbacks(
-                spider.parse_resource, spider.parse_listing, spider.request_failed
-            ),
-            conditional=spider.recrawl == "changed",
         )
-        spider.responses = HttpResponses(
-            config,
-            spider.secrets,
-            link_extractor=link_extractor,
-            bounds=spider.bounds,
-            stats=spider._stats,
-            frontier=spider.frontier,
-            new_work_item=spider.new_work_item,
-            requests=spider.requests,
+        callbacks = HttpCallbacks(
+            spider.parse_resource, spider.parse_listing, spider.request_failed
         )
+        spider.requests = HttpRequests(site, callbacks, conditional=spider.recrawl == "changed")
+        spider.responses = HttpResponses(site, spider.new_work_item, spider.requests)
         return spider
 
     def _stats(self) -> StatsCollector:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.http import TextResponse
+from scrapy.linkextractors import LinkExtractor
 
 from holocron_scrapy.bounds import stopped
 from holocron_scrapy.frontier.extension import work_items_of
@@ -23,15 +24,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from scrapy.http import Response
-    from scrapy.linkextractors import LinkExtractor
-    from scrapy.statscollectors import StatsCollector
 
-    from holocron_scrapy.bounds import Bounds, Chain
-    from holocron_scrapy.config.http import HttpSourceConfig
-    from holocron_scrapy.frontier.extension import Frontier
+    from holocron_scrapy.bounds import Chain
     from holocron_scrapy.model import NewWorkItem
-    from holocron_scrapy.secrets import SourceSecrets
     from holocron_scrapy.spiders.http.requests import HttpRequests
+    from holocron_scrapy.spiders.http.site import HttpSite
 
 logger = logging.getLogger(__name__)
 
@@ -43,28 +40,20 @@ def _header(response: Response, name: str) -> str | None:
 
 class HttpResponses:
     """``new_work_item``: the work item a discovered URL becomes; ``requests``: builds a
-    listing's next page; ``frontier``: where a listing's finds go and its cursor is saved."""
+    listing's next page."""
 
     def __init__(
-        self,
-        config: HttpSourceConfig,
-        secrets: SourceSecrets,
-        *,
-        link_extractor: LinkExtractor | None,
-        bounds: Bounds,
-        stats: Callable[[], StatsCollector],
-        frontier: Callable[[], Frontier],
-        new_work_item: Callable[..., NewWorkItem],
-        requests: HttpRequests,
+        self, site: HttpSite, new_work_item: Callable[..., NewWorkItem], requests: HttpRequests
     ) -> None:
-        self.config = config
-        self.secrets = secrets
-        self.link_extractor = link_extractor
-        self.bounds = bounds
-        self.stats = stats
-        self.frontier = frontier
+        self.site = site
         self.new_work_item = new_work_item
         self.requests = requests
+        links = site.config.discovery.html_links
+        # allowed_domains are checked on every discovered URL (host_allowed; LinkExtractor's
+        # allow_domains would compare host:port with them).
+        self.link_extractor = (
+            None if links is None else LinkExtractor(allow=links.allow, deny=links.deny)
+        )
 
     def parse_resource(self, response: Response) -> Iterator[Any]:
         """One record per resource; its discoveries first (they are queued before the record
@@ -76,7 +65,7 @@ class HttpResponses:
             yield from self._redirect(item, response)
             return
         if response.status == NOT_MODIFIED:
-            self.stats().inc_value("holocron/http/not_modified")
+            self.site.stats().inc_value("holocron/http/not_modified")
             yield Outcome(
                 item.id,
                 Status.COMPLETED,
@@ -85,25 +74,24 @@ class HttpResponses:
                 version=item.version,
             )
             return
-        decoded = self._payload(response, item)
-        if isinstance(decoded, Outcome):
+        if isinstance(decoded := self._payload(response, item), Outcome):
             yield decoded
             return
         payload, form = decoded
         # The source's secrets, should the server echo them, are stored nowhere.
-        secrets = self.secrets
+        secrets, config = self.site.secrets, self.site.config
         payload = secrets.redact_json(payload)
         resource_id = http_api.record_resource_id(
-            payload, self.config.resource_id, item.resource_id
+            payload, self.site.config.resource_id, item.resource_id
         )
         if resource_id is None:
-            message = f"no resource_id at {self.config.resource_id!r} in the response"
+            message = f"no resource_id at {self.site.config.resource_id!r} in the response"
             yield Outcome(item.id, Status.FAILED, message)
             return
-        if item.depth < self.config.discovery.max_depth:
+        if item.depth < self.site.config.discovery.max_depth:
             for url in self.discovered_urls(response, payload if form == "json" else None):
                 yield self.new_work_item(http_api.resource_key(url), item.depth + 1, item)
-        self.stats().inc_value(f"holocron/http/payload/{form}")
+        self.site.stats().inc_value(f"holocron/http/payload/{form}")
         yield ResourceRecord(
             work_item=item,
             resource_type=item.resource_type,
@@ -112,7 +100,7 @@ class HttpResponses:
             request_uri=request.meta["holocron_url"],
             request_method=request.method,
             request_headers=secrets.redact_json(
-                http_api.masked_headers(headers_of(request.headers), self.config.secret_headers)
+                http_api.masked_headers(headers_of(request.headers), config.secret_headers)
             ),
             status_code=response.status,
             response_headers=secrets.redact_json(headers_of(response.headers)),
@@ -134,13 +122,13 @@ class HttpResponses:
             yield Outcome(item.id, Status.FAILED, f"HTTP {response.status} without a Location")
             return
         target = self._url_key(http_api.absolute_url(response.url, location))
-        self.stats().inc_value("holocron/http/redirects")
-        if not http_api.host_allowed(target, self.config.allowed_domains):
+        self.site.stats().inc_value("holocron/http/redirects")
+        if not http_api.host_allowed(target, self.site.config.allowed_domains):
             yield Outcome.skipped(item, f"redirect to {target!r}, outside allowed_domains")
             return
-        refused = self.bounds.redirect_refused(item.hops)
+        refused = self.site.bounds.redirect_refused(item.hops)
         if refused is not None:
-            self.stats().inc_value("holocron/bounds/redirects_refused")
+            self.site.stats().inc_value("holocron/bounds/redirects_refused")
             yield Outcome(item.id, Status.FAILED, f"redirect to {target!r}: {refused}")
             return
         yield self.new_work_item(target, item.depth, item, item.resource_type, item.hops + 1)
@@ -148,7 +136,7 @@ class HttpResponses:
 
     def _url_key(self, url: str) -> str:
         """The resource id of a URL the crawl found: canonical, without the source's params."""
-        return http_api.resource_key(self.secrets.strip_params(url))
+        return http_api.resource_key(self.site.secrets.strip_params(url))
 
     def _payload(
         self, response: Response, item: WorkItem
@@ -161,9 +149,9 @@ class HttpResponses:
             return http_api.encode_payload(response.body, content_type, encoding)
         except http_api.PayloadError as exc:
             url = response.meta.get("holocron_url", response.url)
-            message = self.secrets.redact(str(exc))
+            message = self.site.secrets.redact(str(exc))
             logger.warning("%(error)s for %(url)s", {"error": message, "url": url})
-            self.stats().inc_value("holocron/http/bad_payload")
+            self.site.stats().inc_value("holocron/http/bad_payload")
             return Outcome(item.id, Status.FAILED, message)
 
     def discovered_urls(self, response: Response, data: Any) -> Iterator[str]:
@@ -172,8 +160,8 @@ class HttpResponses:
         seen: set[str] = set()
         candidates: list[str] = []
         if data is not None:
-            for json_field in self.config.discovery.json_fields:
-                base = self.config.base_url if json_field.url else response.url
+            for json_field in self.site.config.discovery.json_fields:
+                base = self.site.config.base_url if json_field.url else response.url
                 for value in http_api.json_values(data, json_field.path):
                     url = http_api.discovered_url(value, json_field.url, base)
                     if url is not None:
@@ -182,7 +170,7 @@ class HttpResponses:
             candidates += [link.url for link in self.link_extractor.extract_links(response)]
         for url in candidates:
             key = self._url_key(url)
-            if key not in seen and http_api.host_allowed(key, self.config.allowed_domains):
+            if key not in seen and http_api.host_allowed(key, self.site.config.allowed_domains):
                 seen.add(key)
                 yield key
 
@@ -193,32 +181,31 @@ class HttpResponses:
         request = response.request
         assert request is not None
         [item] = work_items_of(request)
-        pagination = self.config.pagination
+        pagination = self.site.config.pagination
         assert pagination is not None
         if response.status in REDIRECT_STATUSES:
             for obj in self._listing_redirect(item, response):
                 yield obj
             return
-        decoded = self._payload(response, item)
-        if isinstance(decoded, Outcome):
+        if isinstance(decoded := self._payload(response, item), Outcome):
             yield decoded
             return
         payload, form = decoded
         data = payload if form == "json" else None
-        frontier = self.frontier()
+        frontier = self.site.frontier()
         found = 0
         for url in self.discovered_urls(response, data):
             # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
             frontier.discover(self.new_work_item(url, item.depth, item))
             found += 1
-        self.stats().inc_value("holocron/http/listing_pages")
-        self.stats().inc_value("holocron/http/listed", found)
+        self.site.stats().inc_value("holocron/http/listing_pages")
+        self.site.stats().inc_value("holocron/http/listed", found)
         links = [v.decode("latin-1") for v in response.headers.getlist("Link")]
         step = http_api.next_step(
             pagination, request.meta["holocron_url"], data, links, response.url
         )
         if step.next_url is not None:
-            step = http_api.PageStep(self.secrets.strip_params(step.next_url), step.reason)
+            step = http_api.PageStep(self.site.secrets.strip_params(step.next_url), step.reason)
         if step.next_url is None:
             logger.debug(
                 "Listing %(id)s ends: %(why)s", {"id": item.resource_id, "why": step.reason}
@@ -231,7 +218,7 @@ class HttpResponses:
         reason = chain.step(len(response.body), step.next_url, body)
         if reason is not None:
             url = request.meta["holocron_url"]
-            for outcome in stopped([item], reason, url, self.stats(), "listing_stopped"):
+            for outcome in stopped([item], reason, url, self.site.stats(), "listing_stopped"):
                 yield outcome
             return
         if await frontier.save_cursor(item, {"next": step.next_url}):
@@ -248,9 +235,9 @@ class HttpResponses:
         if not location:
             yield Outcome(item.id, Status.FAILED, f"HTTP {response.status} without a Location")
             return
-        target = self.secrets.strip_params(http_api.absolute_url(response.url, location))
-        self.stats().inc_value("holocron/http/redirects")
-        if not http_api.host_allowed(target, self.config.allowed_domains):
+        target = self.site.secrets.strip_params(http_api.absolute_url(response.url, location))
+        self.site.stats().inc_value("holocron/http/redirects")
+        if not http_api.host_allowed(target, self.site.config.allowed_domains):
             message = f"redirect to {target!r}, outside allowed_domains"
             yield Outcome(item.id, Status.FAILED, message, depth=item.depth)
             return
@@ -258,7 +245,7 @@ class HttpResponses:
         reason = chain.step(len(response.body), target)
         if reason is not None:
             url = request.meta["holocron_url"]
-            yield from stopped([item], reason, url, self.stats(), "listing_stopped")
+            yield from stopped([item], reason, url, self.site.stats(), "listing_stopped")
             return
         next_request = self.requests.listing(item, target, chain)
         if next_request is not None:

@@ -19,14 +19,12 @@ from holocron_scrapy.store.limits import fit_resource_id, is_shortened, resource
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
-    from holocron_scrapy.bounds import Bounds, Chain
-    from holocron_scrapy.config.http import HttpSeed, HttpSourceConfig
-    from holocron_scrapy.frontier.extension import Frontier
+    from holocron_scrapy.bounds import Chain
+    from holocron_scrapy.config.http import HttpSeed
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.secrets import SourceSecrets
+    from holocron_scrapy.spiders.http.site import HttpSite
 
 logger = logging.getLogger(__name__)
 
@@ -44,36 +42,21 @@ class HttpCallbacks:
 
 
 class HttpRequests:
-    """``frontier``: where a work item that cannot be requested fails (looked up when first
-    used); ``conditional``: ask with the last response's validators (``recrawl=changed``)."""
+    """``conditional``: ask with the last response's validators (``recrawl=changed``)."""
 
-    def __init__(
-        self,
-        config: HttpSourceConfig,
-        secrets: SourceSecrets,
-        *,
-        bounds: Bounds,
-        stats: Callable[[], StatsCollector],
-        frontier: Callable[[], Frontier],
-        callbacks: HttpCallbacks,
-        conditional: bool,
-    ) -> None:
-        self.config = config
-        self.secrets = secrets
-        self.bounds = bounds
-        self.stats = stats
-        self.frontier = frontier
+    def __init__(self, site: HttpSite, callbacks: HttpCallbacks, *, conditional: bool) -> None:
+        self.site = site
         self.callbacks = callbacks
         self.conditional = conditional
         # By the id their work items hold: a long POST body's is shortened
         # (holocron_scrapy.store.limits).
-        self.seeds = {fit_resource_id(seed.resource_id): seed for seed in config.seeds}
+        self.seeds = {fit_resource_id(seed.resource_id): seed for seed in site.config.seeds}
 
     def seed_of(self, item: WorkItem) -> HttpSeed | None:
         """The seed a POST work item (or a listing) stands for; a GET needs none."""
         seed = self.seeds.get(item.resource_id)
         if seed is None and item.resource_id.startswith("POST "):
-            self.frontier().fail([item], "this POST seed is no longer in the source file")
+            self.site.frontier().fail([item], "this POST seed is no longer in the source file")
         return seed
 
     def request(
@@ -81,12 +64,12 @@ class HttpRequests:
     ) -> scrapy.Request:
         """A request for ``url``, as a POST when ``seed`` is one: with the source's params and
         headers on its own hosts, without them elsewhere (:mod:`holocron_scrapy.secrets`)."""
-        own = self.secrets.own(url)
+        own = self.site.secrets.own(url)
         if not own:
-            self.stats().inc_value("holocron/secrets/withheld")
-        full_url = http_api.with_params(url, self.config.params) if own else url
+            self.site.stats().inc_value("holocron/secrets/withheld")
+        full_url = http_api.with_params(url, self.site.config.params) if own else url
         common: dict[str, Any] = {
-            "headers": dict(self.config.headers) if own else {},
+            "headers": dict(self.site.config.headers) if own else {},
             "errback": self.callbacks.errback,
             "dont_filter": True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
             "priority": item.priority,
@@ -111,8 +94,8 @@ class HttpRequests:
                 f"URL longer than {resource_id_length()} characters (work_items.resource_id): "
                 "kept as a prefix and its sha256, it cannot be requested"
             )
-            self.stats().inc_value("holocron/http/url_too_long")
-            self.frontier().fail([item], message, final=True)
+            self.site.stats().inc_value("holocron/http/url_too_long")
+            self.site.frontier().fail([item], message, final=True)
             return None
         request = self.request(
             seed.url if seed else item.resource_id,
@@ -136,18 +119,18 @@ class HttpRequests:
         seed = self.seed_of(item)
         if seed is None:
             if not item.resource_id.startswith("POST "):
-                self.frontier().fail([item], "this paginated seed is no longer in the source")
+                self.site.frontier().fail([item], "this paginated seed is no longer in the source")
             return None
         if url is None and item.cursor:
             url = json.loads(item.cursor)["next"]
-            self.stats().inc_value("holocron/http/listings_resumed")
+            self.site.stats().inc_value("holocron/http/listings_resumed")
             logger.info(
                 "Listing %(listing)s resumes from its cursor %(url)s",
                 {"listing": item.resource_id, "url": url},
             )
         if url is None:
             url = self._first_page(seed.url)
-        chain = chain or self.bounds.listing()
+        chain = chain or self.site.bounds.listing()
         # A redirect is followed by parse_listing, which leaves the secrets home when it leads
         # to another host (Scrapy's RedirectMiddleware would send every header there).
         meta = {
@@ -158,7 +141,7 @@ class HttpRequests:
         return self.request(url, item, seed, callback=self.callbacks.listing, meta=meta)
 
     def _first_page(self, url: str) -> str:
-        pagination = self.config.pagination
+        pagination = self.site.config.pagination
         if pagination is not None and pagination.param and pagination.start is not None:
             return http_api.set_param(url, pagination.param, pagination.start)
         return url

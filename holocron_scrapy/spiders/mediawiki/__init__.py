@@ -35,7 +35,7 @@ from holocron_scrapy.model import RESOURCE_LISTING
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
 from holocron_scrapy.spiders.mediawiki.feed_sync import FeedCallbacks, FeedSync
 from holocron_scrapy.spiders.mediawiki.listing_fetch import ListingFetch
-from holocron_scrapy.spiders.mediawiki.options import ApiOptions
+from holocron_scrapy.spiders.mediawiki.options import ApiOptions, Wiki
 from holocron_scrapy.spiders.mediawiki.page_query import PageQuery
 from holocron_scrapy.spiders.mediawiki.resource_fetch import ResourceCallbacks, ResourceFetch
 from holocron_scrapy.spiders.mediawiki.responses import ApiResponses
@@ -110,56 +110,26 @@ class MediaWikiSpider(SourceSpider):
             titles_per_request=self.titles_per_request,
             revisions_content=self.revisions_content,
         )
-        bounds, errback = self.bounds, self.request_failed
-        stats = self._stats  # the crawler's stats are set when the crawl starts
-        self.api = api = ApiResponses(self, stats)
-        self.discoverer = discoverer = Discoverer(config, self.source_system)
-        self.page_query = PageQuery(
+        wiki = Wiki(
             config,
             options,
-            api=api,
-            discoverer=discoverer,
-            bounds=bounds,
-            stats=stats,
-            callback=self.parse_query,
-            errback=errback,
-        )
-        self.listing_fetch = ListingFetch(
-            config,
-            options,
-            api=api,
-            discoverer=discoverer,
-            bounds=bounds,
-            stats=stats,
+            api=ApiResponses(self, self._stats),
+            discoverer=Discoverer(config, self.source_system),
+            bounds=self.bounds,
+            stats=self._stats,  # the crawler's stats are set when the crawl starts
             frontier=self.frontier,
-            callback=self.parse_listing,
-            errback=errback,
+            request_failed=self.request_failed,
         )
+        self.api, self.discoverer = wiki.api, wiki.discoverer
+        self.page_query = PageQuery(wiki, self.parse_query)
+        self.listing_fetch = ListingFetch(wiki, self.parse_listing)
         self.resource_fetch = ResourceFetch(
-            options,
-            api=api,
-            bounds=bounds,
-            stats=stats,
-            callbacks=ResourceCallbacks(
-                self.parse_html, self.parse_history, self.parse_info, errback
-            ),
+            wiki, ResourceCallbacks(self.parse_html, self.parse_history, self.parse_info)
         )
-        self.revision_check = RevisionCheck(
-            config,
-            options,
-            source_system=self.source_system,
-            stats=stats,
-            frontier=self.frontier,
-            callback=self.parse_revisions,
-            errback=self.revisions_failed,
-        )
+        self.revision_check = RevisionCheck(wiki, self.parse_revisions, self.revisions_failed)
         self.feed_sync = FeedSync(
-            config,
-            options,
-            discoverer=discoverer,
+            wiki,
             revision_check=self.revision_check,
-            stats=stats,
-            frontier=self.frontier,
             new_work=self.new_work,
             callbacks=FeedCallbacks(
                 self.parse_feed_probe, self.parse_feed, self.parse_feed_embeddedin, self.feed_failed

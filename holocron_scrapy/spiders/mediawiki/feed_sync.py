@@ -27,20 +27,17 @@ from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import errors, feed_plan, feeds, listings, resources
-from holocron_scrapy.model import RESOURCE_LISTING, dedupe_key
+from holocron_scrapy.model import RESOURCE_LISTING
 from holocron_scrapy.spiders.mediawiki.sync_points import SyncPoints
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Mapping
 
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
-    from holocron_scrapy.config.sources import SourceConfig
     from holocron_scrapy.frontier.extension import Frontier
-    from holocron_scrapy.mediawiki.discovery import Discoverer
-    from holocron_scrapy.spiders.mediawiki.options import ApiOptions
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
     from holocron_scrapy.spiders.mediawiki.revision_check import RevisionCheck
     from holocron_scrapy.store.sync import KnownItem, SyncPoint
 
@@ -58,32 +55,27 @@ class FeedCallbacks:
 
 
 class FeedSync:
-    """``frontier``: the queue the changes go into (looked up when first used); ``new_work``:
-    called when new work items were added (claim them soon); ``revision_check``: the full
-    ``prop=info`` pass, when the feeds do not reach back to the sync point."""
+    """``new_work``: called when new work items were added (claim them soon);
+    ``revision_check``: the full ``prop=info`` pass, when the feeds do not reach back to the
+    sync point."""
 
     def __init__(
         self,
-        config: SourceConfig,
-        options: ApiOptions,
+        wiki: Wiki,
         *,
-        discoverer: Discoverer,
         revision_check: RevisionCheck,
-        stats: Callable[[], StatsCollector],
-        frontier: Callable[[], Frontier],
         new_work: Callable[[], None],
         callbacks: FeedCallbacks,
     ) -> None:
-        self.config = config
-        self.options = options
-        self.discoverer = discoverer
+        self.wiki = wiki
         self.revision_check = revision_check
-        self.stats = stats
-        self.frontier = frontier
         self.new_work = new_work
         self.callbacks = callbacks
         self.sync_points = SyncPoints(
-            config, source_system=discoverer.source_system, stats=stats, new_work=new_work
+            wiki.config,
+            source_system=wiki.discoverer.source_system,
+            stats=wiki.stats,
+            new_work=new_work,
         )
         self.point: SyncPoint | None = None  # where this refresh reads from
         self.reached: SyncPoint | None = None  # how far it got
@@ -92,7 +84,7 @@ class FeedSync:
         self.run = ""  # the run whose chain of requests this is (cb_kwargs ``run``)
 
     def _frontier(self) -> Frontier | None:
-        frontier = self.frontier()
+        frontier = self.wiki.frontier()
         return frontier if frontier.spider is not None else None
 
     async def record_start(self) -> None:
@@ -109,7 +101,7 @@ class FeedSync:
         point = await self.sync_points.read(frontier)
         self.point = self.reached = point
         self.run = frontier.run_id
-        options = self.options
+        options = self.wiki.options
         yield self._request(
             feeds.probe_url(options.api_url, point, options.maxlag), self.callbacks.probe
         )
@@ -126,7 +118,7 @@ class FeedSync:
 
     def _data(self, response: Response, what: str, run: str) -> dict[str, Any] | None:
         if self.point is None or run != self.run:  # restored by JOBDIR from an earlier run
-            self.stats().inc_value("holocron/recrawl/feed_stale_requests")
+            self.wiki.stats().inc_value("holocron/recrawl/feed_stale_requests")
             return None
         try:
             return errors.check_envelope(errors.decode_json(response))
@@ -136,7 +128,7 @@ class FeedSync:
 
     def fail(self, message: str) -> None:
         self.failed = True
-        self.stats().inc_value("holocron/recrawl/feed_errors")
+        self.wiki.stats().inc_value("holocron/recrawl/feed_errors")
         logger.warning(
             "Change feed sync failed (%(error)s): the sync point stays where it was, the next "
             "refresh reads these changes again",
@@ -153,7 +145,7 @@ class FeedSync:
         if feeds.covered(data):
             yield self._request(self._feed_url(None), self.callbacks.feed)
             return
-        self.stats().inc_value("holocron/recrawl/fallback")
+        self.wiki.stats().inc_value("holocron/recrawl/fallback")
         logger.info(
             "Recent changes do not reach back to the sync point %(at)s: checking every archived "
             "page (prop=info)",
@@ -167,7 +159,7 @@ class FeedSync:
 
     def _feed_url(self, cont: Mapping[str, str] | None) -> str:
         assert self.point is not None
-        options = self.options
+        options = self.wiki.options
         return feeds.feed_url(
             options.api_url, self.point, cont, limit=options.list_limit, maxlag=options.maxlag
         )
@@ -177,7 +169,7 @@ class FeedSync:
         if data is None or self.point is None or self.reached is None:
             return
         page = feeds.read_feed(data, self.point)
-        self.stats().inc_value("holocron/recrawl/feed_changes", len(page.changes))
+        self.wiki.stats().inc_value("holocron/recrawl/feed_changes", len(page.changes))
         frontier = self._frontier()
         if frontier is None:
             return
@@ -191,49 +183,47 @@ class FeedSync:
             yield request
 
     async def _apply(self, frontier: Frontier, changes: Collection[feeds.Change]) -> None:
-        discovery = self.config.discovery
+        discovery = self.wiki.config.discovery
         titles = feed_plan.titles_of(changes)
         known = await self._known(frontier, titles)
         plan = feed_plan.plan(
-            changes, known, allpages=self.config.seeds.allpages, namespaces=discovery.namespaces
+            changes,
+            known,
+            allpages=self.wiki.config.seeds.allpages,
+            namespaces=discovery.namespaces,
         )
         self.transcluded |= plan.transcluded
         new = [
             dataclasses.replace(
-                self.discoverer.work_item(
-                    title, depth, None, self.discoverer.resource_type_for(ns)
+                self.wiki.discoverer.work_item(
+                    title, depth, None, self.wiki.discoverer.resource_type_for(ns)
                 ),
                 run_id=frontier.run_id,
             )
             for title, (ns, depth) in sorted(plan.new.items())
         ]
         await self._queue(frontier, [known[t] for t in sorted(plan.requeue)], new)
-        self.stats().inc_value("holocron/recrawl/new", len(new))
+        self.wiki.stats().inc_value("holocron/recrawl/new", len(new))
         if plan.categories:
             # Completed category listings run again (unknown ones: nothing to requeue).
             keys = [
-                dedupe_key(
-                    self.discoverer.source_system,
-                    self.config.name,
+                self.wiki.dedupe_key(
                     RESOURCE_LISTING,
                     listings.categorymembers(title).resource_id,
                 )
                 for title in sorted(plan.categories)
             ]
             n = await frontier.requeue([], keys)
-            self.stats().inc_value("holocron/recrawl/listings", n)
+            self.wiki.stats().inc_value("holocron/recrawl/listings", n)
 
     async def _known(self, frontier: Frontier, titles: Mapping[str, int]) -> dict[str, KnownItem]:
         """The page-type work item of each title (by its namespace's resource type)."""
-        resource_type_for = self.discoverer.resource_type_for
+        resource_type_for = self.wiki.discoverer.resource_type_for
         kinds = {
             title: resource_type_for(ns if ns >= 0 else mwapi.namespace_of(title))
             for title, ns in titles.items()
         }
-        keys = [
-            dedupe_key(self.discoverer.source_system, self.config.name, kind, title)
-            for title, kind in kinds.items()
-        ]
+        keys = [self.wiki.dedupe_key(kind, title) for title, kind in kinds.items()]
         found = await run_in_thread(frontier.store.items_by_keys, keys)
         return {
             item.resource_id: item
@@ -246,12 +236,12 @@ class FeedSync:
         if new:
             await run_in_thread(frontier.store.add_work_items, new)
         keys = [
-            dedupe_key(self.discoverer.source_system, self.config.name, kind, item.resource_id)
+            self.wiki.dedupe_key(kind, item.resource_id)
             for item in items
-            for kind in (item.resource_type, *self.config.resources)
+            for kind in (item.resource_type, *self.wiki.config.resources)
             if kind != resources.PAGE or item.resource_type == resources.PAGE
         ]
-        self.stats().inc_value("holocron/recrawl/changed", len(items))
+        self.wiki.stats().inc_value("holocron/recrawl/changed", len(items))
         if keys:
             await frontier.requeue([], keys)
         elif new:
@@ -267,7 +257,7 @@ class FeedSync:
             await self._write(self.reached)
 
     def _embeddedin_request(self, title: str, cont: Mapping[str, str] | None) -> scrapy.Request:
-        options = self.options
+        options = self.wiki.options
         url = feeds.embeddedin_url(
             options.api_url, title, cont, limit=options.list_limit, maxlag=options.maxlag
         )
@@ -283,7 +273,7 @@ class FeedSync:
         users = feeds.embedding_titles(data)
         known = await self._known(frontier, {title: ns for ns, title in users})
         items = [item for item in known.values() if item.status == "completed"]
-        self.stats().inc_value("holocron/recrawl/transcluding", len(items))
+        self.wiki.stats().inc_value("holocron/recrawl/transcluding", len(items))
         await self._queue(frontier, sorted(items, key=lambda item: item.id), [])
         cont = mwapi.next_continue(data)
         if cont is not None:

@@ -21,46 +21,19 @@ if TYPE_CHECKING:
 
     import scrapy
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
-    from twisted.python.failure import Failure
 
-    from holocron_scrapy.bounds import Bounds
-    from holocron_scrapy.config.sources import SourceConfig
-    from holocron_scrapy.frontier.extension import Frontier
-    from holocron_scrapy.mediawiki.discovery import Discoverer
-    from holocron_scrapy.spiders.mediawiki.options import ApiOptions
-    from holocron_scrapy.spiders.mediawiki.responses import ApiResponses
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
+
 
 logger = logging.getLogger(__name__)
 
 
 class ListingFetch:
-    """``frontier``: where the members go and the cursor is saved (looked up when first used:
-    the extension opens with the crawl); ``callback`` and ``errback``: the spider's methods its
-    requests name (``JOBDIR``)."""
+    """``callback``: the spider's method its requests name (``JOBDIR``)."""
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        options: ApiOptions,
-        *,
-        api: ApiResponses,
-        discoverer: Discoverer,
-        bounds: Bounds,
-        stats: Callable[[], StatsCollector],
-        frontier: Callable[[], Frontier],
-        callback: Callable[..., Any],
-        errback: Callable[[Failure], None],
-    ) -> None:
-        self.config = config
-        self.options = options
-        self.api = api
-        self.discoverer = discoverer
-        self.bounds = bounds
-        self.stats = stats
-        self.frontier = frontier
+    def __init__(self, wiki: Wiki, callback: Callable[..., Any]) -> None:
+        self.wiki = wiki
         self.callback = callback
-        self.errback = errback
 
     def requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One request per claimed listing, from its saved cursor when it has one."""
@@ -69,17 +42,17 @@ class ListingFetch:
             try:
                 listing = listings.Listing.parse(item.resource_id)
             except listings.ListingError as exc:
-                self.frontier().fail([item], str(exc))
+                self.wiki.frontier().fail([item], str(exc))
                 continue
             cont = None
             if item.cursor:
                 cont = json.loads(item.cursor)
-                self.stats().inc_value("holocron/listings/resumed")
+                self.wiki.stats().inc_value("holocron/listings/resumed")
                 logger.info(
                     "Listing %(listing)s resumes from its cursor %(cursor)s",
                     {"listing": item.resource_id, "cursor": item.cursor},
                 )
-            requests.append(self.request(item, listing, cont, self.bounds.listing()))
+            requests.append(self.request(item, listing, cont, self.wiki.bounds.listing()))
         return requests
 
     def request(
@@ -89,7 +62,7 @@ class ListingFetch:
         cont: dict[str, str] | None,
         chain: Chain,
     ) -> scrapy.Request:
-        options = self.options
+        options = self.wiki.options
         url = listings.listing_url(
             options.api_url, listing, cont, limit=options.list_limit, maxlag=options.maxlag
         )
@@ -97,7 +70,7 @@ class ListingFetch:
             url,
             options.url_limit,
             callback=self.callback,
-            errback=self.errback,
+            errback=self.wiki.request_failed,
             dont_filter=True,
             priority=item.priority,
             meta={"holocron_work_items": [item], "holocron_chain": chain},
@@ -111,15 +84,15 @@ class ListingFetch:
         assert request is not None
         [item] = work_items_of(request)
         adapt = functools.partial(listings.as_query, listing)
-        data, failures = self.api.data(response, request, [item], adapt)
+        data, failures = self.wiki.api.data(response, request, [item], adapt)
         if data is None:
             for obj in failures:
                 yield obj
             return
-        frontier = self.frontier()
-        discoverer = self.discoverer
+        frontier = self.wiki.frontier()
+        discoverer = self.wiki.discoverer
         found = listings.members(listing, data)
-        category_depth = self.config.discovery.category_depth
+        category_depth = self.wiki.config.discovery.category_depth
         for member in found:
             # Straight into the frontier's buffer: save_cursor flushes it before the cursor.
             if discoverer.listed(listing, member):
@@ -130,8 +103,8 @@ class ListingFetch:
             if member.subcategory and item.depth < category_depth:
                 sub = listings.categorymembers(member.title)
                 frontier.discover(discoverer.listing_item(sub, item.depth + 1, item))
-        self.stats().inc_value("holocron/listings/batches")
-        self.stats().inc_value("holocron/listings/members", len(found))
+        self.wiki.stats().inc_value("holocron/listings/batches")
+        self.wiki.stats().inc_value("holocron/listings/members", len(found))
         cont = mwapi.next_continue(data)
         if cont is None:
             yield Outcome(item.id, Status.COMPLETED, depth=item.depth)
@@ -140,7 +113,7 @@ class ListingFetch:
         reason = chain.step(len(response.body), canonical_json(cont))
         if reason is not None:
             url = query_url_of(request)
-            for outcome in stopped([item], reason, url, self.stats(), "listing_stopped"):
+            for outcome in stopped([item], reason, url, self.wiki.stats(), "listing_stopped"):
                 yield outcome
             return
         if await frontier.save_cursor(item, cont):

@@ -25,56 +25,33 @@ from holocron_scrapy.mediawiki.pages import PageSet
 from holocron_scrapy.mediawiki.recrawl import REDIRECT_VERSION, deletion_payload, redirect_payload
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
 from holocron_scrapy.safe_text import printable
-from holocron_scrapy.spiders.mediawiki.responses import chain_step, note_response, record
+from holocron_scrapy.spiders.mediawiki.responses import note_response, record
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     import scrapy
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
-    from twisted.python.failure import Failure
 
-    from holocron_scrapy.bounds import Bounds
-    from holocron_scrapy.config.sources import SourceConfig
     from holocron_scrapy.items import ResourceRecord
-    from holocron_scrapy.mediawiki.discovery import Discoverer
-    from holocron_scrapy.spiders.mediawiki.options import ApiOptions
-    from holocron_scrapy.spiders.mediawiki.responses import ApiResponses
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
 
 
 class PageQuery:
-    """``callback`` and ``errback``: the spider's methods its requests name (``JOBDIR``)."""
+    """``callback``: the spider's method its requests name (``JOBDIR``)."""
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        options: ApiOptions,
-        *,
-        api: ApiResponses,
-        discoverer: Discoverer,
-        bounds: Bounds,
-        stats: Callable[[], StatsCollector],
-        callback: Callable[[Response], Any],
-        errback: Callable[[Failure], None],
-    ) -> None:
-        self.config = config
-        self.options = options
-        self.api = api
-        self.discoverer = discoverer
-        self.bounds = bounds
-        self.stats = stats
+    def __init__(self, wiki: Wiki, callback: Callable[[Response], Any]) -> None:
+        self.wiki = wiki
         self.callback = callback
-        self.errback = errback
 
     def requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
-        n = self.options.titles_per_request
+        n = self.wiki.options.titles_per_request
         return [self.request(items[i : i + n], {}) for i in range(0, len(items), n)]
 
     def request(
         self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
     ) -> scrapy.Request:
-        discovery = self.config.discovery
+        discovery = self.wiki.config.discovery
         props = [
             prop
             for prop, on in (
@@ -84,7 +61,7 @@ class PageQuery:
             )
             if on
         ]
-        options = self.options
+        options = self.wiki.options
         url = mwapi.query_url(
             options.api_url, [i.resource_id for i in items], cont, options.maxlag, props=props
         )
@@ -92,7 +69,7 @@ class PageQuery:
             url,
             options.url_limit,
             callback=self.callback,
-            errback=self.errback,
+            errback=self.wiki.request_failed,
             dont_filter=True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
             priority=max(i.priority for i in items),
             meta={"holocron_work_items": items, "holocron_state": state},
@@ -103,7 +80,7 @@ class PageQuery:
         assert request is not None
         items = work_items_of(request)
         state: dict[str, Any] = request.meta["holocron_state"]
-        data, failures = self.api.data(response, request, items)
+        data, failures = self.wiki.api.data(response, request, items)
         if data is None:
             yield from failures
             return
@@ -112,12 +89,10 @@ class PageQuery:
         state.setdefault("first_url", answered_url(response))
         note_response(state, request, response)
         cont = mwapi.next_continue(data, drop=(mwapi.OLDER_FILE_VERSIONS,))
-        stop = chain_step(self.bounds, self.stats(), state, response, cont)
-        if stop is not None:
+        if (stop := self.wiki.chain_step(state, response, cont)) is not None:
             yield from stop
             return
         if cont is not None:
-            self.stats().inc_value("holocron/mediawiki/continuations")
             yield self.request(items, state, cont)
             return
         for item in items:
@@ -126,11 +101,11 @@ class PageQuery:
     def finish(
         self, item: WorkItem, pages: PageSet, state: dict[str, Any], response: Response
     ) -> Iterator[Any]:
-        discoverer = self.discoverer
+        discoverer = self.wiki.discoverer
         target = pages.resolve(item.resource_id)
         conflict = pages.conflict(item.resource_id, target)
         if conflict is not None:
-            self.stats().inc_value("holocron/mediawiki/identity_conflicts")
+            self.wiki.stats().inc_value("holocron/mediawiki/identity_conflicts")
             yield Outcome(item.id, Status.FAILED, conflict, depth=item.depth)
             return
         page = pages.page(target)
@@ -152,9 +127,9 @@ class PageQuery:
         resource_type = discoverer.resource_type_for(page.get("ns"))
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            refused = self.bounds.redirect_refused(item.hops)
+            refused = self.wiki.bounds.redirect_refused(item.hops)
             if refused is not None:
-                self.stats().inc_value("holocron/bounds/redirects_refused")
+                self.wiki.stats().inc_value("holocron/bounds/redirects_refused")
                 yield Outcome(item.id, Status.FAILED, f"{how} to {target!r}: {refused}")
                 return
             yield discoverer.work_item(target, item.depth, item, resource_type, item.hops + 1)
@@ -175,7 +150,7 @@ class PageQuery:
         # Links first: the state middleware buffers them before the record reaches the
         # pipelines, and the frontier writes them before it completes the record's work item,
         # so a crash can never leave a completed page whose links were not queued.
-        if item.depth < self.config.discovery.max_depth:
+        if item.depth < self.wiki.config.discovery.max_depth:
             yield from discoverer.from_page(item, page)
         yield from discoverer.other_resources(item)
         yield self.record(item, page, state, response)

@@ -14,20 +14,16 @@ from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.pages import PageSet
 from holocron_scrapy.model import Outcome, Status
 from holocron_scrapy.safe_text import printable
-from holocron_scrapy.spiders.mediawiki.responses import chain_step, note_response, record
+from holocron_scrapy.spiders.mediawiki.responses import note_response, record
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     import scrapy
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
-    from twisted.python.failure import Failure
 
-    from holocron_scrapy.bounds import Bounds
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.spiders.mediawiki.options import ApiOptions
-    from holocron_scrapy.spiders.mediawiki.responses import ApiResponses
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,35 +33,23 @@ class ResourceCallbacks:
     html: Callable[[Response], Any]
     history: Callable[[Response], Any]
     info: Callable[[Response], Any]
-    errback: Callable[[Failure], None]
 
 
 class ResourceFetch:
-    def __init__(
-        self,
-        options: ApiOptions,
-        *,
-        api: ApiResponses,
-        bounds: Bounds,
-        stats: Callable[[], StatsCollector],
-        callbacks: ResourceCallbacks,
-    ) -> None:
-        self.options = options
-        self.api = api
-        self.bounds = bounds
-        self.stats = stats
+    def __init__(self, wiki: Wiki, callbacks: ResourceCallbacks) -> None:
+        self.wiki = wiki
         self.callbacks = callbacks
 
     def html_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One ``action=parse`` per title (the API parses one page per request)."""
-        api, maxlag = self.options.api_url, self.options.maxlag
+        api, maxlag = self.wiki.options.api_url, self.wiki.options.maxlag
         return self._per_title(
             items, lambda title: resources.parse_url(api, title, maxlag), self.callbacks.html
         )
 
     def history_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One revision history per title (``rvlimit`` takes one title per request)."""
-        options = self.options
+        options = self.wiki.options
         api, maxlag, content = options.api_url, options.maxlag, options.revisions_content
         return self._per_title(
             items,
@@ -82,7 +66,11 @@ class ResourceFetch:
         return [self.request(url_of(i.resource_id), [i], callback) for i in items]
 
     def info_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
-        n, api, maxlag = self.options.titles_per_request, self.options.api_url, self.options.maxlag
+        n, api, maxlag = (
+            self.wiki.options.titles_per_request,
+            self.wiki.options.api_url,
+            self.wiki.options.maxlag,
+        )
         return [
             self.request(
                 resources.info_url(api, [i.resource_id for i in batch], None, maxlag),
@@ -103,9 +91,9 @@ class ResourceFetch:
         extend (see :func:`resources.continued`)."""
         return api_request(
             url,
-            self.options.url_limit,
+            self.wiki.options.url_limit,
             callback=callback,
-            errback=self.callbacks.errback,
+            errback=self.wiki.request_failed,
             dont_filter=True,
             priority=max(i.priority for i in items),
             meta={"holocron_work_items": items, "holocron_state": state or {"first_url": url}},
@@ -119,7 +107,7 @@ class ResourceFetch:
         request = response.request
         assert request is not None
         items = work_items_of(request)
-        data, failures = self.api.data(response, request, items)
+        data, failures = self.wiki.api.data(response, request, items)
         if data is not None:
             note_response(request.meta["holocron_state"], request, response)
         return request, items, data, failures
@@ -151,12 +139,10 @@ class ResourceFetch:
         pages: PageSet = state.setdefault("pages", PageSet())
         pages.add(data)
         cont = mwapi.next_continue(data)
-        stop = chain_step(self.bounds, self.stats(), state, response, cont)
-        if stop is not None:
+        if (stop := self.wiki.chain_step(state, response, cont)) is not None:
             yield from stop
             return
         if cont is not None:
-            self.stats().inc_value("holocron/mediawiki/continuations")
             url = resources.continued(state["first_url"], cont)
             assert request.callback is not None
             yield self.request(url, items, request.callback, state)
@@ -166,7 +152,7 @@ class ResourceFetch:
             page = pages.page(target)
             conflict = pages.conflict(item.resource_id, target)
             if conflict is not None:
-                self.stats().inc_value("holocron/mediawiki/identity_conflicts")
+                self.wiki.stats().inc_value("holocron/mediawiki/identity_conflicts")
                 yield Outcome(item.id, Status.FAILED, conflict)
             elif page is None:
                 yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")

@@ -93,11 +93,14 @@ def chain_step(
     cont: dict[str, str] | None,
 ) -> list[Any] | None:
     """Count a response of the continuation chain ``state`` describes (whose next ``continue``
-    is ``cont``): ``None`` while it may go on, else its items failed with the reason (a
-    repeated continuation, too many responses or bytes; see :mod:`holocron_scrapy.bounds`)."""
+    is ``cont``): ``None`` while it may go on (a continuation counted), else its items failed
+    with the reason (a repeated continuation, too many responses or bytes; see
+    :mod:`holocron_scrapy.bounds`)."""
     chain = state.setdefault("chain", bounds.chain())
     reason = chain.step(len(response.body), None if cont is None else canonical_json(cont))
     if reason is None:
+        if cont is not None:
+            stats.inc_value("holocron/mediawiki/continuations")
         return None
     request = response.request
     assert request is not None

@@ -12,7 +12,6 @@ from scrapy.utils.asyncio import run_in_thread
 from holocron_scrapy.mediawiki import errors, resources
 from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.recrawl import KnownPage, compare, info_url
-from holocron_scrapy.model import dedupe_key
 from holocron_scrapy.spiders.base import RECRAWL_READ_SIZE
 
 if TYPE_CHECKING:
@@ -20,12 +19,10 @@ if TYPE_CHECKING:
 
     import scrapy
     from scrapy.http import Response
-    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
-    from holocron_scrapy.config.sources import SourceConfig
-    from holocron_scrapy.frontier.extension import Frontier
-    from holocron_scrapy.spiders.mediawiki.options import ApiOptions
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
+
 
 logger = logging.getLogger(__name__)
 
@@ -33,25 +30,12 @@ __all__ = ["RECRAWL_READ_SIZE", "RevisionCheck"]
 
 
 class RevisionCheck:
-    """``frontier``: the queue the checks read and requeue into (looked up when first used);
-    ``callback`` and ``errback``: the spider's methods its requests name (``JOBDIR``)."""
+    """``callback`` and ``errback``: the spider's methods its requests name (``JOBDIR``)."""
 
     def __init__(
-        self,
-        config: SourceConfig,
-        options: ApiOptions,
-        *,
-        source_system: str,
-        stats: Callable[[], StatsCollector],
-        frontier: Callable[[], Frontier],
-        callback: Callable[..., Any],
-        errback: Callable[[Failure], None],
+        self, wiki: Wiki, callback: Callable[..., Any], errback: Callable[[Failure], None]
     ) -> None:
-        self.config = config
-        self.options = options
-        self.source_system = source_system
-        self.stats = stats
-        self.frontier = frontier
+        self.wiki = wiki
         self.callback = callback
         self.errback = errback
         self.unanswered_requests = 0  # checks sent whose answer was not handled yet
@@ -82,18 +66,18 @@ class RevisionCheck:
                 await callback()
 
     async def _requests(self) -> AsyncIterator[scrapy.Request]:
-        frontier = self.frontier()
+        frontier = self.wiki.frontier()
         if frontier.spider is None:
             return  # the state database could not be opened: the crawl is closing
-        n = self.options.titles_per_request
+        n = self.wiki.options.titles_per_request
         batch: list[KnownPage] = []
         for resource_type in resources.PAGE_TYPES:
             after_id = 0
             while True:
                 rows = await run_in_thread(
                     frontier.store.completed_pages,
-                    source_system=self.source_system,
-                    source_name=self.config.name,
+                    source_system=self.wiki.discoverer.source_system,
+                    source_name=self.wiki.config.name,
                     resource_type=resource_type,
                     after_id=after_id,
                     limit=RECRAWL_READ_SIZE,
@@ -109,7 +93,7 @@ class RevisionCheck:
             yield self.request(batch)
 
     def request(self, pages: list[KnownPage]) -> scrapy.Request:
-        options = self.options
+        options = self.wiki.options
         return api_request(
             info_url(options.api_url, [page.title for page in pages], options.maxlag),
             options.url_limit,
@@ -132,7 +116,7 @@ class RevisionCheck:
         await self._maybe_complete()
 
     async def _parse(self, response: Response, pages: list[KnownPage]) -> None:
-        stats = self.stats()
+        stats = self.wiki.stats()
         try:
             data = errors.check_shape(errors.check_envelope(errors.decode_json(response)))
         except errors.ApiError as exc:
@@ -155,12 +139,15 @@ class RevisionCheck:
                 {"n": len(verdict.unanswered), "title": verdict.unanswered[0].title},
             )
         refetch = verdict.to_refetch
-        await self.frontier().requeue(
+        await self.wiki.frontier().requeue(
             [page.work_item_id for page in refetch],
             [
-                dedupe_key(self.source_system, self.config.name, resource_type, page.title)
+                self.wiki.dedupe_key(
+                    resource_type,
+                    page.title,
+                )
                 for page in refetch
-                for resource_type in self.config.resources
+                for resource_type in self.wiki.config.resources
                 if resource_type != resources.PAGE
             ],
         )
@@ -169,7 +156,7 @@ class RevisionCheck:
         """Errback of a revision check: its pages are not refreshed this time."""
         self.errors += 1
         self.unanswered_requests -= 1
-        self.stats().inc_value("holocron/recrawl/check_errors")
+        self.wiki.stats().inc_value("holocron/recrawl/check_errors")
         logger.warning(
             "Revision check failed: %(error)s; its pages are not refreshed",
             {"error": f"{type(failure.value).__name__}: {failure.getErrorMessage()}"},
