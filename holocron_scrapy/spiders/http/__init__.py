@@ -215,7 +215,8 @@ class HttpSpider(SourceSpider):
         return requests
 
     def _filter_logs(self) -> None:
-        """Mask the source's secrets in every log line of the crawl (see :mod:`.secrets`)."""
+        """Mask the source's secrets in every log line of the crawl
+        (:mod:`holocron_scrapy.secrets`)."""
         for handler in logging.root.handlers:
             handler.addFilter(self._log_filter)
 

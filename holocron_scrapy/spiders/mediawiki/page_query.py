@@ -4,7 +4,7 @@ following ``continue`` until every prop is complete (a page with 5,000 links los
 pages are merged by page id across those responses. Then each title ends one way:
 
 * a page: a record (the merged page as the API served it) and, while its depth is below
-  ``max_depth``, what it leads to (see :class:`.discovery.Discoverer`);
+  ``max_depth``, what it leads to (see :class:`holocron_scrapy.mediawiki.discovery.Discoverer`);
 * a redirect or a non-canonical title: skipped, and the target page queued at the same depth
   (the target is the record, the redirect is not); a redirect whose title had a record (a
   moved page) gets a record saying so (``redirect_to``);
