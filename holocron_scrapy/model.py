@@ -81,6 +81,10 @@ class WorkItem:
 #: ``work_items.version`` of a resource whose last record says it was deleted at the source.
 DELETED_VERSION = "deleted"
 
+#: The resource type of a listing (a MediaWiki listing, a paginated HTTP seed): it pages to its
+#: end, queueing what it lists and saving its cursor (``work_items.cursor``) after each page.
+RESOURCE_LISTING = "listing"
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:

@@ -1,15 +1,15 @@
-"""The parts of the mediawiki spider (``holocron_scrapy/spiders/mediawiki.py``), each a small
-class the spider composes; the spider keeps its start, its callbacks and the routing of claimed
-work items to these parts:
+"""The MediaWiki Action API as pure functions and data (no Scrapy callbacks, no I/O), tested
+offline on recorded real responses; the spider that asks it is in
+:mod:`holocron_scrapy.spiders.mediawiki`.
 
-* :mod:`.responses` — one decode-or-fail path for every API callback, and records;
-* :mod:`.discovery` — the work items a page, a listing member or a seed becomes;
-* :mod:`.page_query` — page items: batched ``action=query`` with ``continue``, page records;
-* :mod:`.listing_fetch` — listing items: paged, resumable from their cursor;
-* :mod:`.resource_fetch` — a page's other resources (``html``, ``revisions``, ``info``);
-* :mod:`.revision_check` — ``recrawl=changed``: which completed pages changed.
-
-The API's rules themselves are pure functions in :mod:`holocron_scrapy.mediawiki.api`,
-:mod:`holocron_scrapy.mediawiki.listings`, :mod:`holocron_scrapy.mediawiki.resources` and
-:mod:`holocron_scrapy.mediawiki.recrawl`.
+* :mod:`.api` — page query URLs, namespaces, ``continue``;
+* :mod:`.errors` — the error envelope, the rule of each error code, the answers' shape checks;
+* :mod:`.pages` — a batch's pages merged across continuations, title resolution, conflicts;
+* :mod:`.api_request` — a query as a GET, or a POST when its URL is too long;
+* :mod:`.discovery` — the work items a page, a listing member, a seed or a stored record leads to;
+* :mod:`.listings` — listing queries (``allpages``, ``categorymembers``, ...) and their members;
+* :mod:`.resources` — a page's other resources (``html``, ``revisions``, ``info``);
+* :mod:`.recrawl` — ``recrawl=changed`` by ``prop=info``: which known pages changed;
+* :mod:`.feeds`, :mod:`.feed_plan` — ``recrawl=changed`` by the change feeds: reading them, and
+  what they put back into the queue.
 """

@@ -3,29 +3,26 @@ backlinks, a listing's members, and a completed page's other resources."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import listings, resources
-from holocron_scrapy.model import NewWorkItem
+from holocron_scrapy.model import RESOURCE_LISTING, NewWorkItem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from holocron_scrapy.config.sources import SourceConfig
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
 
 
 class Discoverer:
     """New work items of one source, at their depth and priority (``strategy``)."""
 
-    def __init__(self, spider: MediaWikiSpider) -> None:
-        self.spider = spider
-
-    @property
-    def config(self) -> SourceConfig:
-        return self.spider.config
+    def __init__(self, config: SourceConfig, source_system: str) -> None:
+        self.config = config
+        self.source_system = source_system
 
     def work_item(
         self,
@@ -38,7 +35,7 @@ class Discoverer:
         """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
         strategy = self.config.discovery.strategy
         return NewWorkItem(
-            source_system=self.spider.source_system,
+            source_system=self.source_system,
             source_name=self.config.name,
             resource_type=resource_type,
             resource_id=resource_id,
@@ -51,7 +48,7 @@ class Discoverer:
     def listing_item(
         self, listing: listings.Listing, depth: int, parent: WorkItem | None
     ) -> NewWorkItem:
-        return self.work_item(listing.resource_id, depth, parent, listings.RESOURCE_LISTING)
+        return self.work_item(listing.resource_id, depth, parent, RESOURCE_LISTING)
 
     def resource_type_for(self, ns: object) -> str:
         """See :func:`resources.resource_type_of`."""
@@ -104,6 +101,21 @@ class Discoverer:
             listing.module == "categorymembers" and discovery.categories
         )
         return not filtered or member.ns in discovery.namespaces
+
+    def from_stored(self, item: WorkItem, payload: str) -> list[NewWorkItem] | None:
+        """What a completed item found again by a shorter path leads to at its new depth, read
+        from the ``payload`` of its last record: a page's links and listings below
+        ``max_depth`` and its other resources, as its parse queues them; None (fetch it again)
+        for a page whose last record says it was deleted."""
+        if item.resource_type not in resources.PAGE_TYPES:
+            return []  # html, revisions, info: what they hold does not depend on the depth
+        page = json.loads(payload)
+        if not isinstance(page, dict) or page.get("deleted"):
+            return None
+        found = []
+        if item.depth < self.config.discovery.max_depth:
+            found = list(self.from_page(item, page))
+        return found + list(self.other_resources(item))
 
     def other_resources(self, item: WorkItem) -> Iterator[NewWorkItem]:
         """A completed page's other configured resources, as work items under its canonical

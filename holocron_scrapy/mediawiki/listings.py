@@ -24,13 +24,12 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import resources
+from holocron_scrapy.model import RESOURCE_LISTING as RESOURCE_LISTING  # noqa: PLC0414 (re-export)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from holocron_scrapy.config.sources import Seeds
-
-RESOURCE_LISTING = "listing"
 
 #: Page ids per ``pageids`` listing (the API's limit for anonymous clients).
 MAX_PAGEIDS_PER_LISTING = 50

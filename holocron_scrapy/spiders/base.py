@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from scrapy.statscollectors import StatsCollector
 
 RECRAWL_MODES = ("all", "changed")
+#: Completed work items read per state-database query by ``recrawl=changed`` (both spiders).
+RECRAWL_READ_SIZE = 1000
 
 
 class _Source(Protocol):

@@ -1,5 +1,5 @@
 """``recrawl=changed`` by change feeds, offline: the probe, the feeds and ``embeddedin`` as the test
-MediaWiki answered them, what :func:`feeds.plan` queues, and the spider's feed sync on a real
+MediaWiki answered them, what :func:`feed_plan.plan` queues, and the spider's feed sync on a real
 SQLite state database.
 
 tests/fixtures/feeds/*.json were recorded from the test bed wiki (tests/e2e/testbed, 300 pages,
@@ -21,7 +21,7 @@ import pytest
 from scrapy import Request
 from scrapy.http import TextResponse
 
-from holocron_scrapy.mediawiki import feeds
+from holocron_scrapy.mediawiki import feed_plan, feeds
 from holocron_scrapy.model import NewWorkItem, Outcome
 from holocron_scrapy.store.sync import KnownItem, SyncPoint
 from tests.unit.conftest import SOURCE_NAME, RecordingEngine
@@ -154,13 +154,13 @@ def test_plan() -> None:
         feeds.Change("edit", 0, "Unknown", 206),
         feeds.Change("categorize", 14, "Category:Jedi", 207),  # a member added or removed
     ]
-    plan = feeds.plan(changes, items, allpages=[0], namespaces=[0])
+    plan = feed_plan.plan(changes, items, allpages=[0], namespaces=[0])
     assert plan.requeue == {"Older", "Red link", "Gone", "Moved"}
     assert plan.new == {"Brand new": (0, 0), "Moved to": (0, 2), "Unknown": (0, 0)}
     assert plan.transcluded == {"Template:Infobox"}
     assert plan.categories == {"Category:Jedi"}
     # Without an allpages seed, titles the queue does not know do not join (links bring them).
-    assert feeds.plan(changes, items, allpages=[], namespaces=[0]).new == {"Moved to": (0, 2)}
+    assert feed_plan.plan(changes, items, allpages=[], namespaces=[0]).new == {"Moved to": (0, 2)}
 
 
 # -- the spider's feed sync ---------------------------------------------------------------------

@@ -15,9 +15,9 @@ from scrapy import Request
 from scrapy.http import TextResponse
 
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.mediawiki import revision_check
 from holocron_scrapy.mediawiki.recrawl import KnownPage, compare, deletion_payload, info_url
 from holocron_scrapy.model import NewWorkItem, Outcome, Status, WorkItem
+from holocron_scrapy.spiders.mediawiki import revision_check
 from tests.unit.conftest import SOURCE_NAME, RecordingEngine, wait_for
 
 if TYPE_CHECKING:

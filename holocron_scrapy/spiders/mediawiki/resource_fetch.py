@@ -1,19 +1,20 @@
-"""A page's other resources (``holocron_scrapy.mediawiki.resources``): ``html`` (one
-``action=parse`` per
-title), ``revisions`` (one history per title, followed through every ``continue``) and ``info``
-(50 titles per request), each recorded under its own resource type."""
+"""A page's other resources (:mod:`holocron_scrapy.mediawiki.resources`): ``html`` (one
+``action=parse`` per title), ``revisions`` (one history per title, followed through every
+``continue``) and ``info`` (50 titles per request), each recorded under its own resource type."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from holocron_scrapy.frontier.extension import work_items_of
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import resources
 from holocron_scrapy.mediawiki.api_request import api_request
-from holocron_scrapy.mediawiki.responses import note_response, record
+from holocron_scrapy.mediawiki.pages import PageSet
 from holocron_scrapy.model import Outcome, Status
 from holocron_scrapy.safe_text import printable
+from holocron_scrapy.spiders.mediawiki.responses import note_response, record
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -22,29 +23,38 @@ if TYPE_CHECKING:
     from scrapy.http import Response
 
     from holocron_scrapy.model import WorkItem
-    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceCallbacks:
+    """The spider's methods the requests name (``JOBDIR`` serializes them by name)."""
+
+    html: Callable[[Response], Any]
+    history: Callable[[Response], Any]
+    info: Callable[[Response], Any]
 
 
 class ResourceFetch:
-    def __init__(self, spider: MediaWikiSpider) -> None:
-        self.spider = spider
+    def __init__(self, wiki: Wiki, callbacks: ResourceCallbacks) -> None:
+        self.wiki = wiki
+        self.callbacks = callbacks
 
     def html_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One ``action=parse`` per title (the API parses one page per request)."""
-        spider = self.spider
-        api, maxlag = spider.config.api_url, spider.maxlag
+        api, maxlag = self.wiki.options.api_url, self.wiki.options.maxlag
         return self._per_title(
-            items, lambda title: resources.parse_url(api, title, maxlag), spider.parse_html
+            items, lambda title: resources.parse_url(api, title, maxlag), self.callbacks.html
         )
 
     def history_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
         """One revision history per title (``rvlimit`` takes one title per request)."""
-        spider = self.spider
-        api, maxlag, content = spider.config.api_url, spider.maxlag, spider.revisions_content
+        options = self.wiki.options
+        api, maxlag, content = options.api_url, options.maxlag, options.revisions_content
         return self._per_title(
             items,
             lambda title: resources.history_url(api, title, None, maxlag, content=content),
-            spider.parse_history,
+            self.callbacks.history,
         )
 
     def _per_title(
@@ -56,14 +66,16 @@ class ResourceFetch:
         return [self.request(url_of(i.resource_id), [i], callback) for i in items]
 
     def info_requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
-        spider = self.spider
-        n = spider.titles_per_request
-        api = spider.config.api_url
+        n, api, maxlag = (
+            self.wiki.options.titles_per_request,
+            self.wiki.options.api_url,
+            self.wiki.options.maxlag,
+        )
         return [
             self.request(
-                resources.info_url(api, [i.resource_id for i in batch], None, spider.maxlag),
+                resources.info_url(api, [i.resource_id for i in batch], None, maxlag),
                 batch,
-                spider.parse_info,
+                self.callbacks.info,
             )
             for batch in (items[i : i + n] for i in range(0, len(items), n))
         ]
@@ -79,9 +91,9 @@ class ResourceFetch:
         extend (see :func:`resources.continued`)."""
         return api_request(
             url,
-            self.spider.url_limit,
+            self.wiki.options.url_limit,
             callback=callback,
-            errback=self.spider.request_failed,
+            errback=self.wiki.request_failed,
             dont_filter=True,
             priority=max(i.priority for i in items),
             meta={"holocron_work_items": items, "holocron_state": state or {"first_url": url}},
@@ -95,7 +107,7 @@ class ResourceFetch:
         request = response.request
         assert request is not None
         items = work_items_of(request)
-        data, failures = self.spider.api.data(response, request, items)
+        data, failures = self.wiki.api.data(response, request, items)
         if data is not None:
             note_response(request.meta["holocron_state"], request, response)
         return request, items, data, failures
@@ -124,15 +136,13 @@ class ResourceFetch:
             yield from failures
             return
         state: dict[str, Any] = request.meta["holocron_state"]
-        pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
+        pages: PageSet = state.setdefault("pages", PageSet())
         pages.add(data)
         cont = mwapi.next_continue(data)
-        stop = self.spider.chain_step(state, response, cont)
-        if stop is not None:
+        if (stop := self.wiki.chain_step(state, response, cont)) is not None:
             yield from stop
             return
         if cont is not None:
-            self.spider.stats.inc_value("holocron/mediawiki/continuations")
             url = resources.continued(state["first_url"], cont)
             assert request.callback is not None
             yield self.request(url, items, request.callback, state)
@@ -142,7 +152,7 @@ class ResourceFetch:
             page = pages.page(target)
             conflict = pages.conflict(item.resource_id, target)
             if conflict is not None:
-                self.spider.stats.inc_value("holocron/mediawiki/identity_conflicts")
+                self.wiki.stats().inc_value("holocron/mediawiki/identity_conflicts")
                 yield Outcome(item.id, Status.FAILED, conflict)
             elif page is None:
                 yield Outcome.skipped(item, f"{item.resource_id!r} not in the API's answer")

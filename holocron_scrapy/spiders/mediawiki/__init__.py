@@ -1,11 +1,16 @@
 """``scrapy crawl mediawiki -a source=NAME``: a wiki's pages, through its Action API.
 
-The spider routes claimed work items, by resource type, to the parts that fetch them
-(:mod:`holocron_scrapy.mediawiki`): page, category, template and file items to :class:`PageQuery`,
-listings to :class:`ListingFetch`, a page's other resources to :class:`ResourceFetch`; with
-``-a recrawl=changed`` its start asks :class:`RevisionCheck` which completed pages changed. Its
-callbacks are thin methods of its own (Scrapy serializes a request's callback by the spider's
-method name: ``JOBDIR``).
+The spider routes claimed work items, by resource type, to its parts, one module each in this
+package: page, category, template and file items to :class:`.page_query.PageQuery`, listings to
+:class:`.listing_fetch.ListingFetch`, a page's other resources to
+:class:`.resource_fetch.ResourceFetch`; with ``-a recrawl=changed`` its start asks
+:class:`.feed_sync.FeedSync` (the change feeds) or :class:`.revision_check.RevisionCheck` which
+completed pages changed; :mod:`.responses` decodes every answer. The Action API's rules are
+pure functions in :mod:`holocron_scrapy.mediawiki`.
+
+A part is given what it uses (the source config, the API options, the stats, the frontier
+look-up, the spider's callbacks), never the spider. The callbacks are thin methods of the
+spider (Scrapy serializes a request's callback by the spider's method name: ``JOBDIR``).
 
 An API error envelope or an unreadable response fails every work item of the request with the
 API's code and info; the crawl goes on.
@@ -13,29 +18,30 @@ API's code and info; the crawl goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import UsageError
 
 from holocron_scrapy import defaults
-from holocron_scrapy.bounds import Bounds, stopped
+from holocron_scrapy.bounds import Bounds
 from holocron_scrapy.config.sources import SourceConfig, load_source
 from holocron_scrapy.frontier.extension import work_items_of
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import listings, resources
-from holocron_scrapy.mediawiki.api_request import query_url_of, shown
+from holocron_scrapy.mediawiki.api_request import shown
 from holocron_scrapy.mediawiki.discovery import Discoverer
-from holocron_scrapy.mediawiki.feed_sync import FeedSync
-from holocron_scrapy.mediawiki.listing_fetch import ListingFetch
-from holocron_scrapy.mediawiki.page_query import PageQuery
-from holocron_scrapy.mediawiki.resource_fetch import ResourceFetch
-from holocron_scrapy.mediawiki.responses import ApiResponses, failure_message
-from holocron_scrapy.mediawiki.revision_check import RevisionCheck
 from holocron_scrapy.middlewares.claims import StaleClaim
-from holocron_scrapy.model import canonical_json
+from holocron_scrapy.model import RESOURCE_LISTING
 from holocron_scrapy.spiders.base import SourceSpider, apply_source
+from holocron_scrapy.spiders.mediawiki.feed_sync import FeedCallbacks, FeedSync
+from holocron_scrapy.spiders.mediawiki.listing_fetch import ListingFetch
+from holocron_scrapy.spiders.mediawiki.options import ApiOptions, Wiki
+from holocron_scrapy.spiders.mediawiki.page_query import PageQuery
+from holocron_scrapy.spiders.mediawiki.resource_fetch import ResourceCallbacks, ResourceFetch
+from holocron_scrapy.spiders.mediawiki.responses import ApiResponses
+from holocron_scrapy.spiders.mediawiki.revision_check import RevisionCheck
+from holocron_scrapy.spiders.responses import failure_message
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
     import scrapy
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.statscollectors import StatsCollector
     from twisted.python.failure import Failure
 
     from holocron_scrapy.mediawiki.recrawl import KnownPage
@@ -60,7 +67,6 @@ class MediaWikiSpider(SourceSpider):
     # clients instead: obeying it here would silently block every request.
     custom_settings = {"ROBOTSTXT_OBEY": False}
 
-    config: SourceConfig
     titles_per_request: int = mwapi.MAX_TITLES_PER_REQUEST
     maxlag: float = mwapi.DEFAULT_MAXLAG
     list_limit: str = "max"
@@ -68,24 +74,14 @@ class MediaWikiSpider(SourceSpider):
     bounds: Bounds = Bounds()
     url_limit: int = 2083  # URLLENGTH_LIMIT: longer queries are POSTed (mediawiki.api_request)
 
-    def __init__(self, source: str | None = None, recrawl: str | None = None, **kwargs: Any):
-        super().__init__(source, recrawl, **kwargs)
-        self.api = ApiResponses(self, lambda: self.stats)
-        self.discoverer = Discoverer(self)
-        self.page_query = PageQuery(self)
-        self.listing_fetch = ListingFetch(self)
-        self.resource_fetch = ResourceFetch(self)
-        self.revision_check = RevisionCheck(self)
-        self.feed_sync = FeedSync(self)
-
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        spider.config = apply_source(crawler, spider.source, load_source)
-        if spider.config.type != "mediawiki":
+        config = apply_source(crawler, spider.source, load_source)
+        if config.type != "mediawiki":
             raise UsageError(
-                f"{spider.config.path}: type: run this source with the spider "
-                f"named {spider.config.type!r}, not 'mediawiki'"
+                f"{config.path}: type: run this source with the spider "
+                f"named {config.type!r}, not 'mediawiki'"
             )
         spider.bounds = Bounds.from_settings(crawler.settings)
         spider.url_limit = crawler.settings.getint("URLLENGTH_LIMIT")
@@ -102,7 +98,58 @@ class MediaWikiSpider(SourceSpider):
             ),
             mwapi.MAX_TITLES_PER_REQUEST,
         )
+        spider.config = config
         return spider
+
+    @property
+    def config(self) -> SourceConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: SourceConfig) -> None:
+        """The source; its parts are built (again) for it, with the settings read."""
+        self._config = config
+        options = ApiOptions(
+            api_url=config.api_url,
+            maxlag=self.maxlag,
+            url_limit=self.url_limit,
+            list_limit=self.list_limit,
+            titles_per_request=self.titles_per_request,
+            revisions_content=self.revisions_content,
+        )
+        wiki = Wiki(
+            config,
+            options,
+            api=ApiResponses(self, self._stats),
+            discoverer=Discoverer(config, self.source_system),
+            bounds=self.bounds,
+            stats=self._stats,  # the crawler's stats are set when the crawl starts
+            frontier=self.frontier,
+            request_failed=self.request_failed,
+        )
+        self.api, self.discoverer = wiki.api, wiki.discoverer
+        self.page_query = PageQuery(wiki, self.parse_query)
+        self.listing_fetch = ListingFetch(wiki, self.parse_listing)
+        self.resource_fetch = ResourceFetch(
+            wiki, ResourceCallbacks(self.parse_html, self.parse_history, self.parse_info)
+        )
+        self.revision_check = RevisionCheck(wiki, self.parse_revisions, self.revisions_failed)
+        self.feed_sync = FeedSync(
+            wiki,
+            revision_check=self.revision_check,
+            new_work=self.new_work,
+            callbacks=FeedCallbacks(
+                self.parse_feed_probe, self.parse_feed, self.parse_feed_embeddedin, self.feed_failed
+            ),
+        )
+
+    def _stats(self) -> StatsCollector:
+        return self.stats
+
+    def new_work(self) -> None:
+        """Work items were put into the queue behind the frontier's back (added or requeued by
+        the change feed sync): the frontier claims soon."""
+        self.frontier().queue_changed()
 
     @property
     def source_name(self) -> str:
@@ -123,19 +170,8 @@ class MediaWikiSpider(SourceSpider):
         return self.discoverer.seeds()
 
     def expand_stored(self, item: WorkItem, stored: Stored) -> list[NewWorkItem] | None:
-        """What a completed item found again by a shorter path leads to at its new depth, read
-        from its last record (:mod:`holocron_scrapy.reexpand`): a page's links and listings
-        below ``max_depth`` and its other resources, as its parse queues them; None (fetch it
-        again) for a page whose last record says it was deleted."""
-        if item.resource_type not in resources.PAGE_TYPES:
-            return []  # html, revisions, info: what they hold does not depend on the depth
-        page = json.loads(stored.payload)
-        if not isinstance(page, dict) or page.get("deleted"):
-            return None
-        found = []
-        if item.depth < self.config.discovery.max_depth:
-            found = list(self.discoverer.from_page(item, page))
-        return found + list(self.discoverer.other_resources(item))
+        """See :meth:`Discoverer.from_stored` (:mod:`holocron_scrapy.reexpand`)."""
+        return self.discoverer.from_stored(item, stored.payload)
 
     def requests_for(self, items: Sequence[WorkItem]) -> list[scrapy.Request]:
         """Requests for claimed items, grouped by resource type (each type has its builder)."""
@@ -158,7 +194,7 @@ class MediaWikiSpider(SourceSpider):
         """resource_type -> the method that turns claimed items of that type into requests."""
         return {
             **dict.fromkeys(resources.PAGE_TYPES, self.page_query.requests),
-            listings.RESOURCE_LISTING: self.listing_fetch.requests,
+            RESOURCE_LISTING: self.listing_fetch.requests,
             resources.HTML: self.resource_fetch.html_requests,
             resources.REVISIONS: self.resource_fetch.history_requests,
             resources.INFO: self.resource_fetch.info_requests,
@@ -175,22 +211,6 @@ class MediaWikiSpider(SourceSpider):
                 yield request
         else:
             await self.feed_sync.record_start()
-
-    def chain_step(
-        self, state: dict[str, Any], response: Response, cont: dict[str, str] | None
-    ) -> list[Any] | None:
-        """Count a response of the continuation chain ``state`` describes (whose next
-        ``continue`` is ``cont``): ``None`` while it may go on, else its items failed with the
-        reason (a repeated continuation, too many responses or bytes; see
-        :mod:`holocron_scrapy.bounds`)."""
-        chain = state.setdefault("chain", self.bounds.chain())
-        reason = chain.step(len(response.body), None if cont is None else canonical_json(cont))
-        if reason is None:
-            return None
-        request = response.request
-        assert request is not None
-        url = query_url_of(request)
-        return stopped(work_items_of(request), reason, url, self.stats, "chain_stopped")
 
     # -- callbacks (methods of the spider: JOBDIR serializes them by name) ---------------------
 

@@ -4,7 +4,7 @@ following ``continue`` until every prop is complete (a page with 5,000 links los
 pages are merged by page id across those responses. Then each title ends one way:
 
 * a page: a record (the merged page as the API served it) and, while its depth is below
-  ``max_depth``, what it leads to (see :class:`.discovery.Discoverer`);
+  ``max_depth``, what it leads to (see :class:`holocron_scrapy.mediawiki.discovery.Discoverer`);
 * a redirect or a non-canonical title: skipped, and the target page queued at the same depth
   (the target is the record, the redirect is not); a redirect whose title had a record (a
   moved page) gets a record saying so (``redirect_to``);
@@ -21,34 +21,37 @@ from holocron_scrapy.frontier.extension import work_items_of
 from holocron_scrapy.mediawiki import api as mwapi
 from holocron_scrapy.mediawiki import resources
 from holocron_scrapy.mediawiki.api_request import answered_url, api_request
+from holocron_scrapy.mediawiki.pages import PageSet
 from holocron_scrapy.mediawiki.recrawl import REDIRECT_VERSION, deletion_payload, redirect_payload
-from holocron_scrapy.mediawiki.responses import note_response, record
 from holocron_scrapy.model import DELETED_VERSION, Outcome, Status, WorkItem
 from holocron_scrapy.safe_text import printable
+from holocron_scrapy.spiders.mediawiki.responses import note_response, record
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import scrapy
     from scrapy.http import Response
 
     from holocron_scrapy.items import ResourceRecord
-    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
 
 
 class PageQuery:
-    def __init__(self, spider: MediaWikiSpider) -> None:
-        self.spider = spider
+    """``callback``: the spider's method its requests name (``JOBDIR``)."""
+
+    def __init__(self, wiki: Wiki, callback: Callable[[Response], Any]) -> None:
+        self.wiki = wiki
+        self.callback = callback
 
     def requests(self, items: list[WorkItem]) -> list[scrapy.Request]:
-        n = self.spider.titles_per_request
+        n = self.wiki.options.titles_per_request
         return [self.request(items[i : i + n], {}) for i in range(0, len(items), n)]
 
     def request(
         self, items: list[WorkItem], state: dict[str, Any], cont: dict[str, str] | None = None
     ) -> scrapy.Request:
-        spider = self.spider
-        discovery = spider.config.discovery
+        discovery = self.wiki.config.discovery
         props = [
             prop
             for prop, on in (
@@ -58,14 +61,15 @@ class PageQuery:
             )
             if on
         ]
+        options = self.wiki.options
         url = mwapi.query_url(
-            spider.config.api_url, [i.resource_id for i in items], cont, spider.maxlag, props=props
+            options.api_url, [i.resource_id for i in items], cont, options.maxlag, props=props
         )
         return api_request(
             url,
-            spider.url_limit,
-            callback=spider.parse_query,
-            errback=spider.request_failed,
+            options.url_limit,
+            callback=self.callback,
+            errback=self.wiki.request_failed,
             dont_filter=True,  # the SQL queue is the dedupe; JOBDIR's dupefilter must not drop
             priority=max(i.priority for i in items),
             meta={"holocron_work_items": items, "holocron_state": state},
@@ -76,34 +80,32 @@ class PageQuery:
         assert request is not None
         items = work_items_of(request)
         state: dict[str, Any] = request.meta["holocron_state"]
-        data, failures = self.spider.api.data(response, request, items)
+        data, failures = self.wiki.api.data(response, request, items)
         if data is None:
             yield from failures
             return
-        pages: mwapi.PageSet = state.setdefault("pages", mwapi.PageSet())
+        pages: PageSet = state.setdefault("pages", PageSet())
         pages.add(data)
         state.setdefault("first_url", answered_url(response))
         note_response(state, request, response)
         cont = mwapi.next_continue(data, drop=(mwapi.OLDER_FILE_VERSIONS,))
-        stop = self.spider.chain_step(state, response, cont)
-        if stop is not None:
+        if (stop := self.wiki.chain_step(state, response, cont)) is not None:
             yield from stop
             return
         if cont is not None:
-            self.spider.stats.inc_value("holocron/mediawiki/continuations")
             yield self.request(items, state, cont)
             return
         for item in items:
             yield from self.finish(item, pages, state, response)
 
     def finish(
-        self, item: WorkItem, pages: mwapi.PageSet, state: dict[str, Any], response: Response
+        self, item: WorkItem, pages: PageSet, state: dict[str, Any], response: Response
     ) -> Iterator[Any]:
-        discoverer = self.spider.discoverer
+        discoverer = self.wiki.discoverer
         target = pages.resolve(item.resource_id)
         conflict = pages.conflict(item.resource_id, target)
         if conflict is not None:
-            self.spider.stats.inc_value("holocron/mediawiki/identity_conflicts")
+            self.wiki.stats().inc_value("holocron/mediawiki/identity_conflicts")
             yield Outcome(item.id, Status.FAILED, conflict, depth=item.depth)
             return
         page = pages.page(target)
@@ -125,9 +127,9 @@ class PageQuery:
         resource_type = discoverer.resource_type_for(page.get("ns"))
         if target != item.resource_id:
             how = "redirect" if pages.normalized.get(item.resource_id) != target else "normalized"
-            refused = self.spider.bounds.redirect_refused(item.hops)
+            refused = self.wiki.bounds.redirect_refused(item.hops)
             if refused is not None:
-                self.spider.stats.inc_value("holocron/bounds/redirects_refused")
+                self.wiki.stats().inc_value("holocron/bounds/redirects_refused")
                 yield Outcome(item.id, Status.FAILED, f"{how} to {target!r}: {refused}")
                 return
             yield discoverer.work_item(target, item.depth, item, resource_type, item.hops + 1)
@@ -148,7 +150,7 @@ class PageQuery:
         # Links first: the state middleware buffers them before the record reaches the
         # pipelines, and the frontier writes them before it completes the record's work item,
         # so a crash can never leave a completed page whose links were not queued.
-        if item.depth < self.spider.config.discovery.max_depth:
+        if item.depth < self.wiki.config.discovery.max_depth:
             yield from discoverer.from_page(item, page)
         yield from discoverer.other_resources(item)
         yield self.record(item, page, state, response)

@@ -1,22 +1,18 @@
 """``-a recrawl=changed``: one ``prop=info`` request per batch of completed pages of every
-:data:`resources.PAGE_TYPES` (see
-:mod:`holocron_scrapy.mediawiki.recrawl`); the changed and deleted ones go back into the queue with
-their
-other configured resources."""
+:data:`resources.PAGE_TYPES` (see :mod:`holocron_scrapy.mediawiki.recrawl`); the changed and
+deleted ones go back into the queue with their other configured resources."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.asyncio import run_in_thread
 
-from holocron_scrapy.mediawiki import api as mwapi
-from holocron_scrapy.mediawiki import resources
+from holocron_scrapy.mediawiki import errors, resources
 from holocron_scrapy.mediawiki.api_request import api_request
 from holocron_scrapy.mediawiki.recrawl import KnownPage, compare, info_url
-from holocron_scrapy.mediawiki.responses import decode_json
-from holocron_scrapy.model import dedupe_key
+from holocron_scrapy.spiders.base import RECRAWL_READ_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,17 +21,23 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
-    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
+
 
 logger = logging.getLogger(__name__)
 
-#: Completed work items read per state-database query.
-RECRAWL_READ_SIZE = 1000
+__all__ = ["RECRAWL_READ_SIZE", "RevisionCheck"]
 
 
 class RevisionCheck:
-    def __init__(self, spider: MediaWikiSpider) -> None:
-        self.spider = spider
+    """``callback`` and ``errback``: the spider's methods its requests name (``JOBDIR``)."""
+
+    def __init__(
+        self, wiki: Wiki, callback: Callable[..., Any], errback: Callable[[Failure], None]
+    ) -> None:
+        self.wiki = wiki
+        self.callback = callback
+        self.errback = errback
         self.unanswered_requests = 0  # checks sent whose answer was not handled yet
         self.all_sent = False
         self.errors = 0
@@ -64,19 +66,18 @@ class RevisionCheck:
                 await callback()
 
     async def _requests(self) -> AsyncIterator[scrapy.Request]:
-        spider = self.spider
-        frontier = spider.frontier()
+        frontier = self.wiki.frontier()
         if frontier.spider is None:
             return  # the state database could not be opened: the crawl is closing
-        n = spider.titles_per_request
+        n = self.wiki.options.titles_per_request
         batch: list[KnownPage] = []
         for resource_type in resources.PAGE_TYPES:
             after_id = 0
             while True:
                 rows = await run_in_thread(
                     frontier.store.completed_pages,
-                    source_system=spider.source_system,
-                    source_name=spider.source_name,
+                    source_system=self.wiki.discoverer.source_system,
+                    source_name=self.wiki.config.name,
                     resource_type=resource_type,
                     after_id=after_id,
                     limit=RECRAWL_READ_SIZE,
@@ -92,12 +93,12 @@ class RevisionCheck:
             yield self.request(batch)
 
     def request(self, pages: list[KnownPage]) -> scrapy.Request:
-        spider = self.spider
+        options = self.wiki.options
         return api_request(
-            info_url(spider.config.api_url, [page.title for page in pages], spider.maxlag),
-            spider.url_limit,
-            callback=spider.parse_revisions,
-            errback=spider.revisions_failed,
+            info_url(options.api_url, [page.title for page in pages], options.maxlag),
+            options.url_limit,
+            callback=self.callback,
+            errback=self.errback,
             dont_filter=True,
             # No holocron_work_items: these pages are not claimed (the claim check lets it by).
             cb_kwargs={"pages": pages},
@@ -115,11 +116,10 @@ class RevisionCheck:
         await self._maybe_complete()
 
     async def _parse(self, response: Response, pages: list[KnownPage]) -> None:
-        spider = self.spider
-        stats = spider.stats
+        stats = self.wiki.stats()
         try:
-            data = mwapi.check_shape(mwapi.check_envelope(decode_json(response)))
-        except mwapi.ApiError as exc:
+            data = errors.check_shape(errors.check_envelope(errors.decode_json(response)))
+        except errors.ApiError as exc:
             self.errors += 1
             stats.inc_value("holocron/recrawl/check_errors")
             logger.warning(
@@ -139,12 +139,15 @@ class RevisionCheck:
                 {"n": len(verdict.unanswered), "title": verdict.unanswered[0].title},
             )
         refetch = verdict.to_refetch
-        await spider.frontier().requeue(
+        await self.wiki.frontier().requeue(
             [page.work_item_id for page in refetch],
             [
-                dedupe_key(spider.source_system, spider.source_name, resource_type, page.title)
+                self.wiki.dedupe_key(
+                    resource_type,
+                    page.title,
+                )
                 for page in refetch
-                for resource_type in spider.config.resources
+                for resource_type in self.wiki.config.resources
                 if resource_type != resources.PAGE
             ],
         )
@@ -153,7 +156,7 @@ class RevisionCheck:
         """Errback of a revision check: its pages are not refreshed this time."""
         self.errors += 1
         self.unanswered_requests -= 1
-        self.spider.stats.inc_value("holocron/recrawl/check_errors")
+        self.wiki.stats().inc_value("holocron/recrawl/check_errors")
         logger.warning(
             "Revision check failed: %(error)s; its pages are not refreshed",
             {"error": f"{type(failure.value).__name__}: {failure.getErrorMessage()}"},

@@ -1,7 +1,8 @@
 """``-a recrawl=changed`` by the wiki's change feeds (see :mod:`holocron_scrapy.mediawiki.feeds`).
 
 A crawl that is not a recrawl records the source's sync point at its start (the start of the
-source's first run), unless it has one. A refresh then asks, in order, one request each:
+source's first run), unless it has one (:mod:`.sync_points`). A refresh then asks, in order,
+one request each:
 
 1. the probe: do recent changes reach back to the sync point? If not, the full ``prop=info``
    pass of :class:`.revision_check.RevisionCheck` runs instead, and when every check was
@@ -18,34 +19,64 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy.mediawiki import api as mwapi
-from holocron_scrapy.mediawiki import feeds, listings, resources
-from holocron_scrapy.mediawiki.responses import decode_json
-from holocron_scrapy.model import dedupe_key
-from holocron_scrapy.store.sql import utcnow
-from holocron_scrapy.store.sync import Reach, SyncPoint
+from holocron_scrapy.mediawiki import errors, feed_plan, feeds, listings, resources
+from holocron_scrapy.model import RESOURCE_LISTING
+from holocron_scrapy.spiders.mediawiki.sync_points import SyncPoints
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection, Mapping
+    from collections.abc import AsyncIterator, Callable, Collection, Mapping
 
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
     from holocron_scrapy.frontier.extension import Frontier
-    from holocron_scrapy.spiders.mediawiki import MediaWikiSpider
-    from holocron_scrapy.store.sync import KnownItem
+    from holocron_scrapy.spiders.mediawiki.options import Wiki
+    from holocron_scrapy.spiders.mediawiki.revision_check import RevisionCheck
+    from holocron_scrapy.store.sync import KnownItem, SyncPoint
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class FeedCallbacks:
+    """The spider's methods the requests name (``JOBDIR`` serializes them by name)."""
+
+    probe: Callable[..., Any]
+    feed: Callable[..., Any]
+    embeddedin: Callable[..., Any]
+    errback: Callable[[Failure], None]
+
+
 class FeedSync:
-    def __init__(self, spider: MediaWikiSpider) -> None:
-        self.spider = spider
+    """``new_work``: called when new work items were added (claim them soon);
+    ``revision_check``: the full ``prop=info`` pass, when the feeds do not reach back to the
+    sync point."""
+
+    def __init__(
+        self,
+        wiki: Wiki,
+        *,
+        revision_check: RevisionCheck,
+        new_work: Callable[[], None],
+        callbacks: FeedCallbacks,
+    ) -> None:
+        self.wiki = wiki
+        self.revision_check = revision_check
+        self.new_work = new_work
+        self.callbacks = callbacks
+        self.sync_points = SyncPoints(
+            wiki.config,
+            source_system=wiki.discoverer.source_system,
+            stats=wiki.stats,
+            new_work=new_work,
+        )
         self.point: SyncPoint | None = None  # where this refresh reads from
         self.reached: SyncPoint | None = None  # how far it got
         self.transcluded: set[str] = set()
@@ -53,95 +84,33 @@ class FeedSync:
         self.run = ""  # the run whose chain of requests this is (cb_kwargs ``run``)
 
     def _frontier(self) -> Frontier | None:
-        frontier = self.spider.frontier()
+        frontier = self.wiki.frontier()
         return frontier if frontier.spider is not None else None
 
     async def record_start(self) -> None:
-        """A crawl (not a refresh): the source's first run's start is its sync point, unless it
-        has one."""
+        """A crawl (not a refresh): see :meth:`.SyncPoints.record_start`."""
         frontier = self._frontier()
-        if frontier is None:
-            return
-        spider = self.spider
-        started = await run_in_thread(
-            frontier.store.first_run_started,
-            source_system=spider.source_system,
-            source_name=spider.source_name,
-        )
-        written = await run_in_thread(
-            frontier.store.set_sync_point,
-            SyncPoint(started or utcnow()),
-            source_system=spider.source_system,
-            source_name=spider.source_name,
-            run_id=frontier.run_id,
-            only_if_absent=True,
-        )
-        await self.widen(frontier)
-        if written:
-            logger.info(
-                "Sync point of %(source)s: %(at)s", {"source": spider.source_name, "at": started}
-            )
-
-    async def widen(self, frontier: Frontier) -> None:
-        """Record what the archive is expanded with (``max_depth``, the discovery switches on);
-        when this run's settings reach further, the completed pages they expand further go
-        back into the queue (their refetch discovers what the new settings reach)."""
-        spider = self.spider
-        discovery = spider.config.discovery
-        switches = {
-            "links": discovery.links,
-            "categories": discovery.categories,
-            "templates": discovery.templates,
-            "backlinks": discovery.backlinks,
-        }
-        reach = Reach(discovery.max_depth, frozenset(k for k, on in switches.items() if on))
-        n = await run_in_thread(
-            frontier.store.widen,
-            reach,
-            source_system=spider.source_system,
-            source_name=spider.source_name,
-            resource_types=resources.PAGE_TYPES,
-        )
-        spider.stats.inc_value("holocron/recrawl/widened", n)
-        if n:
-            logger.info(
-                "The settings reach further than the archive's (max_depth %(depth)d, %(on)s): "
-                "%(n)d completed pages back in the queue to expand",
-                {"depth": reach.max_depth, "on": ", ".join(sorted(reach.expansions)), "n": n},
-            )
-            frontier.queue_changed()
+        if frontier is not None:
+            await self.sync_points.record_start(frontier)
 
     async def requests(self) -> AsyncIterator[scrapy.Request]:
         """The probe (a source without a sync point: from the start of its first run)."""
         frontier = self._frontier()
         if frontier is None:
             return
-        spider = self.spider
-        point = await run_in_thread(
-            frontier.store.sync_point,
-            source_system=spider.source_system,
-            source_name=spider.source_name,
-        )
-        if point is None:
-            started = await run_in_thread(
-                frontier.store.first_run_started,
-                source_system=spider.source_system,
-                source_name=spider.source_name,
-            )
-            point = SyncPoint(started or utcnow())
-        else:
-            await self.widen(frontier)
+        point = await self.sync_points.read(frontier)
         self.point = self.reached = point
         self.run = frontier.run_id
+        options = self.wiki.options
         yield self._request(
-            feeds.probe_url(spider.config.api_url, point, spider.maxlag), spider.parse_feed_probe
+            feeds.probe_url(options.api_url, point, options.maxlag), self.callbacks.probe
         )
 
     def _request(self, url: str, callback: Any, **kwargs: Any) -> scrapy.Request:
         return scrapy.Request(
             url,
             callback=callback,
-            errback=self.spider.feed_failed,
+            errback=self.callbacks.errback,
             dont_filter=True,
             priority=1_000_000,  # before the refetches it queues
             cb_kwargs={**kwargs, "run": self.run},
@@ -149,17 +118,17 @@ class FeedSync:
 
     def _data(self, response: Response, what: str, run: str) -> dict[str, Any] | None:
         if self.point is None or run != self.run:  # restored by JOBDIR from an earlier run
-            self.spider.stats.inc_value("holocron/recrawl/feed_stale_requests")
+            self.wiki.stats().inc_value("holocron/recrawl/feed_stale_requests")
             return None
         try:
-            return mwapi.check_envelope(decode_json(response))
-        except mwapi.ApiError as exc:
+            return errors.check_envelope(errors.decode_json(response))
+        except errors.ApiError as exc:
             self.fail(f"{what}: {exc}")
             return None
 
     def fail(self, message: str) -> None:
         self.failed = True
-        self.spider.stats.inc_value("holocron/recrawl/feed_errors")
+        self.wiki.stats().inc_value("holocron/recrawl/feed_errors")
         logger.warning(
             "Change feed sync failed (%(error)s): the sync point stays where it was, the next "
             "refresh reads these changes again",
@@ -173,27 +142,26 @@ class FeedSync:
         data = self._data(response, "probe", run)
         if data is None or self.point is None:
             return
-        spider = self.spider
         if feeds.covered(data):
-            yield self._request(self._feed_url(None), spider.parse_feed)
+            yield self._request(self._feed_url(None), self.callbacks.feed)
             return
-        spider.stats.inc_value("holocron/recrawl/fallback")
+        self.wiki.stats().inc_value("holocron/recrawl/fallback")
         logger.info(
             "Recent changes do not reach back to the sync point %(at)s: checking every archived "
             "page (prop=info)",
             {"at": self.point.timestamp},
         )
         after = feeds.point_of_probe(data)
-        async for request in spider.revision_check.requests(
+        async for request in self.revision_check.requests(
             on_complete=(lambda: self._write(after)) if after else None
         ):
             yield request
 
     def _feed_url(self, cont: Mapping[str, str] | None) -> str:
         assert self.point is not None
-        spider = self.spider
+        options = self.wiki.options
         return feeds.feed_url(
-            spider.config.api_url, self.point, cont, limit=spider.list_limit, maxlag=spider.maxlag
+            options.api_url, self.point, cont, limit=options.list_limit, maxlag=options.maxlag
         )
 
     async def parse_feed(self, response: Response, run: str) -> AsyncIterator[scrapy.Request]:
@@ -201,8 +169,7 @@ class FeedSync:
         if data is None or self.point is None or self.reached is None:
             return
         page = feeds.read_feed(data, self.point)
-        stats = self.spider.stats
-        stats.inc_value("holocron/recrawl/feed_changes", len(page.changes))
+        self.wiki.stats().inc_value("holocron/recrawl/feed_changes", len(page.changes))
         frontier = self._frontier()
         if frontier is None:
             return
@@ -210,56 +177,53 @@ class FeedSync:
         self.reached = page.advance(self.reached)
         cont = mwapi.next_continue(data)
         if cont is not None:
-            yield self._request(self._feed_url(cont), self.spider.parse_feed)
+            yield self._request(self._feed_url(cont), self.callbacks.feed)
             return
         async for request in self._next_template():
             yield request
 
     async def _apply(self, frontier: Frontier, changes: Collection[feeds.Change]) -> None:
-        spider = self.spider
-        discovery = spider.config.discovery
-        titles = feeds.titles_of(changes)
+        discovery = self.wiki.config.discovery
+        titles = feed_plan.titles_of(changes)
         known = await self._known(frontier, titles)
-        plan = feeds.plan(
-            changes, known, allpages=spider.config.seeds.allpages, namespaces=discovery.namespaces
+        plan = feed_plan.plan(
+            changes,
+            known,
+            allpages=self.wiki.config.seeds.allpages,
+            namespaces=discovery.namespaces,
         )
         self.transcluded |= plan.transcluded
         new = [
             dataclasses.replace(
-                spider.discoverer.work_item(
-                    title, depth, None, spider.discoverer.resource_type_for(ns)
+                self.wiki.discoverer.work_item(
+                    title, depth, None, self.wiki.discoverer.resource_type_for(ns)
                 ),
                 run_id=frontier.run_id,
             )
             for title, (ns, depth) in sorted(plan.new.items())
         ]
         await self._queue(frontier, [known[t] for t in sorted(plan.requeue)], new)
-        spider.stats.inc_value("holocron/recrawl/new", len(new))
+        self.wiki.stats().inc_value("holocron/recrawl/new", len(new))
         if plan.categories:
             # Completed category listings run again (unknown ones: nothing to requeue).
             keys = [
-                dedupe_key(
-                    spider.source_system,
-                    spider.source_name,
-                    listings.RESOURCE_LISTING,
+                self.wiki.dedupe_key(
+                    RESOURCE_LISTING,
                     listings.categorymembers(title).resource_id,
                 )
                 for title in sorted(plan.categories)
             ]
             n = await frontier.requeue([], keys)
-            spider.stats.inc_value("holocron/recrawl/listings", n)
+            self.wiki.stats().inc_value("holocron/recrawl/listings", n)
 
     async def _known(self, frontier: Frontier, titles: Mapping[str, int]) -> dict[str, KnownItem]:
         """The page-type work item of each title (by its namespace's resource type)."""
-        spider = self.spider
+        resource_type_for = self.wiki.discoverer.resource_type_for
         kinds = {
-            title: spider.discoverer.resource_type_for(ns if ns >= 0 else mwapi.namespace_of(title))
+            title: resource_type_for(ns if ns >= 0 else mwapi.namespace_of(title))
             for title, ns in titles.items()
         }
-        keys = [
-            dedupe_key(spider.source_system, spider.source_name, kind, title)
-            for title, kind in kinds.items()
-        ]
+        keys = [self.wiki.dedupe_key(kind, title) for title, kind in kinds.items()]
         found = await run_in_thread(frontier.store.items_by_keys, keys)
         return {
             item.resource_id: item
@@ -269,20 +233,19 @@ class FeedSync:
 
     async def _queue(self, frontier: Frontier, items: list[KnownItem], new: list[Any]) -> None:
         """Requeue ``items`` (and their other resources), add the ``new`` work items."""
-        spider = self.spider
         if new:
             await run_in_thread(frontier.store.add_work_items, new)
         keys = [
-            dedupe_key(spider.source_system, spider.source_name, kind, item.resource_id)
+            self.wiki.dedupe_key(kind, item.resource_id)
             for item in items
-            for kind in (item.resource_type, *spider.config.resources)
+            for kind in (item.resource_type, *self.wiki.config.resources)
             if kind != resources.PAGE or item.resource_type == resources.PAGE
         ]
-        spider.stats.inc_value("holocron/recrawl/changed", len(items))
+        self.wiki.stats().inc_value("holocron/recrawl/changed", len(items))
         if keys:
             await frontier.requeue([], keys)
         elif new:
-            frontier.queue_changed()
+            self.new_work()
 
     async def _next_template(self) -> AsyncIterator[scrapy.Request]:
         if self.transcluded:
@@ -294,11 +257,11 @@ class FeedSync:
             await self._write(self.reached)
 
     def _embeddedin_request(self, title: str, cont: Mapping[str, str] | None) -> scrapy.Request:
-        spider = self.spider
+        options = self.wiki.options
         url = feeds.embeddedin_url(
-            spider.config.api_url, title, cont, limit=spider.list_limit, maxlag=spider.maxlag
+            options.api_url, title, cont, limit=options.list_limit, maxlag=options.maxlag
         )
-        return self._request(url, spider.parse_feed_embeddedin, template=title)
+        return self._request(url, self.callbacks.embeddedin, template=title)
 
     async def parse_embeddedin(
         self, response: Response, template: str, run: str
@@ -310,7 +273,7 @@ class FeedSync:
         users = feeds.embedding_titles(data)
         known = await self._known(frontier, {title: ns for ns, title in users})
         items = [item for item in known.values() if item.status == "completed"]
-        self.spider.stats.inc_value("holocron/recrawl/transcluding", len(items))
+        self.wiki.stats().inc_value("holocron/recrawl/transcluding", len(items))
         await self._queue(frontier, sorted(items, key=lambda item: item.id), [])
         cont = mwapi.next_continue(data)
         if cont is not None:
@@ -321,23 +284,5 @@ class FeedSync:
 
     async def _write(self, point: SyncPoint | None) -> None:
         frontier = self._frontier()
-        if point is None or frontier is None:
-            return
-        spider = self.spider
-        await run_in_thread(
-            frontier.store.set_sync_point,
-            point,
-            source_system=spider.source_system,
-            source_name=spider.source_name,
-            run_id=frontier.run_id,
-        )
-        spider.stats.set_value("holocron/recrawl/synced", 1)
-        logger.info(
-            "Change feeds of %(source)s synced up to %(at)s (rcid %(rc)s, logid %(log)s)",
-            {
-                "source": spider.source_name,
-                "at": point.timestamp,
-                "rc": point.rc_id,
-                "log": point.log_id,
-            },
-        )
+        if point is not None and frontier is not None:
+            await self.sync_points.write(frontier, point)
