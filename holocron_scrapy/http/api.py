@@ -19,7 +19,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import add_or_replace_parameter, canonicalize_url
@@ -29,8 +29,6 @@ from holocron_scrapy.store.limits import clean_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-
-    from holocron_scrapy.config.http import Pagination
 
 #: The resource type of a paginated seed: it pages to its end, queueing what it lists.
 RESOURCE_LISTING = "listing"
@@ -44,6 +42,24 @@ _TEXT_TYPE_RE = re.compile(
 )
 _LINK_RE = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
 _REL_RE = re.compile(r"""rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
+
+
+class Pagination(Protocol):
+    """How a listing pages (the source file's :class:`holocron_scrapy.config.http.Pagination`,
+    which imports this module)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def field(self) -> str | None: ...
+    @property
+    def param(self) -> str | None: ...
+    @property
+    def start(self) -> str | None: ...
+    @property
+    def until_empty(self) -> str | None: ...
+    @property
+    def max_pages(self) -> int | None: ...
 
 
 class PayloadError(ValueError):
