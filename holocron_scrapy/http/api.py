@@ -13,39 +13,29 @@ these.
   ``{content_type, encoding: "base64", base64}`` when it is not text.
 """
 
-# ruff: noqa: PLC0414  (the "X as X" imports re-export the payload functions, for mypy)
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import add_or_replace_parameter, canonicalize_url
 
-from holocron_scrapy.http.payloads import (
-    PayloadError as PayloadError,
-)
-from holocron_scrapy.http.payloads import (
-    PayloadFormat as PayloadFormat,
-)
-from holocron_scrapy.http.payloads import (
-    encode_payload as encode_payload,
-)
-from holocron_scrapy.http.payloads import (
-    is_json_type as is_json_type,
-)
-from holocron_scrapy.http.payloads import (
-    json_text as json_text,
-)
-from holocron_scrapy.http.payloads import (
-    media_type as media_type,
-)
+from holocron_scrapy.http import payloads
 from holocron_scrapy.model import canonical_json
 from holocron_scrapy.store.limits import clean_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+# The payload functions, where the spider finds its logic.
+PayloadError = payloads.PayloadError
+PayloadFormat: TypeAlias = payloads.PayloadFormat
+encode_payload = payloads.encode_payload
+is_json_type = payloads.is_json_type
+json_text = payloads.json_text
+media_type = payloads.media_type
 
 #: The resource type of a paginated seed: it pages to its end, queueing what it lists.
 RESOURCE_LISTING = "listing"
