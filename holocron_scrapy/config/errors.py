@@ -127,16 +127,16 @@ def _position(document: Any, loc: tuple[int | str, ...]) -> list[tuple[int, int]
 
 def _describe(model: type, error: ErrorDetails) -> tuple[str, str]:
     loc = list(error["loc"])
-    if loc and loc[-1] == "[key]":  # a mapping key of the wrong type: the key is the problem
+    kind_ = error["type"]
+    if loc[-1:] == ["[key]"]:  # a mapping key of the wrong type: the key is the problem
         loc.pop()
+        kind_ = "invalid_key"
     ctx = error.get("ctx") or {}
-    if error["type"] == _OWN and ctx.get("at") is not None:
+    if kind_ == _OWN and ctx.get("at") is not None:
         loc.append(ctx["at"])
     owner = _model_at(model, loc[:-1])
-    message = _message(owner, error["type"], loc[-1] if loc else None, error["input"], ctx)
-    if error["type"] not in (_OWN, "missing", "unexpected_keyword_argument", "invalid_key"):
-        message = message or error["msg"]
-    return _dotted(loc, error["type"] == "invalid_key"), message or error["msg"]
+    message = _message(owner, kind_, loc[-1] if loc else None, error["input"], ctx)
+    return _dotted(loc, kind_ == "invalid_key"), message or error["msg"]
 
 
 def _message(
