@@ -39,8 +39,6 @@ SETTINGS_OF_THE_CRAWL = ("HOLOCRON_DB_URL", "HOLOCRON_DB_SCHEMA", "HOLOCRON_LAKE
 OWNED_BY_KEYS = {"USER_AGENT": "user_agent", "user-agent": "user_agent"}
 
 Flag = StrictBool
-Integer = StrictInt
-Text = StrictStr
 
 
 def bad_char(text: str) -> str | None:
