@@ -29,6 +29,8 @@ HOW_TO_GIVE = (
     f"give yours with -s {CONTACT_SETTING}=you@your.domain (or a URL), or the environment "
     f"variable {CONTACT_SETTING}"
 )
+#: a User-Agent's placeholder contact, as the shipped source files hold it
+PLACEHOLDER_CONTACT_RE = re.compile(r"example\.(?:org|com|net)\b|CHANGE[-_ ]?ME", re.IGNORECASE)
 _COMMENT_RE = re.compile(r"\(([^()]*)\)")
 _MAX_LENGTH = 200
 
@@ -75,3 +77,12 @@ def merge_contact(user_agent: str, contact: str | None) -> str:
         if PLACEHOLDER_RE.search(match.group(1)):
             return f"{user_agent[: match.start()]}({contact}){user_agent[match.end() :]}"
     return f"{user_agent.rstrip()} ({contact})"
+
+
+def contact_problem(user_agent: str) -> str | None:
+    """Why ``user_agent`` gives no way to reach its operator, or ``None`` when it does."""
+    if PLACEHOLDER_CONTACT_RE.search(user_agent):
+        return "still holds the shipped placeholder contact"
+    if "@" not in user_agent and "://" not in user_agent:
+        return "has no contact URL or e-mail address"
+    return None

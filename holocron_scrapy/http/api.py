@@ -8,46 +8,55 @@ these.
   when the request is sent (:func:`with_params`) and are no part of the identity.
 * A JSON path is dotted (``meta.next_cursor``); a list on the way is walked element by element,
   so ``results.id`` is every result's id (:func:`json_values`).
-* Payloads (:func:`encode_payload`): a JSON response is stored as the JSON it holds; anything
-  else as ``{content_type, encoding, text}``, or ``{content_type, encoding: "base64", base64}``
-  when it is not text.
+* Payloads (:func:`encode_payload`, from :mod:`holocron_scrapy.http.payloads`): a JSON response
+  is stored as the JSON it holds; anything else as ``{content_type, encoding, text}``, or
+  ``{content_type, encoding: "base64", base64}`` when it is not text.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import add_or_replace_parameter, canonicalize_url
 
+from holocron_scrapy.http import payloads
 from holocron_scrapy.model import canonical_json
 from holocron_scrapy.store.limits import clean_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from holocron_scrapy.config.http import Pagination
+# The payload functions, where the spider finds its logic.
+PayloadError = payloads.PayloadError
+PayloadFormat: TypeAlias = payloads.PayloadFormat
+encode_payload = payloads.encode_payload
+is_json_type = payloads.is_json_type
+json_text = payloads.json_text
+media_type = payloads.media_type
 
-#: The resource type of a paginated seed: it pages to its end, queueing what it lists.
-RESOURCE_LISTING = "listing"
-#: The formats of a stored payload.
-PayloadFormat = Literal["json", "text", "base64"]
-
-_JSON_TYPE_RE = re.compile(r"^application/(?:[\w.+-]+\+)?json$|^text/json$", re.IGNORECASE)
-_TEXT_TYPE_RE = re.compile(
-    r"^text/|^application/(?:[\w.+-]+\+)?(?:xml|javascript|ecmascript|x-www-form-urlencoded)$",
-    re.IGNORECASE,
-)
 _LINK_RE = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
 _REL_RE = re.compile(r"""rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
 
 
-class PayloadError(ValueError):
-    """A body that cannot be stored as its Content-Type says (invalid JSON)."""
+class Pagination(Protocol):
+    """How a listing pages (the source file's :class:`holocron_scrapy.config.http.Pagination`,
+    which imports this module)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def field(self) -> str | None: ...
+    @property
+    def param(self) -> str | None: ...
+    @property
+    def start(self) -> str | None: ...
+    @property
+    def until_empty(self) -> str | None: ...
+    @property
+    def max_pages(self) -> int | None: ...
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -280,58 +289,3 @@ def conditional_headers(version: str | None) -> dict[str, str]:
     if version and version.startswith(_LAST_MODIFIED):
         return {"If-Modified-Since": version.removeprefix(_LAST_MODIFIED)}
     return {}
-
-
-# -- payloads -------------------------------------------------------------------------------
-
-
-def media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def is_json_type(content_type: str) -> bool:
-    return bool(_JSON_TYPE_RE.match(media_type(content_type)))
-
-
-def encode_payload(
-    body: bytes, content_type: str, text_encoding: str | None
-) -> tuple[Any, PayloadFormat]:
-    """The payload to store for a body and its format.
-
-    JSON (``application/json``, ``*+json``): the parsed document, for discovery and the
-    ``resource_id`` only — what is stored is the body's own text (:func:`json_text`). It must
-    be UTF-8 (RFC 8259) and JSON: ``PayloadError`` otherwise, also for ``NaN`` and
-    ``Infinity``, which are not JSON. Text (``text/*``, XML, JavaScript):
-    ``{content_type, encoding, text}`` decoded with ``text_encoding`` (the response's, else
-    UTF-8). Anything else, or text that does not decode:
-    ``{content_type, encoding: "base64", base64}``.
-    """
-    if is_json_type(content_type):
-        try:
-            return json.loads(json_text(body), parse_constant=_not_json_constant), "json"
-        except ValueError as exc:
-            snippet = body[:120].decode("utf-8", "replace")
-            raise PayloadError(
-                f"not JSON ({exc}); Content-Type {content_type!r}, body starts {snippet!r}"
-            ) from exc
-    if _TEXT_TYPE_RE.match(media_type(content_type)):
-        encoding = text_encoding or "utf-8"
-        try:
-            text = body.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            pass
-        else:
-            return {"content_type": content_type, "encoding": encoding, "text": text}, "text"
-    encoded = base64.b64encode(body).decode("ascii")
-    return {"content_type": content_type, "encoding": "base64", "base64": encoded}, "base64"
-
-
-def json_text(body: bytes) -> str:
-    """A JSON body's exact text, as stored (a UTF-8 byte order mark dropped):
-    ``UnicodeDecodeError`` when it is not UTF-8. Numbers, escapes, key order and duplicate
-    keys stay as the server sent them; its UTF-8 encoding is the body's bytes."""
-    return body.decode("utf-8-sig")
-
-
-def _not_json_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")

@@ -19,13 +19,11 @@ Pure functions: no Scrapy and no I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlencode
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    from holocron_scrapy.config.sources import Discovery
 
 PAGE = "page"
 #: Category and template pages are resources of their own type when their discovery is on
@@ -82,7 +80,19 @@ INFO_QUERY: Mapping[str, str] = {
 }
 
 
-def resource_type_of(ns: object, discovery: Discovery) -> str:
+class DiscoveryFlags(Protocol):
+    """What :func:`resource_type_of` reads of a source's ``discovery`` (the source file's
+    :class:`holocron_scrapy.config.sources.Discovery`, which imports this module)."""
+
+    @property
+    def categories(self) -> bool: ...
+    @property
+    def templates(self) -> bool: ...
+    @property
+    def namespaces(self) -> tuple[int, ...]: ...
+
+
+def resource_type_of(ns: object, discovery: DiscoveryFlags) -> str:
     """The resource type of a title in namespace ``ns`` (every seed, link, listing member and
     redirect target goes through here, so one page is one work item): ``category`` (14) with
     ``discovery.categories``, ``template`` (10) with ``discovery.templates``, ``file`` (6) when

@@ -164,7 +164,16 @@ def test_the_wheel_declares_its_dependencies_with_pyodbc_only_as_an_extra(dists:
     ]
     parsed = [Requirement(r) for r in requires]
     runtime = sorted(r.name.lower() for r in parsed if r.marker is None)
-    expected = ["itemadapter", "psycopg", "pyarrow", "pyyaml", "scrapy", "sqlalchemy", "warcio"]
+    expected = [
+        "itemadapter",
+        "psycopg",
+        "pyarrow",
+        "pydantic",
+        "pyyaml",
+        "scrapy",
+        "sqlalchemy",
+        "warcio",
+    ]
     assert runtime == expected
     [pyodbc] = [r for r in parsed if r.name == "pyodbc"]  # once, and only as the extra
     assert str(pyodbc.marker) == 'extra == "mssql"'

@@ -95,6 +95,12 @@ BAD_FILES: list[Any] = [
         with_("discovery.zzz", 2), "discovery.zzz", "allowed keys here: links", id="unknown-no-hint"
     ),
     pytest.param(VALID_TEXT + "1: one\n", "1", "keys must be strings", id="int-key"),
+    pytest.param(
+        VALID_TEXT.replace("settings:\n", "settings:\n  1: one\n"),
+        "settings.1",
+        "keys must be strings, got integer 1",
+        id="int-setting-name",
+    ),
     # --- required keys
     pytest.param(without("name"), "name", "is required", id="missing-name"),
     pytest.param(without("type"), "type", "is required", id="missing-type"),
@@ -294,6 +300,21 @@ def test_first_problem_in_file_order_is_reported(tmp_path: Path) -> None:
     with pytest.raises(SourceConfigError) as info:
         load_source(str(path))
     assert info.value.key == "name"
+
+
+def test_first_problem_in_file_order_across_sections(tmp_path: Path) -> None:
+    document = with_("discovery.max_depth", -1)  # discovery comes after seeds in the file
+    document["seeds"]["titles"] = ["Yoda", 7]
+    with pytest.raises(SourceConfigError) as info:
+        load_source(str(write(tmp_path / "two.yaml", document)))
+    assert (info.value.key, info.value.message) == (
+        "seeds.titles[1]",
+        "expected a string, got integer 7",
+    )
+    document.pop("seeds")  # a missing key comes after the keys that are there
+    with pytest.raises(SourceConfigError) as info:
+        load_source(str(write(tmp_path / "two.yaml", document)))
+    assert info.value.key == "discovery.max_depth"
 
 
 def test_missing_file_lists_available_sources(tmp_path: Path) -> None:
