@@ -1,0 +1,102 @@
+"""The sweep that keeps the claim a pending-only index range.
+
+The claim (:func:`holocron_scrapy.store.leases.claim`) reads one range of the index
+``ix_work_items_ready``: a source's ``pending`` items without a ``next_retry_at``, by priority
+then id. Two kinds of items become claimable in time and are brought into that range here,
+before each claim, in its transaction:
+
+* ``in_progress`` items whose lease expired go back to ``pending`` (their ``attempt`` kept: the
+  lost claim counted, and the next claim's attempt fences the late outcome of the lost one);
+  found by the partial index ``ix_work_items_lease_expiry`` (only leased rows);
+* ``pending`` items waiting for a retry whose ``next_retry_at`` has come lose it; found by the
+  partial index ``ix_work_items_retry_at`` (only rows scheduled for a retry).
+
+Each statement reads only the rows it changes (an empty index range when nothing expired or
+came due: a few page reads, whatever the frontier's size), at most :data:`SWEEP_BATCH` a claim,
+in its index's order, skipping rows other transactions hold (``SKIP LOCKED``; SQL Server:
+``READPAST``), so it never waits for a lock and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from holocron_scrapy.model import Status
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
+
+SWEEP_BATCH = 1000
+# Row locks on the rows read, skipping those another transaction holds (SQL Server's READPAST
+# needs a locking read: READCOMMITTEDLOCK under read committed snapshot).
+SKIP_LOCKED_HINT = "WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)"
+
+
+def _source(wi: sa.Table, source_system: str, source_name: str) -> list[sa.ColumnElement[bool]]:
+    return [wi.c.source_system == source_system, wi.c.source_name == source_name]
+
+
+def expired_leases(
+    wi: sa.Table, *, source_system: str, source_name: str, now: datetime
+) -> sa.Select[Any]:
+    """Up to :data:`SWEEP_BATCH` ids of the source's expired leases, locked, by expiry."""
+    return (
+        sa.select(wi.c.id)
+        .where(
+            *_source(wi, source_system, source_name),
+            wi.c.status == Status.IN_PROGRESS.value,
+            wi.c.lease_expires_at.is_not(None),  # the partial index's condition
+            wi.c.lease_expires_at < now,
+        )
+        .order_by(wi.c.lease_expires_at)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+        .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
+    )
+
+
+def due_retries(
+    wi: sa.Table, *, source_system: str, source_name: str, now: datetime
+) -> sa.Select[Any]:
+    """Up to :data:`SWEEP_BATCH` ids of the source's retries that came due, locked, by time."""
+    return (
+        sa.select(wi.c.id)
+        .where(
+            *_source(wi, source_system, source_name),
+            wi.c.status == Status.PENDING.value,
+            wi.c.next_retry_at.is_not(None),  # the partial index's condition
+            wi.c.next_retry_at <= now,
+        )
+        .order_by(wi.c.next_retry_at)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+        .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
+    )
+
+
+def sweep(
+    conn: Connection, wi: sa.Table, *, source_system: str, source_name: str, now: datetime
+) -> tuple[int, int]:
+    """Expired leases back to ``pending``, due retries made claimable; return how many of
+    each (see the module documentation)."""
+    source = {"source_system": source_system, "source_name": source_name, "now": now}
+    expired = conn.execute(
+        sa.update(wi)
+        .where(wi.c.id.in_(expired_leases(wi, **source)))
+        .values(
+            status=Status.PENDING.value,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    ).rowcount
+    due = conn.execute(
+        sa.update(wi)
+        .where(wi.c.id.in_(due_retries(wi, **source)))
+        .values(next_retry_at=None, updated_at=now)
+    ).rowcount
+    return int(expired), int(due)
