@@ -21,6 +21,7 @@ from holocron_scrapy.store.sql import (
     IN_LIST_CHUNK,
     as_datetime,
     chunks,
+    ids_of,
     locked_ids,
     update_in,
     utcnow,
@@ -84,7 +85,7 @@ def claim(
     )
     stmt = (
         sa.update(wi)
-        .where(wi.c.id.in_(candidates))
+        .where(ids_of(conn.dialect.name, wi.c.id, candidates))
         .values(
             status=Status.IN_PROGRESS.value,
             lease_owner=owner,

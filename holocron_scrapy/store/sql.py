@@ -84,6 +84,15 @@ def locked_ids(table: sa.Table, where: sa.ColumnElement[bool]) -> sa.Select[Any]
     )
 
 
+def ids_of(dialect_name: str, column: sa.ColumnElement[Any], ids: sa.Select[Any]) -> Any:
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(ARRAY(ids))``, which its planner
+    answers by the primary key for just the rows ``ids`` returns (an ``IN`` semi-join may be
+    planned as a hash join over a scan of the whole table)."""
+    if dialect_name == "postgresql":
+        return column == sa.any_(sa.func.array(ids.scalar_subquery()))
+    return column.in_(ids)
+
+
 def rows_per_statement(columns: int) -> int:
     """How many rows of ``columns`` values one statement's VALUES table holds."""
     return max(1, MAX_VALUES_PARAMETERS // columns)

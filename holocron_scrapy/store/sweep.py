@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from holocron_scrapy.model import Status
+from holocron_scrapy.store.sql import ids_of
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -83,10 +84,11 @@ def sweep(
 ) -> tuple[int, int]:
     """Expired leases back to ``pending``, due retries made claimable; return how many of
     each (see the module documentation)."""
+    dialect = conn.dialect.name
     source = {"source_system": source_system, "source_name": source_name, "now": now}
     expired = conn.execute(
         sa.update(wi)
-        .where(wi.c.id.in_(expired_leases(wi, **source)))
+        .where(ids_of(dialect, wi.c.id, expired_leases(wi, **source)))
         .values(
             status=Status.PENDING.value,
             lease_owner=None,
@@ -96,7 +98,7 @@ def sweep(
     ).rowcount
     due = conn.execute(
         sa.update(wi)
-        .where(wi.c.id.in_(due_retries(wi, **source)))
+        .where(ids_of(dialect, wi.c.id, due_retries(wi, **source)))
         .values(next_retry_at=None, updated_at=now)
     ).rowcount
     return int(expired), int(due)
