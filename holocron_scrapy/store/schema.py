@@ -10,6 +10,7 @@ these definitions (:mod:`holocron_scrapy.store.ddl`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
@@ -119,18 +120,15 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
-def _partial(condition: sa.ColumnElement[bool]) -> dict[str, sa.ColumnElement[bool]]:
+def _partial(condition: sa.ColumnElement[bool]) -> dict[str, Any]:
     """A partial index's condition on every dialect (SQL Server: a filtered index)."""
     return {f"{dialect}_where": condition for dialect in ("sqlite", "postgresql", "mssql")}
 
 
 def _frontier_indexes(wi: sa.Table) -> None:
-    """The indexes that keep every repeated query of the crawl off a scan of the frontier.
-
-    Each is in the exact filter and order of its statements (``store.leases``,
-    ``store.queue``, ``store.sync``); the partial ones hold the few rows their statements look
-    for (leased, scheduled for a retry), so they stay small however large the frontier grows.
-    """
+    """The indexes that keep every repeated query of the crawl off a scan of the frontier, each
+    in its statements' exact filter and order; the partial ones hold only the few rows their
+    statements look for (leased, scheduled for a retry), however large the frontier grows."""
     c = wi.c
     # The claim: pending, not waiting for a retry, by priority then id. A failure scheduled for
     # a retry has a next_retry_at and is outside this index until the sweep clears it.

@@ -85,10 +85,15 @@ def sweep(
     """Expired leases back to ``pending``, due retries made claimable; return how many of
     each (see the module documentation)."""
     dialect = conn.dialect.name
-    source = {"source_system": source_system, "source_name": source_name, "now": now}
     expired = conn.execute(
         sa.update(wi)
-        .where(ids_of(dialect, wi.c.id, expired_leases(wi, **source)))
+        .where(
+            ids_of(
+                dialect,
+                wi.c.id,
+                expired_leases(wi, source_system=source_system, source_name=source_name, now=now),
+            )
+        )
         .values(
             status=Status.PENDING.value,
             lease_owner=None,
@@ -98,7 +103,13 @@ def sweep(
     ).rowcount
     due = conn.execute(
         sa.update(wi)
-        .where(ids_of(dialect, wi.c.id, due_retries(wi, **source)))
+        .where(
+            ids_of(
+                dialect,
+                wi.c.id,
+                due_retries(wi, source_system=source_system, source_name=source_name, now=now),
+            )
+        )
         .values(next_retry_at=None, updated_at=now)
     ).rowcount
     return int(expired), int(due)
