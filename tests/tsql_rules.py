@@ -187,8 +187,8 @@ def _limit_rules(select: sa.Select[Any]) -> list[Violation]:
 def _conjuncts(criteria: Sequence[Any]) -> list[Any]:
     """The AND-ed terms of a WHERE (nested ANDs flattened)."""
     terms: list[Any] = []
-    for term in criteria:
-        term = _unwrap(term)
+    for criterion in criteria:
+        term = _unwrap(criterion)
         if isinstance(term, elements.BooleanClauseList) and term.operator is operators.and_:
             terms.extend(_conjuncts(term.clauses))
         else:
@@ -214,12 +214,13 @@ def _equalities(terms: Sequence[Any]) -> set[str]:
     """The columns a WHERE binds to one value (``= value``, ``IS NULL``)."""
     bound: set[str] = set()
     for term in terms:
-        if isinstance(term, elements.BinaryExpression) and term.operator in (
-            operators.eq,
-            operators.is_,
+        if (
+            isinstance(term, elements.BinaryExpression)
+            and term.operator in (operators.eq, operators.is_)
+            and isinstance(term.left, sa.Column)
+            and not isinstance(term.right, sa.Column)
         ):
-            if isinstance(term.left, sa.Column) and not isinstance(term.right, sa.Column):
-                bound.add(term.left.name)
+            bound.add(term.left.name)
     return bound
 
 

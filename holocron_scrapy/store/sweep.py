@@ -41,38 +41,27 @@ def _source(wi: sa.Table, source_system: str, source_name: str) -> list[sa.Colum
     return [wi.c.source_system == source_system, wi.c.source_name == source_name]
 
 
-def expired_leases(
-    wi: sa.Table, *, source_system: str, source_name: str, now: datetime
+def _come(
+    wi: sa.Table,
+    column: sa.Column[Any],
+    status: Status,
+    *,
+    source_system: str,
+    source_name: str,
+    now: datetime,
+    inclusive: bool,
 ) -> sa.Select[Any]:
-    """Up to :data:`SWEEP_BATCH` ids of the source's expired leases, locked, by expiry."""
+    """Up to :data:`SWEEP_BATCH` ids of the source's ``status`` items whose ``column`` time has
+    come, locked, in the order of the partial index on ``column`` (``IS NOT NULL``)."""
     return (
         sa.select(wi.c.id)
         .where(
             *_source(wi, source_system, source_name),
-            wi.c.status == Status.IN_PROGRESS.value,
-            wi.c.lease_expires_at.is_not(None),  # the partial index's condition
-            wi.c.lease_expires_at < now,
+            wi.c.status == status.value,
+            column.is_not(None),  # the partial index's condition
+            column <= now if inclusive else column < now,
         )
-        .order_by(wi.c.lease_expires_at)
-        .limit(SWEEP_BATCH)
-        .with_for_update(skip_locked=True)
-        .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
-    )
-
-
-def due_retries(
-    wi: sa.Table, *, source_system: str, source_name: str, now: datetime
-) -> sa.Select[Any]:
-    """Up to :data:`SWEEP_BATCH` ids of the source's retries that came due, locked, by time."""
-    return (
-        sa.select(wi.c.id)
-        .where(
-            *_source(wi, source_system, source_name),
-            wi.c.status == Status.PENDING.value,
-            wi.c.next_retry_at.is_not(None),  # the partial index's condition
-            wi.c.next_retry_at <= now,
-        )
-        .order_by(wi.c.next_retry_at)
+        .order_by(column)
         .limit(SWEEP_BATCH)
         .with_for_update(skip_locked=True)
         .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
@@ -85,31 +74,26 @@ def sweep(
     """Expired leases back to ``pending``, due retries made claimable; return how many of
     each (see the module documentation)."""
     dialect = conn.dialect.name
-    expired = conn.execute(
-        sa.update(wi)
-        .where(
-            ids_of(
-                dialect,
-                wi.c.id,
-                expired_leases(wi, source_system=source_system, source_name=source_name, now=now),
-            )
+    expired, due = (
+        _come(
+            wi,
+            column,
+            status,
+            source_system=source_system,
+            source_name=source_name,
+            now=now,
+            inclusive=inclusive,
         )
-        .values(
-            status=Status.PENDING.value,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
+        for column, status, inclusive in (
+            (wi.c.lease_expires_at, Status.IN_PROGRESS, False),
+            (wi.c.next_retry_at, Status.PENDING, True),
         )
-    ).rowcount
-    due = conn.execute(
-        sa.update(wi)
-        .where(
-            ids_of(
-                dialect,
-                wi.c.id,
-                due_retries(wi, source_system=source_system, source_name=source_name, now=now),
-            )
-        )
-        .values(next_retry_at=None, updated_at=now)
-    ).rowcount
-    return int(expired), int(due)
+    )
+    back = {"status": Status.PENDING.value, "lease_owner": None, "lease_expires_at": None}
+    changed = [
+        conn.execute(
+            sa.update(wi).where(ids_of(dialect, wi.c.id, ids)).values(**values, updated_at=now)
+        ).rowcount
+        for ids, values in ((expired, back), (due, {"next_retry_at": None}))
+    ]
+    return int(changed[0]), int(changed[1])
