@@ -83,7 +83,7 @@ def _recorded(store: StateStore, call: Callable[[], Any]) -> list[tuple[str, Any
     sent: list[tuple[str, Any]] = []
 
     def record(_c: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, _many: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "SET")):
             sent.append((statement, params))
 
     sa.event.listen(store.engine, "before_cursor_execute", record)
@@ -95,21 +95,28 @@ def _recorded(store: StateStore, call: Callable[[], Any]) -> list[tuple[str, Any
     return sent
 
 
-def _plan(store: StateStore, statement: str, params: Any) -> str:
+def _plans(store: StateStore, sent: list[tuple[str, Any]]) -> str:
+    """The plans of ``sent``, explained in one transaction (in which a ``SET`` is run)."""
+    plans = []
     with store.engine.connect() as conn:
-        if store.dialect_name == "sqlite":
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-            return "\n".join(str(row[-1]) for row in rows)
-        rows = conn.exec_driver_sql("EXPLAIN " + statement, params).all()
-        return "\n".join(str(row[0]) for row in rows)
+        for statement, params in sent:
+            if statement.upper().startswith("SET"):
+                conn.exec_driver_sql(statement, params)
+            elif store.dialect_name == "sqlite":
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+                plans.append("\n".join(str(row[-1]) for row in rows))
+            else:
+                rows = conn.exec_driver_sql("EXPLAIN " + statement, params).all()
+                plans.append("\n".join(str(row[0]) for row in rows))
+        conn.rollback()
+    return "\n\n".join(plans)
 
 
 def _assert_indexed(
     store: StateStore, call: Callable[[], Any], *indexes: str | tuple[str, ...]
 ) -> None:
     """``call``'s statements read ``indexes`` (a tuple: one of them) and neither scan nor sort."""
-    plans = [_plan(store, *sent) for sent in _recorded(store, call)]
-    text = "\n\n".join(plans)
+    text = _plans(store, _recorded(store, call))
     if store.dialect_name == "sqlite":
         forbidden = ("SCAN work_items", "USE TEMP B-TREE")
     else:
