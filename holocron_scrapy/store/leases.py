@@ -65,9 +65,7 @@ def claim(
     READCOMMITTEDLOCK)``, ``OUTPUT inserted.*``)."""
     now = utcnow()
     if conn.dialect.name == "postgresql":
-        # No plan of the claim's transaction may sort: without statistics (a frontier seeded
-        # in bulk before ANALYZE or autovacuum saw it) the planner would take any index of the
-        # (source, status) prefix and sort every pending row by priority, id, at every claim.
+        # No sort: unanalyzed (seeded in bulk), the planner would sort every pending row.
         conn.exec_driver_sql("SET LOCAL enable_sort = off")
     swept, due = sweep(conn, wi, source_system=source_system, source_name=source_name, now=now)
     if swept or due:
