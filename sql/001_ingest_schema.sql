@@ -183,3 +183,23 @@ GO
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_claim' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
     CREATE INDEX ix_work_items_claim ON ingest.work_items (source_system, source_name, status, priority, id);
 GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_lease_expiry' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
+    CREATE INDEX ix_work_items_lease_expiry ON ingest.work_items (source_system, source_name, status, lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_lease_owner' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
+    CREATE INDEX ix_work_items_lease_owner ON ingest.work_items (lease_owner, status, id) WHERE lease_owner IS NOT NULL;
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_ready' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
+    CREATE INDEX ix_work_items_ready ON ingest.work_items (source_system, source_name, status, priority DESC, id) WHERE next_retry_at IS NULL;
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_retry_at' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
+    CREATE INDEX ix_work_items_retry_at ON ingest.work_items (source_system, source_name, status, next_retry_at) WHERE next_retry_at IS NOT NULL;
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_type_id' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
+    CREATE INDEX ix_work_items_type_id ON ingest.work_items (source_system, source_name, status, resource_type, id);
+GO

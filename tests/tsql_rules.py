@@ -23,6 +23,13 @@
     An ``IN`` list (expanding bind or literal list) longer than the chunk limit.
 ``not_compilable``
     The mssql dialect refuses to compile it at all.
+``locking_top_off_index``
+    A row-locking ``SELECT TOP (n)`` (``FOR UPDATE`` / ``WITH (UPDLOCK ...)``: the claim, the
+    sweep) that no index serves in its exact order: SQL Server would read and sort every row
+    the WHERE admits under update locks (and escalate to a table lock past ~5,000). Served: an
+    index whose leading columns the WHERE binds by equality, whose next columns are the ORDER
+    BY's (same directions), and whose filter (``mssql_where``) the WHERE states; no ``OR`` in
+    the WHERE (a seek takes one range).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ RULES = (
     "too_many_parameters",
     "unchunked_in",
     "not_compilable",
+    "locking_top_off_index",
 )
 
 
@@ -154,6 +162,7 @@ def _element_rules(element: Any, params: Mapping[str, Any], limit: int) -> list[
             found.append(Violation("predicate_as_value", f"{_text(value)} as a value in {where}"))
     if isinstance(element, sa.Select):
         found.extend(_limit_rules(element))
+        found.extend(_locking_top_rules(element))
     if isinstance(element, elements.BinaryExpression) and element.operator in (
         operators.in_op,
         operators.not_in_op,
@@ -172,6 +181,89 @@ def _limit_rules(select: sa.Select[Any]) -> list[Violation]:
     sql = str(select.compile(dialect=mssql_dialect()))
     if not re.search(r"\bTOP\b|\bFETCH\b|\bROW_NUMBER\(\)", sql):
         return [Violation("limit_without_top", f"no TOP/FETCH/ROW_NUMBER in {sql[:80]!r}")]
+    return []
+
+
+def _conjuncts(criteria: Sequence[Any]) -> list[Any]:
+    """The AND-ed terms of a WHERE (nested ANDs flattened)."""
+    terms: list[Any] = []
+    for criterion in criteria:
+        term = _unwrap(criterion)
+        if isinstance(term, elements.BooleanClauseList) and term.operator is operators.and_:
+            terms.extend(_conjuncts(term.clauses))
+        else:
+            terms.append(term)
+    return terms
+
+
+def _key(element: Any) -> tuple[str, bool] | None:
+    """``(column name, descending)`` of an index or ORDER BY element."""
+    element = _unwrap(element)
+    descending = False
+    if isinstance(element, elements.UnaryExpression) and element.modifier in (
+        operators.desc_op,
+        operators.asc_op,
+    ):
+        descending = element.modifier is operators.desc_op
+        element = element.element
+    name = getattr(element, "name", None)
+    return None if name is None else (str(name), descending)
+
+
+def _equalities(terms: Sequence[Any]) -> set[str]:
+    """The columns a WHERE binds to one value (``= value``, ``IS NULL``)."""
+    bound: set[str] = set()
+    for term in terms:
+        if (
+            isinstance(term, elements.BinaryExpression)
+            and term.operator in (operators.eq, operators.is_)
+            and isinstance(term.left, sa.Column)
+            and not isinstance(term.right, sa.Column)
+        ):
+            bound.add(term.left.name)
+    return bound
+
+
+def _serves(index: sa.Index, order: list[tuple[str, bool]], terms: list[Any]) -> bool:
+    keys = [_key(expression) for expression in index.expressions]
+    equal = _equalities(terms)
+    start = 0
+    while start < len(keys) and keys[start] is not None and keys[start][0] in equal:  # type: ignore[index]
+        if order and keys[start] == order[0]:
+            break
+        start += 1
+    if keys[start : start + len(order)] != order:
+        return False
+    condition = index.dialect_options["mssql"].get("where")
+    if condition is None:
+        return True
+    stated = {_text(term) for term in terms}
+    return all(_text(part) in stated for part in _conjuncts([condition]))
+
+
+def _locking_top_rules(select: sa.Select[Any]) -> list[Violation]:
+    if select._limit_clause is None:
+        return []
+    hints = " ".join(str(hint) for hint in select._hints.values())
+    if select._for_update_arg is None and "UPDLOCK" not in hints:
+        return []
+    terms = _conjuncts(select._where_criteria)
+    sql = _text(select)[:80]
+    if any(
+        isinstance(term, elements.BooleanClauseList) and term.operator is operators.or_
+        for term in terms
+    ):
+        return [Violation("locking_top_off_index", f"OR in the WHERE of {sql!r}")]
+    order = [_key(clause) for clause in select._order_by_clauses]
+    if None in order:
+        return [Violation("locking_top_off_index", f"ORDER BY an expression in {sql!r}")]
+    tables = [f for f in select.columns_clause_froms if isinstance(f, sa.Table)]
+    if not any(
+        _serves(index, order, terms)  # type: ignore[arg-type]
+        for table in tables
+        for index in table.indexes
+    ):
+        return [Violation("locking_top_off_index", f"no index in the order of {sql!r}")]
     return []
 
 

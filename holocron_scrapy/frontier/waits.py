@@ -73,7 +73,9 @@ class WaitPlanner:
         )
         now = utcnow()
         waits: list[float] = []
-        if outlook.in_flight_elsewhere:
+        if outlook.in_flight_elsewhere or (outlook.claimable and not closing):
+            # Other workers' leases; or items claimable yet passed by because another worker's
+            # claim held them locked (its transaction ends in a moment): claim again soon.
             waits.append(self.idle_poll)
         retry_in = None
         if outlook.next_retry_at is not None:

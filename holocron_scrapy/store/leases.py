@@ -21,10 +21,12 @@ from holocron_scrapy.store.sql import (
     IN_LIST_CHUNK,
     as_datetime,
     chunks,
+    ids_of,
     locked_ids,
     update_in,
     utcnow,
 )
+from holocron_scrapy.store.sweep import SKIP_LOCKED_HINT, sweep
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -42,6 +44,9 @@ class Outlook:
     next_retry_at: datetime | None
     in_flight_elsewhere: int  # in_progress under another owner's unexpired lease
     first_lease_expiry: datetime | None
+    # Some item is claimable now (ready, a retry due, a lease expired) although the claim just
+    # took none: another worker's claim holds it locked (SKIP LOCKED / READPAST passed it by).
+    claimable: bool = False
 
 
 def claim(
@@ -55,26 +60,38 @@ def claim(
     limit: int,
     lease_seconds: float,
 ) -> list[WorkItem]:
-    """The claim statement on ``conn`` (the caller owns the transaction)."""
+    """The claim on ``conn`` (the caller owns the transaction): the sweep
+    (:mod:`holocron_scrapy.store.sweep`), then one ``UPDATE ... WHERE id IN (SELECT id ...
+    ORDER BY priority DESC, id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING ...`` whose
+    subquery reads the first ``limit`` rows of the index ``ix_work_items_ready`` range and
+    nothing else (SQL Server: ``TOP (n) ... WITH (UPDLOCK, READPAST, ROWLOCK,
+    READCOMMITTEDLOCK)``, ``OUTPUT inserted.*``)."""
     now = utcnow()
-    due = sa.or_(
-        sa.and_(
-            wi.c.status == Status.PENDING.value,
-            sa.or_(wi.c.next_retry_at.is_(None), wi.c.next_retry_at <= now),
-        ),
-        sa.and_(wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_expires_at < now),
-    )
+    if conn.dialect.name == "postgresql":
+        # No sort: unanalyzed (seeded in bulk), the planner would sort every pending row.
+        conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    swept, due = sweep(conn, wi, source_system=source_system, source_name=source_name, now=now)
+    if swept or due:
+        logger.debug(
+            "%(expired)d expired leases and %(due)d retries due made claimable",
+            {"expired": swept, "due": due},
+        )
     candidates = (
         sa.select(wi.c.id)
-        .where(wi.c.source_system == source_system, wi.c.source_name == source_name, due)
-        .order_by(wi.c.priority.desc(), wi.c.id)
+        .where(
+            wi.c.source_system == source_system,
+            wi.c.source_name == source_name,
+            wi.c.status == Status.PENDING.value,
+            wi.c.next_retry_at.is_(None),  # ix_work_items_ready's condition
+        )
+        .order_by(wi.c.priority.desc(), wi.c.id)  # ix_work_items_ready's order
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .with_hint(wi, "WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)", dialect_name="mssql")
+        .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
     )
     stmt = (
         sa.update(wi)
-        .where(wi.c.id.in_(candidates))
+        .where(ids_of(conn.dialect.name, wi.c.id, candidates))
         .values(
             status=Status.IN_PROGRESS.value,
             lease_owner=owner,
@@ -160,41 +177,82 @@ def renew(
 
 
 def leased_ids(conn: Connection, wi: sa.Table, *, owner: str) -> list[int]:
-    """The ids of the items ``in_progress`` under ``owner``'s lease."""
-    stmt = sa.select(wi.c.id).where(
-        wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner
-    )
-    return sorted(int(i) for i in conn.scalars(stmt))
+    """The ids of the items ``in_progress`` under ``owner``'s lease (``ix_work_items_lease_owner``
+    in its order)."""
+    stmt = sa.select(wi.c.id).where(*_owned(wi, owner)).order_by(wi.c.id)
+    return [int(i) for i in conn.scalars(stmt)]
+
+
+def _owned(wi: sa.Table, owner: str) -> list[sa.ColumnElement[bool]]:
+    """``owner``'s leases: the range of ``ix_work_items_lease_owner`` (whose condition, stated,
+    lets SQL Server's filtered index match a parameterized query)."""
+    return [
+        wi.c.lease_owner.is_not(None),
+        wi.c.lease_owner == owner,
+        wi.c.status == Status.IN_PROGRESS.value,
+    ]
 
 
 def outlook(
     conn: Connection, wi: sa.Table, *, source_system: str, source_name: str, owner: str
 ) -> Outlook:
-    """Retries scheduled for later, and items in flight under other owners' live leases."""
+    """Retries scheduled for later (the range of ``ix_work_items_retry_at``), and items in flight
+    under other owners' live leases (of ``ix_work_items_lease_expiry``): two index ranges that
+    hold only such rows, never the frontier."""
     now = utcnow()
-    scheduled = sa.and_(wi.c.status == Status.PENDING.value, wi.c.next_retry_at > now)
-    elsewhere = sa.and_(
+    source = [wi.c.source_system == source_system, wi.c.source_name == source_name]
+    scheduled = sa.select(sa.func.count(), sa.func.min(wi.c.next_retry_at)).where(
+        *source,
+        wi.c.status == Status.PENDING.value,
+        wi.c.next_retry_at.is_not(None),
+        wi.c.next_retry_at > now,
+    )
+    elsewhere = sa.select(sa.func.count(), sa.func.min(wi.c.lease_expires_at)).where(
+        *source,
         wi.c.status == Status.IN_PROGRESS.value,
-        sa.or_(wi.c.lease_owner.is_(None), wi.c.lease_owner != owner),
+        wi.c.lease_expires_at.is_not(None),
         wi.c.lease_expires_at >= now,
+        sa.or_(wi.c.lease_owner.is_(None), wi.c.lease_owner != owner),
     )
-    stmt = sa.select(
-        sa.func.count(sa.case((scheduled, wi.c.id))),
-        sa.func.min(sa.case((scheduled, wi.c.next_retry_at))),
-        sa.func.count(sa.case((elsewhere, wi.c.id))),
-        sa.func.min(sa.case((elsewhere, wi.c.lease_expires_at))),
-    ).where(
-        wi.c.source_system == source_system,
-        wi.c.source_name == source_name,
-        wi.c.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value]),
-    )
-    n_scheduled, first_retry, n_elsewhere, first_expiry = conn.execute(stmt).one()
+    n_scheduled, first_retry = conn.execute(scheduled).one()
+    n_elsewhere, first_expiry = conn.execute(elsewhere).one()
     return Outlook(
         scheduled=int(n_scheduled or 0),
         next_retry_at=as_datetime(first_retry),
         in_flight_elsewhere=int(n_elsewhere or 0),
         first_lease_expiry=as_datetime(first_expiry),
+        claimable=_claimable(conn, wi, source, now),
     )
+
+
+def _claimable(
+    conn: Connection, wi: sa.Table, source: Sequence[sa.ColumnElement[bool]], now: datetime
+) -> bool:
+    """Whether one item of the source is claimable now: the first entry of each of the three
+    index ranges the claim and its sweep read (``ix_work_items_ready``, the due part of
+    ``ix_work_items_retry_at``, the expired part of ``ix_work_items_lease_expiry``)."""
+    ranges = [
+        [wi.c.status == Status.PENDING.value, wi.c.next_retry_at.is_(None)],
+        [
+            wi.c.status == Status.PENDING.value,
+            wi.c.next_retry_at.is_not(None),
+            wi.c.next_retry_at <= now,
+        ],
+        [
+            wi.c.status == Status.IN_PROGRESS.value,
+            wi.c.lease_expires_at.is_not(None),
+            wi.c.lease_expires_at < now,
+        ],
+    ]
+    # One statement: the first id of each range, read in its index's order (a scalar subquery
+    # keeps its ORDER BY and LIMIT, which an EXISTS would drop, letting a planner prefer a scan
+    # that may find its first match late); COALESCE stops at the first range that has one.
+    orders = [(wi.c.priority.desc(), wi.c.id), (wi.c.next_retry_at,), (wi.c.lease_expires_at,)]
+    firsts = [
+        sa.select(wi.c.id).where(*source, *where).order_by(*order).limit(1).scalar_subquery()
+        for where, order in zip(ranges, orders, strict=True)
+    ]
+    return conn.execute(sa.select(sa.func.coalesce(*firsts))).scalar() is not None
 
 
 def save_cursor(
@@ -239,7 +297,7 @@ def release(
 ) -> int:
     """Return ``owner``'s leased items (or only ``work_item_ids``; of ``source`` only, when
     given) to ``pending``."""
-    where = [wi.c.status == Status.IN_PROGRESS.value, wi.c.lease_owner == owner]
+    where = _owned(wi, owner)
     if source is not None:
         where += [wi.c.source_system == source[0], wi.c.source_name == source[1]]
     stmt = (

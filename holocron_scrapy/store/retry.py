@@ -12,7 +12,7 @@ import functools
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from holocron_scrapy.outage import short_error, transaction_conflict
 
@@ -37,6 +37,13 @@ def conflict_delay(tries: int, rng: random.Random | None = None) -> float:
     return nominal / 2 + (rng or random).random() * nominal / 2
 
 
+def _name(method: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """``StateStore.claim``: the class of the object called (not the mixin defining it)."""
+    if args and "." in method.__qualname__:
+        return f"{type(args[0]).__name__}.{method.__name__}"
+    return method.__qualname__
+
+
 def retry_conflicts(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Call ``method`` (one transaction) again when its transaction lost a conflict, up to
     :data:`CONFLICT_TRIES` times in all."""
@@ -56,7 +63,7 @@ def retry_conflicts(method: Callable[_P, _R]) -> Callable[_P, _R]:
                     "%(what)s lost a transaction conflict (%(error)s); running it again in "
                     "%(delay).2f s (try %(next)d of %(tries)d)",
                     {
-                        "what": method.__qualname__,
+                        "what": _name(method, args),
                         "error": short_error(exc),
                         "delay": delay,
                         "next": tries + 1,

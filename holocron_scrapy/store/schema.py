@@ -10,6 +10,7 @@ these definitions (:mod:`holocron_scrapy.store.ddl`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
@@ -72,7 +73,7 @@ def _zero() -> sa.TextClause:
 
 def _work_items(metadata: sa.MetaData) -> sa.Table:
     statuses = ", ".join(f"'{status.value}'" for status in Status)
-    return sa.Table(
+    table = sa.Table(
         "work_items",
         metadata,
         sa.Column("id", BIG_ID, sa.Identity(), primary_key=True),
@@ -114,6 +115,66 @@ def _work_items(metadata: sa.MetaData) -> sa.Table:
             "priority",
             "id",
         ),
+    )
+    _frontier_indexes(table)
+    return table
+
+
+def _partial(condition: sa.ColumnElement[bool]) -> dict[str, Any]:
+    """A partial index's condition on every dialect (SQL Server: a filtered index)."""
+    return {f"{dialect}_where": condition for dialect in ("sqlite", "postgresql", "mssql")}
+
+
+def _frontier_indexes(wi: sa.Table) -> None:
+    """The indexes that keep every repeated query of the crawl off a scan of the frontier, each
+    in its statements' exact filter and order; the partial ones hold only the few rows their
+    statements look for (leased, scheduled for a retry), however large the frontier grows."""
+    c = wi.c
+    # The claim: pending, not waiting for a retry, by priority then id. A failure scheduled for
+    # a retry has a next_retry_at and is outside this index until the sweep clears it.
+    sa.Index(
+        "ix_work_items_ready",
+        c.source_system,
+        c.source_name,
+        c.status,
+        c.priority.desc(),
+        c.id,
+        **_partial(c.next_retry_at.is_(None)),
+    )
+    # The sweep of expired leases, and the leases of others in the outlook.
+    sa.Index(
+        "ix_work_items_lease_expiry",
+        c.source_system,
+        c.source_name,
+        c.status,
+        c.lease_expires_at,
+        **_partial(c.lease_expires_at.is_not(None)),
+    )
+    # The sweep of retries that came due, and the next one in the outlook.
+    sa.Index(
+        "ix_work_items_retry_at",
+        c.source_system,
+        c.source_name,
+        c.status,
+        c.next_retry_at,
+        **_partial(c.next_retry_at.is_not(None)),
+    )
+    # An owner's leases: leased_ids, release.
+    sa.Index(
+        "ix_work_items_lease_owner",
+        c.lease_owner,
+        c.status,
+        c.id,
+        **_partial(c.lease_owner.is_not(None)),
+    )
+    # The recrawl's pages of completed items of a type, by id (keyset).
+    sa.Index(
+        "ix_work_items_type_id",
+        c.source_system,
+        c.source_name,
+        c.status,
+        c.resource_type,
+        c.id,
     )
 
 

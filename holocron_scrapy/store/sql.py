@@ -28,6 +28,10 @@ InsertStyle = Literal["on_conflict", "not_exists"]
 _T = TypeVar("_T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite's page cache per connection (its default is 2 MiB): the claim, the outcomes and the
+# sweep touch a few pages of each of work_items' indexes per item, which at a million items no
+# longer fit in 2 MiB (the drain then reads them back from the OS for every batch).
+SQLITE_CACHE_KIB = 65_536
 # SQL Server takes at most 2100 parameters per statement: chunk long IN lists well below that.
 IN_LIST_CHUNK = 1000
 # The parameters a set-based write puts in one statement's VALUES table (below SQL Server's 2,100,
@@ -82,6 +86,15 @@ def locked_ids(table: sa.Table, where: sa.ColumnElement[bool]) -> sa.Select[Any]
         .with_for_update()
         .with_hint(table, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
     )
+
+
+def ids_of(dialect_name: str, column: sa.ColumnElement[Any], ids: sa.Select[Any]) -> Any:
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(ARRAY(ids))``, which its planner
+    answers by the primary key for just the rows ``ids`` returns (an ``IN`` semi-join may be
+    planned as a hash join over a scan of the whole table)."""
+    if dialect_name == "postgresql":
+        return column == sa.any_(sa.func.array(ids.scalar_subquery()))
+    return column.in_(ids)
 
 
 def rows_per_statement(columns: int) -> int:
@@ -254,6 +267,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         cursor.execute("PRAGMA journal_mode = WAL")
     finally:
         cursor.close()

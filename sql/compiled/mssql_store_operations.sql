@@ -31,9 +31,17 @@ UPDATE work_items SET status=CASE WHEN (work_items.status IN (__[POSTCOMPILE_sta
 
 -- == claim =====================================================================================
 
+UPDATE work_items SET status=?, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
+FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.lease_expires_at IS NOT NULL AND work_items.lease_expires_at < ? ORDER BY work_items.lease_expires_at);
+
+UPDATE work_items SET next_retry_at=?, updated_at=? WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
+FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NOT NULL AND work_items.next_retry_at <= ? ORDER BY work_items.next_retry_at);
+
 UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
 FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
-WHERE work_items.source_system = ? AND work_items.source_name = ? AND (work_items.status = ? AND (work_items.next_retry_at IS NULL OR work_items.next_retry_at <= ?) OR work_items.status = ? AND work_items.lease_expires_at < ?) ORDER BY work_items.priority DESC, work_items.id);
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NULL ORDER BY work_items.priority DESC, work_items.id);
 
 -- == renew_leases ==============================================================================
 
@@ -53,7 +61,7 @@ WHERE runs.run_id IN (__[POSTCOMPILE_run_id_1]);
 
 SELECT work_items.id
 FROM work_items
-WHERE work_items.status = ? AND work_items.lease_owner = ?;
+WHERE work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ? ORDER BY work_items.id;
 
 -- == commit_records ============================================================================
 
@@ -79,9 +87,21 @@ UPDATE work_items SET lease_expires_at=?, [cursor]=?, updated_at=? WHERE work_it
 
 -- == outlook ===================================================================================
 
-SELECT count(CASE WHEN (work_items.status = ? AND work_items.next_retry_at > ?) THEN work_items.id END) AS count_1, min(CASE WHEN (work_items.status = ? AND work_items.next_retry_at > ?) THEN work_items.next_retry_at END) AS min_1, count(CASE WHEN (work_items.status = ? AND (work_items.lease_owner IS NULL OR work_items.lease_owner != ?) AND work_items.lease_expires_at >= ?) THEN work_items.id END) AS count_2, min(CASE WHEN (work_items.status = ? AND (work_items.lease_owner IS NULL OR work_items.lease_owner != ?) AND work_items.lease_expires_at >= ?) THEN work_items.lease_expires_at END) AS min_2
+SELECT count(*) AS count_1, min(work_items.next_retry_at) AS min_1
 FROM work_items
-WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status IN (__[POSTCOMPILE_status_3]);
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NOT NULL AND work_items.next_retry_at > ?;
+
+SELECT count(*) AS count_1, min(work_items.lease_expires_at) AS min_1
+FROM work_items
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.lease_expires_at IS NOT NULL AND work_items.lease_expires_at >= ? AND (work_items.lease_owner IS NULL OR work_items.lease_owner != ?);
+
+SELECT coalesce((SELECT TOP __[POSTCOMPILE_param_1] work_items.id
+FROM work_items
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NULL ORDER BY work_items.priority DESC, work_items.id), (SELECT TOP __[POSTCOMPILE_param_2] work_items.id
+FROM work_items
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NOT NULL AND work_items.next_retry_at <= ? ORDER BY work_items.next_retry_at), (SELECT TOP __[POSTCOMPILE_param_3] work_items.id
+FROM work_items
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.lease_expires_at IS NOT NULL AND work_items.lease_expires_at < ? ORDER BY work_items.lease_expires_at)) AS coalesce_1;
 
 -- == lease_owners ==============================================================================
 
@@ -91,21 +111,21 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items
 
 -- == release (ids) =============================================================================
 
-UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ? AND work_items.id IN (SELECT work_items.id
 FROM work_items WITH (UPDLOCK, ROWLOCK)
-WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.status = ? AND work_items.lease_owner = ?);
+WHERE work_items.id IN (__[POSTCOMPILE_id_1]) AND work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ?);
 
 -- == release (source) ==========================================================================
 
-UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.source_system = ? AND work_items.source_name = ? AND work_items.id IN (SELECT work_items.id
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ? AND work_items.source_system = ? AND work_items.source_name = ? AND work_items.id IN (SELECT work_items.id
 FROM work_items WITH (UPDLOCK, ROWLOCK)
-WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.source_system = ? AND work_items.source_name = ?);
+WHERE work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ? AND work_items.source_system = ? AND work_items.source_name = ?);
 
 -- == release (all) =============================================================================
 
-UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.status = ? AND work_items.lease_owner = ? AND work_items.id IN (SELECT work_items.id
+UPDATE work_items SET status=?, attempt=CASE WHEN (work_items.attempt > ?) THEN work_items.attempt - ? ELSE ? END, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ? AND work_items.id IN (SELECT work_items.id
 FROM work_items WITH (UPDLOCK, ROWLOCK)
-WHERE work_items.status = ? AND work_items.lease_owner = ?);
+WHERE work_items.lease_owner IS NOT NULL AND work_items.lease_owner = ? AND work_items.status = ?);
 
 -- == completed_versions ========================================================================
 

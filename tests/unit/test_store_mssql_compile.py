@@ -106,6 +106,18 @@ def _bad_statements() -> dict[str, tuple[sa.ClauseElement, Any]]:
         ),
         "unchunked_in": (sa.select(wi.c.id).where(wi.c.id.in_(range(1001))), None),
         "not_compilable": (sa.select(wi.c.id).offset(5), None),
+        # The claim before issue 13: pending-and-due OR expired, which no index range serves.
+        "locking_top_off_index": (
+            sa.select(wi.c.id)
+            .where(
+                wi.c.source_system == "s",
+                sa.or_(wi.c.status == "pending", wi.c.lease_expires_at < sa.func.now()),
+            )
+            .order_by(wi.c.priority.desc(), wi.c.id)
+            .limit(5)
+            .with_for_update(skip_locked=True),
+            None,
+        ),
     }
 
 
@@ -176,13 +188,20 @@ def test_the_snapshot_names_every_store_operation() -> None:
 
 
 def test_claim_compiles_to_top_readpast_output(recorder: Recorder) -> None:
-    (claim,) = recorder.of("claim")
+    *sweeps, claim = recorder.of("claim")
+    assert len(sweeps) == 2  # expired leases, due retries (store/sweep.py)
+    for sweep in sweeps:
+        sql = compile_mssql(sweep)
+        assert "WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id" in sql
+        assert "WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)" in sql
     sql = compile_mssql(claim)
     assert sql.startswith("UPDATE work_items SET")
     assert "OUTPUT inserted.id" in sql
     assert "WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id" in sql
     assert "FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)" in sql
     assert "ORDER BY work_items.priority DESC, work_items.id" in sql
+    assert "work_items.next_retry_at IS NULL" in sql  # the filtered index ix_work_items_ready
+    assert " OR " not in sql
     assert "FOR UPDATE" not in sql
     pg = _postgresql(claim)
     assert "FOR UPDATE SKIP LOCKED" in pg
