@@ -166,6 +166,7 @@ def test_the_wheel_declares_its_dependencies_with_pyodbc_only_as_an_extra(dists:
     runtime = sorted(r.name.lower() for r in parsed if r.marker is None)
     expected = [
         "itemadapter",
+        "orjson",
         "psycopg",
         "pyarrow",
         "pydantic",
