@@ -15,10 +15,12 @@ from holocron_scrapy.lake.files import (
     LakePathError,
     record_filename,
     record_path,
+    resource_id_hash,
     safe_component,
     slugify,
     write_json_atomic,
 )
+from holocron_scrapy.lake.paths import fanout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,7 +104,9 @@ def test_hostile_id_is_safe(root: Path, resource_id: str) -> None:
     path = record_path(root, "mediawiki", "wikipedia", "page", resource_id, HASH)
     name = path.name
 
-    assert path.parent == root / "mediawiki" / "wikipedia" / "page"
+    fan_out = fanout(resource_id_hash(resource_id))
+    assert path.parent == (root / "mediawiki" / "wikipedia" / "page").joinpath(*fan_out)
+    assert all(len(d) == 2 and int(d, 16) >= 0 for d in fan_out)
     assert path.resolve().is_relative_to(root.resolve())
     assert name == record_filename(resource_id, HASH)
     assert FILENAME_RE.fullmatch(name), name
@@ -130,11 +134,13 @@ def test_distinct_ids_get_distinct_names_even_case_insensitively() -> None:
     assert len({n.lower() for n in names}) == len(HOSTILE_IDS)  # Yoda/yoda on macOS, Windows
 
 
-def test_all_hostile_ids_coexist_in_one_directory(root: Path) -> None:
+def test_all_hostile_ids_coexist_in_one_type_directory(root: Path) -> None:
     for resource_id in HOSTILE_IDS:
         path = record_path(root, "mediawiki", "wikipedia", "page", resource_id, HASH)
         write_json_atomic(path, json.dumps(resource_id).encode())
-    files = list((root / "mediawiki" / "wikipedia" / "page").iterdir())
+    type_dir = root / "mediawiki" / "wikipedia" / "page"
+    files = [p for p in type_dir.rglob("*") if p.is_file()]
+    assert {len(p.relative_to(type_dir).parts) for p in files} == {3}  # ab/cd/name
     assert len(files) == len(HOSTILE_IDS)
     assert sorted(json.loads(f.read_bytes()) for f in files) == sorted(HOSTILE_IDS)
 
@@ -230,7 +236,7 @@ def test_record_path_through_a_symlinked_root(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     path = record_path(link, "mediawiki", "wikipedia", "page", "Yoda", HASH)
-    assert path.parent == link / "mediawiki" / "wikipedia" / "page"
+    assert path.parents[2] == link / "mediawiki" / "wikipedia" / "page"
 
 
 def test_write_creates_parents_and_overwrites_idempotently(root: Path) -> None:
