@@ -49,8 +49,8 @@ def path_key(parts: tuple[str, ...]) -> str:
 class ExpectedFiles:
     """The rows' files, added in any order, given back sorted by key (with duplicates)."""
 
-    def __init__(self, chunk_rows: int = CHUNK_ROWS) -> None:
-        self.chunk_rows = chunk_rows
+    def __init__(self, chunk_rows: int | None = None) -> None:
+        self.chunk_rows = chunk_rows or CHUNK_ROWS
         self._chunk: list[Expected] = []
         self._runs: list[Path] = []
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -69,6 +69,11 @@ class ExpectedFiles:
                 out.write(json.dumps(entry) + "\n")
         self._runs.append(run)
         self._chunk = []
+
+    @property
+    def spilled(self) -> int:
+        """How many sorted runs went to disk."""
+        return len(self._runs)
 
     def sorted(self) -> Iterator[Expected]:
         if not self._runs:

@@ -15,32 +15,36 @@ PROGRESS_SECONDS = 10.0
 
 
 class Progress:
-    """Counts rows and files, and says so every ``seconds``."""
+    """Counts rows, work items and files, and says so every ``seconds``."""
 
     def __init__(self, source: str, say: Callable[[str], None] | None, seconds: float) -> None:
         self.source, self.say, self.seconds = source, say, seconds
-        self.rows = self.files = 0
+        self.rows = self.items = self.files = 0
         self.started = self.last = time.monotonic()
 
     def row(self) -> None:
         self.rows += 1
-        if self.rows % 1000 == 0:
-            self._maybe_say()
+        self._maybe_say()
+
+    def item(self) -> None:
+        self.items += 1
+        self._maybe_say()
 
     def file(self) -> None:
         self.files += 1
-        if self.files % 1000 == 0:
-            self._maybe_say()
+        self._maybe_say()
 
     def _maybe_say(self) -> None:
+        if self.say is None:
+            return
         clock = time.monotonic()
-        if self.say is None or clock - self.last < self.seconds:
+        if clock - self.last < self.seconds:
             return
         self.last = clock
-        rate = (self.rows + self.files) / max(clock - self.started, 1e-9)
+        rate = (self.rows + self.items + self.files) / max(clock - self.started, 1e-9)
         self.say(
-            f"ingest_verify {self.source}: {self.rows:,} rows, {self.files:,} lake files "
-            f"checked ({rate:,.0f}/s)"
+            f"ingest_verify {self.source}: {self.rows:,} rows, {self.items:,} work items, "
+            f"{self.files:,} lake files checked ({rate:,.0f}/s)"
         )
 
 

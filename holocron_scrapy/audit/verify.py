@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXAMPLES",
     "PROBLEMS",
+    "PROGRESS_SECONDS",
     "Finding",
     "Report",
     "load_ground_truth",
@@ -137,7 +138,15 @@ def verify(
                 conn, tables, lake_root, source_name, add, files, meter
             )
             _duplicates(conn, tables, source_name, add)
-            check_work_items(conn, tables, source_name, now=now, add=add, totals=report.totals)
+            check_work_items(
+                conn,
+                tables,
+                source_name,
+                now=now,
+                add=add,
+                totals=report.totals,
+                tick=meter.item,
+            )
             if ground_truth is not None:
                 compare_ground_truth(
                     conn, tables, source_name, resource_type, ground_truth, report, examples

@@ -33,6 +33,7 @@ def check_work_items(
     now: datetime,
     add: Add,
     totals: dict[str, int],
+    tick: Callable[[], None],
 ) -> None:
     wi = tables.work_items
     runs = tables.runs
@@ -59,6 +60,7 @@ def check_work_items(
     completed: list[Any] = []
     for item in pages(conn, stmt, wi.c.id):
         statuses[item.status] += 1
+        tick()
         if item.status == Status.IN_PROGRESS.value:
             problem = _lease_problem(
                 item.lease_owner, item.lease_expires_at, item.run_id, now=now, ended=ended

@@ -7,14 +7,22 @@ import json
 import os
 import random
 import re
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 
 from holocron_scrapy.lake.files import (
     LakePathError,
+    Pending,
+    final_path_of,
+    legacy_record_path,
+    locate_record,
+    pending_path,
+    publish,
     record_filename,
     record_path,
+    remove_stale_temp_files,
     resource_id_hash,
     safe_component,
     slugify,
@@ -300,3 +308,49 @@ def test_interrupted_write_cleans_up(root: Path, monkeypatch: pytest.MonkeyPatch
         write_json_atomic(path, b"{}")
     assert leftovers(root) == []
     assert not path.exists()
+
+
+# -- the fan-out, and the files of the layout before it -----------------------------------------
+
+
+def test_pending_files_wait_in_the_type_directory_and_publish_into_the_fan_out(
+    root: Path,
+) -> None:
+    final = record_path(root, "mediawiki", "wikipedia", "page", "Yoda", HASH)
+    pending = pending_path(final, 7, "abc")
+    assert pending.parent == root / "mediawiki" / "wikipedia" / "page" / ".pending"
+    assert final_path_of(pending) == final
+    write_json_atomic(pending, b"{}")
+    assert publish([Pending(pending, final)]) == 1
+    assert final.read_bytes() == b"{}"
+    assert not pending.exists()
+    assert locate_record(final) == final
+
+
+def test_publish_never_duplicates_a_file_of_the_layout_before_the_fan_out(root: Path) -> None:
+    final = record_path(root, "mediawiki", "wikipedia", "page", "Yoda", HASH)
+    legacy = legacy_record_path(final)
+    assert legacy == root / "mediawiki" / "wikipedia" / "page" / final.name
+    write_json_atomic(legacy, b'{"old": 1}')
+    pending = pending_path(final, 7, "abc")
+    write_json_atomic(pending, b'{"new": 1}')
+    assert publish([Pending(pending, final)]) == 0
+    assert not final.exists()
+    assert not pending.exists()
+    assert legacy.read_bytes() == b'{"old": 1}'
+    assert locate_record(final) == legacy
+
+
+def test_the_temp_sweep_lists_only_the_pending_directories(root: Path) -> None:
+    final = record_path(root, "mediawiki", "wikipedia", "page", "Yoda", HASH)
+    write_json_atomic(final, b"{}")
+    in_pending = final.parents[2] / ".pending" / ".tmp-killed.json"
+    in_records = final.parent / ".tmp-elsewhere.json"
+    for path in (in_pending, in_records):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    assert remove_stale_temp_files(root, 60) == 1
+    assert not in_pending.exists()
+    assert in_records.exists()  # the records' directories are never listed
+    assert final.exists()
