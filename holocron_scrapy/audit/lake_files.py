@@ -94,8 +94,9 @@ def _read_run(run: Path) -> Iterator[Expected]:
             yield Expected(*json.loads(line))
 
 
-def walk_sorted(directory: Path, parts: tuple[str, ...]) -> Iterator[tuple[str, Path]]:
-    """(sort key, path) of every file below ``directory`` (whose parts are ``parts``)."""
+def walk_sorted(directory: str, parts: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(parts, path) of every file below ``directory`` (whose parts are ``parts``), in key
+    order."""
     try:
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
@@ -103,9 +104,9 @@ def walk_sorted(directory: Path, parts: tuple[str, ...]) -> Iterator[tuple[str, 
         return
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            yield from walk_sorted(directory / entry.name, (*parts, entry.name))
+            yield from walk_sorted(entry.path, (*parts, entry.name))
         elif entry.is_file():
-            yield path_key((*parts, entry.name)), directory / entry.name
+            yield (*parts, entry.name), entry.path
 
 
 def merge_files(
@@ -124,16 +125,18 @@ def merge_files(
     count = 0
     nxt: Expected | None = next(expected, None)
     for system in sorted(os.listdir(lake_root)) if lake_root.is_dir() else []:
-        for key, path in walk_sorted(lake_root / system / source_name, (system, source_name)):
-            relative = key.replace("\0", "/")
-            if path.name.startswith(TEMP_PREFIX):
+        top = os.path.join(lake_root, system, source_name)
+        for parts, path in walk_sorted(top, (system, source_name)):
+            relative = "/".join(parts)
+            if parts[-1].startswith(TEMP_PREFIX):
                 temp_files.add(relative, examples)
                 continue
-            if path.parent.name == PENDING_DIR:
+            if parts[-2] == PENDING_DIR:
                 pending_files.add(relative, examples)
                 continue
             count += 1
             tick()
+            key = path_key(parts)
             matched = False
             while nxt is not None and nxt.key <= key:
                 if nxt.key < key:
@@ -151,10 +154,11 @@ def merge_files(
     return count
 
 
-def file_problem(path: Path, resource_id: str, hash_sha256: str) -> str | None:
+def file_problem(path: str | Path, resource_id: str, hash_sha256: str) -> str | None:
     """What is wrong with a record's lake file (``"missing"``), or None."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except FileNotFoundError:
         return "missing"
     except OSError as exc:

@@ -45,12 +45,7 @@ from holocron_scrapy.audit.lake_files import Expected, ExpectedFiles, merge_file
 from holocron_scrapy.audit.paging import PROGRESS_SECONDS, Progress, pages
 from holocron_scrapy.audit.report import DEFAULT_EXAMPLES, PROBLEMS, Finding, Report
 from holocron_scrapy.audit.work_items import check_work_items, compare_ground_truth
-from holocron_scrapy.lake.paths import (
-    in_type_dir,
-    legacy_record_path,
-    record_filename,
-    safe_component,
-)
+from holocron_scrapy.lake.paths import legacy_parts, record_parts, safe_component
 from holocron_scrapy.store.state_store import utcnow
 
 if TYPE_CHECKING:
@@ -190,6 +185,7 @@ def _check_rows(  # noqa: PLR0917
         ir.c.payload,
     ).where(ir.c.source_name == source_name)
     count = 0
+    root = str(lake_root)
     for row in pages(conn, stmt, ir.c.ingest_id):
         count += 1
         meter.row()
@@ -197,18 +193,20 @@ def _check_rows(  # noqa: PLR0917
         if sha256(row.payload.encode("utf-8", "surrogatepass")) != row.hash_sha256:
             add("row_hash_mismatch", label)
         try:
-            type_dir = (
-                lake_root / safe_component(row.source_system) / source_name
-            ) / safe_component(row.resource_type)
-            path = in_type_dir(type_dir, record_filename(row.resource_id, row.hash_sha256))
+            parts = record_parts(
+                row.source_system, source_name, row.resource_type, row.resource_id, row.hash_sha256
+            )
         except ValueError as exc:
             add("row_without_file", f"{label}: no lake path ({exc})")
             continue
-        found = next((p for p in (path, legacy_record_path(path)) if os.path.isfile(p)), None)
+        found = next(
+            (p for p in (parts, legacy_parts(parts)) if os.path.isfile(os.path.join(root, *p))),
+            None,
+        )
         if found is None:
-            add("row_without_file", f"{label}: {path.relative_to(lake_root)}")
+            add("row_without_file", f"{label}: {'/'.join(parts)}")
             continue
-        key = path_key(found.relative_to(lake_root).parts)
+        key = path_key(found)
         files.add(Expected(key, label, row.resource_id, row.hash_sha256))
     return count
 

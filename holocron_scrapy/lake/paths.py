@@ -104,6 +104,21 @@ def in_type_dir(type_dir: Path, filename: str) -> Path:
     return type_dir.joinpath(*fanout(match["id"]), filename)
 
 
+def record_parts(
+    source_system: str, source_name: str, resource_type: str, resource_id: str, content_hash: str
+) -> tuple[str, ...]:
+    """The parts of a record file's path below the lake root:
+    ``(system, name, type, "ab", "cd", <record_filename>)``."""
+    filename = record_filename(resource_id, content_hash)
+    return (
+        safe_component(source_system),
+        safe_component(source_name),
+        safe_component(resource_type),
+        *fanout(filename.rsplit("~", 2)[1]),
+        filename,
+    )
+
+
 def record_path(  # noqa: PLR0917 - the identity's parts, in path order
     root: Path,
     source_system: str,
@@ -114,18 +129,19 @@ def record_path(  # noqa: PLR0917 - the identity's parts, in path order
 ) -> Path:
     """The file of one record: ``root/system/name/type/ab/cd/<record_filename>``, checked to be
     inside ``root`` after resolving symlinks."""
-    type_dir = (
-        root
-        / safe_component(source_system)
-        / safe_component(source_name)
-        / safe_component(resource_type)
+    path = root.joinpath(
+        *record_parts(source_system, source_name, resource_type, resource_id, content_hash)
     )
-    path = in_type_dir(type_dir, record_filename(resource_id, content_hash))
     # Cannot fail with the checks above; kept so that a future change to them cannot escape root.
     resolved_root = root.resolve()
     if not path.resolve().is_relative_to(resolved_root):
         raise LakePathError(f"record path {path} escapes the lake root {resolved_root}")
     return path
+
+
+def legacy_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`record_parts` of the layout before the fan-out: ``(system, name, type, file)``."""
+    return (*parts[:3], parts[-1])
 
 
 def legacy_record_path(path: Path) -> Path:
