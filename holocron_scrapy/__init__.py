@@ -1,0 +1,1 @@
+"""holocron-scrapy: MediaWiki and HTTP/JSON sources into a raw JSON lake and a SQL queue."""

@@ -4,11 +4,14 @@
 ::
 
     scrapy ingest_verify -a source=wikipedia [--ground-truth ids.txt] [--examples 5]
+                         [--progress-seconds 10]
 
 The source is a name (as in the lake and the database: no source file needed) or a path to a
 source file (its ``name``). The database and the lake are those of ``scrapy crawl``: the
 settings and environment ``HOLOCRON_DB_URL``, ``HOLOCRON_DB_SCHEMA``, ``HOLOCRON_LAKE_DIR``
-(``-s NAME=VALUE`` works as for any command). Nothing is written.
+(``-s NAME=VALUE`` works as for any command). Nothing is written but a sort's temporary files
+(see :mod:`holocron_scrapy.audit.lake_files`). Memory stays bounded whatever the size of the
+source; a progress line goes to stderr every ``--progress-seconds``.
 
 Exit status: 0 when every check passes, 1 when a problem was found, 2 on a usage error (no
 source, a bad source file, a database or ground truth that cannot be read).
@@ -16,13 +19,19 @@ source, a bad source file, a database or ground truth that cannot be read).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.audit.verify import DEFAULT_EXAMPLES, load_ground_truth, verify
+from holocron_scrapy.audit.verify import (
+    DEFAULT_EXAMPLES,
+    PROGRESS_SECONDS,
+    load_ground_truth,
+    verify,
+)
 from holocron_scrapy.ops_command import SourceCommand
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.store.dburl import masked
@@ -60,6 +69,13 @@ class Command(SourceCommand):
             metavar="N",
             help=f"examples shown per problem class (default {DEFAULT_EXAMPLES})",
         )
+        parser.add_argument(
+            "--progress-seconds",
+            type=float,
+            default=PROGRESS_SECONDS,
+            metavar="S",
+            help=f"a progress line on stderr every S seconds (default {PROGRESS_SECONDS:g})",
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
@@ -90,6 +106,8 @@ class Command(SourceCommand):
                 ground_truth=truth,
                 resource_type=opts.resource_type,
                 examples=opts.examples,
+                progress=_say,
+                progress_seconds=opts.progress_seconds,
             )
         except SQLAlchemyError as exc:
             raise UsageError(
@@ -98,3 +116,7 @@ class Command(SourceCommand):
             ) from exc
         finally:
             engine.dispose()
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

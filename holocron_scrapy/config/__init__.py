@@ -1,0 +1,1 @@
+"""Source files: one validated model per source type, read safely."""

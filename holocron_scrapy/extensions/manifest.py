@@ -30,7 +30,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import run_in_thread
 
 from holocron_scrapy import defaults
-from holocron_scrapy.lake.files import LakePathError, record_path
+from holocron_scrapy.lake.files import LakePathError, locate_record, record_path
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.signals import run_closed
 
@@ -121,16 +121,16 @@ class RunManifest:
 
     def _entry(self, row: dict[str, Any]) -> dict[str, Any]:
         try:
-            file: str | None = str(
-                record_path(
-                    self.lake_root,
-                    row["source_system"],
-                    row["source_name"],
-                    row["resource_type"],
-                    row["resource_id"],
-                    row["hash_sha256"],
-                ).relative_to(self.lake_root)
+            path = record_path(
+                self.lake_root,
+                row["source_system"],
+                row["source_name"],
+                row["resource_type"],
+                row["resource_id"],
+                row["hash_sha256"],
             )
+            # A content a lake of the layout before the fan-out holds stays where it is.
+            file: str | None = str((locate_record(path) or path).relative_to(self.lake_root))
         except LakePathError:
             file = None
         return {

@@ -1,0 +1,1 @@
+"""The SQL frontier: the extension that claims work, and its parts."""

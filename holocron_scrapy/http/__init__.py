@@ -1,0 +1,1 @@
+"""The HTTP source's logic as pure functions: URLs, pagination, payloads."""

@@ -1,0 +1,1 @@
+"""The data lake on disk: record paths, atomic writes, pending files, exports, WARC."""

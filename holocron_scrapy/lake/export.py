@@ -26,7 +26,6 @@ deleted. One export at a time per output directory (a lock file).
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -39,7 +38,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from holocron_scrapy.lake.files import safe_component
+from holocron_scrapy.lake.export_state import (
+    STATE_FILE,
+    TEMP_PREFIX,
+    finish_renames,
+    recover,
+    write_state,
+)
+from holocron_scrapy.lake.paths import safe_component
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -49,9 +55,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "_export_state.json"
+__all__ = ["SCHEMA", "STATE_FILE", "ExportResult", "ParquetExport"]
+
 LOCK_FILE = "_export.lock"
-TEMP_PREFIX = ".part-"
 MAX_GAPS = 1000
 
 #: The columns of every part file, in order, from ``IngestRecords``.
@@ -138,7 +144,7 @@ class ParquetExport:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise RuntimeError(f"another export is writing {self.root}") from None
-            state = self._recover()
+            state = recover(self.root)
             return self._export(state)
 
     def _export(self, state: dict[str, Any]) -> ExportResult:
@@ -271,47 +277,8 @@ class ParquetExport:
             },
             "pending_renames": renames,
         }
-        self._write_state(state)
+        write_state(self.root, state)
         self._finish_renames(state)
 
-    def _recover(self) -> dict[str, Any]:
-        """Finish the renames of an export that died after its state, remove orphan parts."""
-        path = self.root / STATE_FILE
-        state: dict[str, Any] = json.loads(path.read_text("utf-8")) if path.exists() else {}
-        if state.get("pending_renames"):
-            logger.info("Completing the interrupted export %(id)s", {"id": _last_id(state)})
-            self._finish_renames(state)
-        for temp in self.root.rglob(f"{TEMP_PREFIX}*.tmp"):
-            temp.unlink()
-        return state
-
     def _finish_renames(self, state: dict[str, Any]) -> None:
-        directories = set()
-        for temp, final in state["pending_renames"]:
-            if (self.root / temp).exists():
-                os.replace(self.root / temp, self.root / final)
-                directories.add((self.root / final).parent)
-        for directory in directories:
-            _fsync_directory(directory)
-        self._write_state({**state, "pending_renames": []})
-
-    def _write_state(self, state: dict[str, Any]) -> None:
-        temp = self.root / f".{STATE_FILE}.tmp"
-        with temp.open("w", encoding="utf-8") as f:
-            json.dump(state, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, self.root / STATE_FILE)
-        _fsync_directory(self.root)
-
-
-def _last_id(state: dict[str, Any]) -> str:
-    return str(state.get("last_export", {}).get("id", "?"))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        finish_renames(self.root, state)

@@ -1,9 +1,8 @@
 """At the start of a run: settle the pending lake files that earlier runs left (README, "Lake
 files and rows, exactly once").
 
-A pending file (:func:`holocron_scrapy.lake.files.pending_path`) names its work item and its run.
-For
-each one left by another run:
+A pending file (:func:`holocron_scrapy.lake.pending.pending_path`) names its work item and its
+run. For each one left by another run:
 
 * its row committed (an ``IngestRecords`` row of that work item, run and content hash): the
   writer died between the commit and the rename — the file is published;
@@ -25,7 +24,14 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from holocron_scrapy.lake.files import Pending, discard, parse_pending_name, pending_files, publish
+from holocron_scrapy.lake.pending import (
+    Pending,
+    discard,
+    final_path_of,
+    parse_pending_name,
+    pending_files,
+    publish,
+)
 from holocron_scrapy.model import Status
 from holocron_scrapy.store.sql import IN_LIST_CHUNK, chunks
 
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from holocron_scrapy.lake.files import PendingName
+    from holocron_scrapy.lake.pending import PendingName
     from holocron_scrapy.store.state_store import StateStore
 
 logger = logging.getLogger(__name__)
@@ -75,8 +81,11 @@ def _settle(store: StateStore, found: list[tuple[Path, PendingName]], *, fsync: 
         to_publish, to_delete = [], []
         for path, parsed in batch:
             key = (parsed.work_item_id, parsed.run_id)
-            if any(h.startswith(parsed.hash_prefix) for h in committed.get(key, ())):
-                to_publish.append(Pending(path, path.parent.parent / parsed.final_name))
+            final = final_path_of(path)
+            if final is not None and any(
+                h.startswith(parsed.hash_prefix) for h in committed.get(key, ())
+            ):
+                to_publish.append(Pending(path, final))
             elif leased.get(parsed.work_item_id, "").endswith(f":{parsed.run_id}"):
                 done.kept += 1
             else:

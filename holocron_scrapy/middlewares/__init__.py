@@ -1,0 +1,1 @@
+"""Downloader middlewares (claims, budgets, Retry-After, WARC) and the state spider middleware."""

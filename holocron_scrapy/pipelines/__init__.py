@@ -1,0 +1,1 @@
+"""Item pipelines: the lake file, then the ``IngestRecords`` row."""

@@ -1,18 +1,20 @@
 """Item pipeline: one JSON file per record in the data lake, written atomically off the reactor.
 
 ``HOLOCRON_LAKE_DIR/{source_system}/{source_name}/{resource_type}/`` holds one file per distinct
-content of a resource; an unchanged resource (same payload hash as its last record) writes
-nothing, nor does a content whose file is already there (files are never rewritten). The file is
-written under its pending name (``.pending/``, :func:`holocron_scrapy.lake.files.pending_path`); the
-IngestRecords pipeline publishes it once its row has committed (with that pipeline switched off,
-at once). At the start of a run, once the frontier has opened it, the pending files that earlier
-runs left are published or deleted (:mod:`holocron_scrapy.lake.reconcile`).
+content of a resource (fanned out by the id hash: :mod:`holocron_scrapy.lake.paths`); an
+unchanged resource (same payload hash as its last record) writes nothing, nor does a content
+whose file is already there (files are never rewritten). The file is written under its pending
+name (``.pending/``, :func:`holocron_scrapy.lake.pending.pending_path`); the IngestRecords
+pipeline publishes it once its row has committed (with that pipeline switched off, at once). At
+the start of a run, once the frontier has opened it, the pending files that earlier runs left
+are published or deleted (:mod:`holocron_scrapy.lake.reconcile`).
 A failed write fails the work item with the error and drops the item: it is never
 completed without its file. A lake that is unwritable for a while (permission denied, a
 read-only or full file system, an I/O error) is waited for: the write is tried again with
 back-off, logged once when it starts and once when it ends (``HOLOCRON_OUTAGE_MAX``, default
-3600 s, then the items fail). At start, temporary files that a killed writer left in the lake
-(older than ``HOLOCRON_LAKE_TEMP_MAX_AGE``, default 60 s) are removed in the background.
+3600 s, then the items fail). At start, temporary files that a killed writer left in the lake's
+``.pending/`` directories (older than ``HOLOCRON_LAKE_TEMP_MAX_AGE``, default 60 s) are removed
+in the background; the lake's records are never listed.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from scrapy.utils.asyncio import sleep
 from holocron_scrapy import defaults
 from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake.files import (
+from holocron_scrapy.lake.atomic import write_json_atomic
+from holocron_scrapy.lake.paths import locate_record, record_path
+from holocron_scrapy.lake.pending import (
     Pending,
     pending_path,
     publish,
-    record_path,
     remove_stale_temp_files,
-    write_json_atomic,
 )
 from holocron_scrapy.lake.reconcile import Reconciled, reconcile_pending
 from holocron_scrapy.outage import Outage, lake_unwritable, short_error
@@ -115,7 +117,7 @@ class LakePipeline:
         if record.unchanged:
             return "unchanged"
         final = self.path_for(record)
-        if final.exists():
+        if locate_record(final) is not None:  # in the fan-out, or where an older lake has it
             return "exists"
         path = pending_path(final, record.work_item.id, record.run_id)
         write_json_atomic(path, record.lake_document(), fsync=self.fsync)

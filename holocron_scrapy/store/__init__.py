@@ -1,0 +1,1 @@
+"""The state store: every SQL statement of the crawl, one code path for three databases."""

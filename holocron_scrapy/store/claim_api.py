@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from holocron_scrapy.store import leases as store_leases
+from holocron_scrapy.store import outlook as store_outlook
 from holocron_scrapy.store import runs as store_runs
 from holocron_scrapy.store.base import StoreBase
 from holocron_scrapy.store.retry import retry_conflicts
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from holocron_scrapy.model import (
         WorkItem,
     )
-    from holocron_scrapy.store.leases import Outlook
+    from holocron_scrapy.store.outlook import Outlook
 
 
 class ClaimMethods(StoreBase):
@@ -94,7 +95,7 @@ class ClaimMethods(StoreBase):
         """What may still come of a source when nothing is claimable now: failures scheduled
         for a later attempt, and items in flight under other owners' live leases."""
         with self.engine.connect() as conn:
-            return store_leases.outlook(
+            return store_outlook.outlook(
                 conn,
                 self.tables.work_items,
                 source_system=source_system,

@@ -23,7 +23,7 @@ from holocron_scrapy.model import canonical_json
 from holocron_scrapy.store.claim_api import ClaimMethods
 from holocron_scrapy.store.dburl import masked, validate_schema_name
 from holocron_scrapy.store.feed_api import FeedMethods
-from holocron_scrapy.store.leases import Outlook
+from holocron_scrapy.store.outlook import Outlook
 from holocron_scrapy.store.run_api import RunMethods
 from holocron_scrapy.store.runs import RunState
 from holocron_scrapy.store.schema import ADDED_COLUMNS, Tables, build_tables

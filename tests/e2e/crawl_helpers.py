@@ -247,6 +247,11 @@ class LakeFile:
         payload: dict[str, Any] = self.document["payload"]
         return payload
 
+    @property
+    def type_dir(self) -> Path:
+        """The file's ``{resource_type}/`` directory, above the two fan-out levels."""
+        return self.path.parents[2]
+
 
 def record_files(lake: Path) -> list[Path]:
     """Every record file of the lake (not the run manifests in ``_runs/``)."""

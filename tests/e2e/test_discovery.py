@@ -157,7 +157,7 @@ def crawl(
     rows = db.records()
     recorded = [(row["resource_type"], row["resource_id"]) for row in rows]
     assert len(recorded) == len(set(recorded)), "resources recorded twice"
-    files = sorted((f.path.parent.name, f.payload["title"]) for f in read_lake(lake))
+    files = sorted((f.type_dir.name, f.payload["title"]) for f in read_lake(lake))
     assert files == sorted(recorded), "the lake and IngestRecords disagree"
     items = db.work_items()
     unfinished = [i["resource_id"] for i in items if i["status"] not in ("completed", "skipped")]

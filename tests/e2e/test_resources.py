@@ -86,10 +86,10 @@ def test_every_resource_of_every_page(
     assert Counter(i["resource_type"] for i in items) == {k: len(titles) for k in ALL[1:]}
     assert {i["status"] for i in items} == {"completed"}
     # The lake holds the same records, under their types.
-    lake_types = Counter(f.path.parent.name for f in read_lake(lake))
+    lake_types = Counter(f.type_dir.name for f in read_lake(lake))
     assert lake_types == {kind: len(titles) for kind in ALL}
-    assert {f.path.parent.parent.name for f in read_lake(lake)} == {SOURCE_NAME}
-    assert {f.path.parent.parent.parent.name for f in read_lake(lake)} == {SOURCE_SYSTEM}
+    assert {f.type_dir.parent.name for f in read_lake(lake)} == {SOURCE_NAME}
+    assert {f.type_dir.parent.parent.name for f in read_lake(lake)} == {SOURCE_SYSTEM}
 
     ids_by_title = {title: pid for pid, title in expected.titles.items()}
     for row in by_type["html"]:
@@ -194,4 +194,4 @@ def test_files_are_file_records_with_their_image_info(
     assert items.pop(("file", "Image:Holocron.png")) == "skipped"  # normalized to File:
     assert items.pop(("listing", "allpages?apnamespace=6")) == "completed"
     assert items == {("file", title): "completed" for title in truth}
-    assert {f.path.parent.name for f in read_lake(lake)} == {"file"}
+    assert {f.type_dir.name for f in read_lake(lake)} == {"file"}

@@ -7,18 +7,28 @@ import json
 import os
 import random
 import re
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 
 from holocron_scrapy.lake.files import (
     LakePathError,
+    Pending,
+    final_path_of,
+    legacy_record_path,
+    locate_record,
+    pending_path,
+    publish,
     record_filename,
     record_path,
+    remove_stale_temp_files,
+    resource_id_hash,
     safe_component,
     slugify,
     write_json_atomic,
 )
+from holocron_scrapy.lake.paths import fanout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,7 +112,9 @@ def test_hostile_id_is_safe(root: Path, resource_id: str) -> None:
     path = record_path(root, "mediawiki", "wikipedia", "page", resource_id, HASH)
     name = path.name
 
-    assert path.parent == root / "mediawiki" / "wikipedia" / "page"
+    fan_out = fanout(resource_id_hash(resource_id))
+    assert path.parent == (root / "mediawiki" / "wikipedia" / "page").joinpath(*fan_out)
+    assert all(len(d) == 2 and int(d, 16) >= 0 for d in fan_out)
     assert path.resolve().is_relative_to(root.resolve())
     assert name == record_filename(resource_id, HASH)
     assert FILENAME_RE.fullmatch(name), name
@@ -130,11 +142,13 @@ def test_distinct_ids_get_distinct_names_even_case_insensitively() -> None:
     assert len({n.lower() for n in names}) == len(HOSTILE_IDS)  # Yoda/yoda on macOS, Windows
 
 
-def test_all_hostile_ids_coexist_in_one_directory(root: Path) -> None:
+def test_all_hostile_ids_coexist_in_one_type_directory(root: Path) -> None:
     for resource_id in HOSTILE_IDS:
         path = record_path(root, "mediawiki", "wikipedia", "page", resource_id, HASH)
         write_json_atomic(path, json.dumps(resource_id).encode())
-    files = list((root / "mediawiki" / "wikipedia" / "page").iterdir())
+    type_dir = root / "mediawiki" / "wikipedia" / "page"
+    files = [p for p in type_dir.rglob("*") if p.is_file()]
+    assert {len(p.relative_to(type_dir).parts) for p in files} == {3}  # ab/cd/name
     assert len(files) == len(HOSTILE_IDS)
     assert sorted(json.loads(f.read_bytes()) for f in files) == sorted(HOSTILE_IDS)
 
@@ -230,7 +244,7 @@ def test_record_path_through_a_symlinked_root(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     path = record_path(link, "mediawiki", "wikipedia", "page", "Yoda", HASH)
-    assert path.parent == link / "mediawiki" / "wikipedia" / "page"
+    assert path.parents[2] == link / "mediawiki" / "wikipedia" / "page"
 
 
 def test_write_creates_parents_and_overwrites_idempotently(root: Path) -> None:
@@ -294,3 +308,49 @@ def test_interrupted_write_cleans_up(root: Path, monkeypatch: pytest.MonkeyPatch
         write_json_atomic(path, b"{}")
     assert leftovers(root) == []
     assert not path.exists()
+
+
+# -- the fan-out, and the files of the layout before it -----------------------------------------
+
+
+def test_pending_files_wait_in_the_type_directory_and_publish_into_the_fan_out(
+    root: Path,
+) -> None:
+    final = record_path(root, "mediawiki", "wikipedia", "page", "Yoda", HASH)
+    pending = pending_path(final, 7, "abc")
+    assert pending.parent == root / "mediawiki" / "wikipedia" / "page" / ".pending"
+    assert final_path_of(pending) == final
+    write_json_atomic(pending, b"{}")
+    assert publish([Pending(pending, final)]) == 1
+    assert final.read_bytes() == b"{}"
+    assert not pending.exists()
+    assert locate_record(final) == final
+
+
+def test_publish_never_duplicates_a_file_of_the_layout_before_the_fan_out(root: Path) -> None:
+    final = record_path(root, "mediawiki", "wikipedia", "page", "Yoda", HASH)
+    legacy = legacy_record_path(final)
+    assert legacy == root / "mediawiki" / "wikipedia" / "page" / final.name
+    write_json_atomic(legacy, b'{"old": 1}')
+    pending = pending_path(final, 7, "abc")
+    write_json_atomic(pending, b'{"new": 1}')
+    assert publish([Pending(pending, final)]) == 0
+    assert not final.exists()
+    assert not pending.exists()
+    assert legacy.read_bytes() == b'{"old": 1}'
+    assert locate_record(final) == legacy
+
+
+def test_the_temp_sweep_lists_only_the_pending_directories(root: Path) -> None:
+    final = record_path(root, "mediawiki", "wikipedia", "page", "Yoda", HASH)
+    write_json_atomic(final, b"{}")
+    in_pending = final.parents[2] / ".pending" / ".tmp-killed.json"
+    in_records = final.parent / ".tmp-elsewhere.json"
+    for path in (in_pending, in_records):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    assert remove_stale_temp_files(root, 60) == 1
+    assert not in_pending.exists()
+    assert in_records.exists()  # the records' directories are never listed
+    assert final.exists()

@@ -145,7 +145,7 @@ def test_lake_removes_the_temporary_files_a_killed_writer_left(
     crawl: Crawl, lake_pipeline: Callable[[Crawl], LakePipeline]
 ) -> None:
     root = crawl.tmp_path / "lake"
-    directory = root / "mediawiki" / SOURCE_NAME / "page"
+    directory = root / "mediawiki" / SOURCE_NAME / "page" / ".pending"  # where writes happen
     directory.mkdir(parents=True)
     stale, fresh, kept = directory / ".tmp-killed", directory / ".tmp-writing", directory / "x.json"
     for path in (stale, fresh, kept):

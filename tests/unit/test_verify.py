@@ -10,6 +10,8 @@ a lease left to expire...) and the audit must report exactly that.
 from __future__ import annotations
 
 import json
+import random
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
+from holocron_scrapy.audit import lake_files, paging
+from holocron_scrapy.audit.lake_files import Expected, ExpectedFiles
 from holocron_scrapy.audit.verify import (
     PROBLEMS,
     Report,
@@ -26,7 +30,7 @@ from holocron_scrapy.audit.verify import (
     verify,
 )
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake.files import record_path, write_json_atomic
+from holocron_scrapy.lake.files import legacy_record_path, record_path, write_json_atomic
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
 from tests.conftest import open_test_store
 from tests.e2e.audit import ingest_verify
@@ -294,6 +298,54 @@ def test_leftover_temp_files_are_a_warning(state: State) -> None:
     assert report.lines()[-2].startswith("warning: 1 leftover temporary files")
 
 
+def test_files_of_the_layout_before_the_fan_out_are_still_verified(state: State) -> None:
+    for title in TITLES:
+        path = state.path(title)
+        path.rename(legacy_record_path(path))
+    report = state.audit(ground_truth=set(TITLES))
+    assert report.ok, report.lines()
+    assert report.totals["lake_files"] == len(TITLES)
+
+    legacy = legacy_record_path(state.path("Yoda"))
+    shutil.copyfile(legacy, state.path("Yoda"))  # the same record in both layouts: one too many
+    assert only(state.audit(), "file_without_row") == [str(legacy.relative_to(state.lake))]
+    state.path("Yoda").unlink()
+    legacy.write_bytes(legacy.read_bytes().replace(b"Yoda", b"Yodb"))
+    only(state.audit(), "file_hash_mismatch")
+
+
+def test_a_big_audit_reads_in_pages_and_sorts_on_disk(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paging, "PAGE_ROWS", 2)
+    monkeypatch.setattr(lake_files, "CHUNK_ROWS", 2)
+    report = state.audit(ground_truth=set(TITLES))
+    assert report.ok, report.lines()
+    assert report.totals["records"] == report.totals["lake_files"] == len(TITLES)
+    assert report.totals["work_items"] == len(TITLES) + 2
+    state.path("CON").unlink()
+    (state.path("Yoda").parent / "Stray~0000~0000.json").write_text("{}")
+    report = state.audit()
+    assert {k: f.count for k, f in report.findings.items() if f.count} == {
+        "row_without_file": 1,
+        "file_without_row": 1,
+    }
+
+
+def test_expected_files_come_back_sorted_from_runs_on_disk() -> None:
+    rng = random.Random(13)
+    entries = [
+        Expected("\0".join(rng.choices("ab/~-_c", k=8)), "row", f"id \ud800{n}", "h")
+        for n in range(300)
+    ]
+    files = ExpectedFiles(chunk_rows=64)
+    for entry in entries:
+        files.add(entry)
+    assert files.spilled == 4
+    assert list(files.sorted()) == sorted(entries)
+    files.close()
+
+
 def test_load_ground_truth(tmp_path: Path) -> None:
     lines = tmp_path / "ids.txt"
     lines.write_text("Yoda\n\nCON\n", "utf-8")
@@ -338,6 +390,16 @@ def test_command_clean_then_damaged(sqlite_state: tuple[State, str], tmp_path: P
     assert "row_without_file: 1 PROBLEMS" in damaged.stdout
     assert "'Yoda'" in damaged.stdout
     assert damaged.stdout.splitlines()[-1].startswith(f"ingest_verify {SOURCE}: 1 problems")
+
+
+def test_command_prints_progress_on_stderr(sqlite_state: tuple[State, str]) -> None:
+    state, url = sqlite_state
+    done = run_command(url, state.lake, "--source", SOURCE, "--progress-seconds", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("ingest_verify")]
+    assert progress, done.stderr
+    assert progress[-1].startswith(f"ingest_verify {SOURCE}: 5 rows, 7 work items, ")
+    assert "ingest_verify" not in done.stdout.splitlines()[0]
 
 
 def test_command_reads_the_name_from_a_source_file(
