@@ -327,8 +327,10 @@ def test_payloads_equal_what_the_api_serves(
         for key in ("resource_id", "run_id", "work_item_id", "request_uri", "status_code"):
             assert lake_file.document[key] == row[key], (title, key)
         assert lake_file.path.resolve().is_relative_to(lake_root)
+        name = record_filename(title, digest)
+        id_hash = name.split("~")[1]  # fanned out by it: two hex levels below the type
         assert lake_file.path == (
-            lake / SOURCE_SYSTEM / SOURCE_NAME / RESOURCE_TYPE / record_filename(title, digest)
+            lake / SOURCE_SYSTEM / SOURCE_NAME / RESOURCE_TYPE / id_hash[:2] / id_hash[2:4] / name
         )
         assert row["status_code"] == 200
         assert row["request_uri"].startswith(mediawiki.api_url + "?")
