@@ -255,6 +255,33 @@ def requeue_source(
     return conn.execute(stmt).rowcount
 
 
+def completed_after(
+    conn: Connection,
+    wi: sa.Table,
+    columns: Sequence[sa.ColumnElement[Any]],
+    *,
+    source_system: str,
+    source_name: str,
+    resource_type: str,
+    after_id: int,
+    limit: int,
+) -> Sequence[sa.Row[Any]]:
+    """``columns`` of ``limit`` completed items after ``after_id``: one page of the type index."""
+    stmt = (
+        sa.select(*columns)
+        .where(
+            wi.c.source_system == source_system,
+            wi.c.source_name == source_name,
+            wi.c.resource_type == resource_type,
+            wi.c.status == Status.COMPLETED.value,
+            wi.c.id > after_id,
+        )
+        .order_by(wi.c.id)
+        .limit(limit)
+    )
+    return conn.execute(stmt).all()
+
+
 def completed_versions(
     conn: Connection,
     wi: sa.Table,
@@ -266,16 +293,9 @@ def completed_versions(
     limit: int,
 ) -> list[tuple[int, str, str | None]]:
     """``(id, resource_id, version)`` of up to ``limit`` completed items after ``after_id``."""
-    stmt = (
-        sa.select(wi.c.id, wi.c.resource_id, wi.c.version)
-        .where(
-            wi.c.source_system == source_system,
-            wi.c.source_name == source_name,
-            wi.c.resource_type == resource_type,
-            wi.c.status == Status.COMPLETED.value,
-            wi.c.id > after_id,
-        )
-        .order_by(wi.c.id)
-        .limit(limit)
-    )
-    return [(int(row.id), row.resource_id, row.version) for row in conn.execute(stmt)]
+    rows = completed_after(
+        conn, wi, (wi.c.id, wi.c.resource_id, wi.c.version),
+        source_system=source_system, source_name=source_name, resource_type=resource_type,
+        after_id=after_id, limit=limit,
+    )  # fmt: skip
+    return [(int(row.id), row.resource_id, row.version) for row in rows]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from holocron_scrapy.store.queue import completed_after
 from holocron_scrapy.store.sql import IN_LIST_CHUNK, as_datetime, chunks, utcnow
 
 if TYPE_CHECKING:
@@ -212,20 +213,13 @@ def completed_pages(
 ) -> list[tuple[int, str, str | None, datetime | None]]:
     """``(id, resource_id, version, finished_at)`` of up to ``limit`` completed items of the
     type after ``after_id``, by id (the claim index serves the filter; pages of the pass)."""
-    stmt = (
-        sa.select(wi.c.id, wi.c.resource_id, wi.c.version, wi.c.finished_at)
-        .where(
-            _key(wi, source_system, source_name),
-            wi.c.resource_type == resource_type,
-            wi.c.status == "completed",
-            wi.c.id > after_id,
-        )
-        .order_by(wi.c.id)
-        .limit(limit)
-    )
+    rows = completed_after(
+        conn, wi, (wi.c.id, wi.c.resource_id, wi.c.version, wi.c.finished_at),
+        source_system=source_system, source_name=source_name, resource_type=resource_type,
+        after_id=after_id, limit=limit,
+    )  # fmt: skip
     return [
-        (int(row.id), row.resource_id, row.version, as_datetime(row.finished_at))
-        for row in conn.execute(stmt)
+        (int(row.id), row.resource_id, row.version, as_datetime(row.finished_at)) for row in rows
     ]
 
 
