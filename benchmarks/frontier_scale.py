@@ -86,17 +86,20 @@ def cpu_per_item(marks: list[Mark], low: int, high: int) -> float:
     return 1e6 * (last[2] - first[2]) / max(1, last[0] - first[0])
 
 
-def drain(store: StateStore, n: int, claim_size: int) -> list[Mark]:
-    """Claim and complete until nothing is left; the :data:`Mark` after each batch."""
+def drain(store: StateStore, n: int, claim_size: int, *, items: int | None = None) -> list[Mark]:
+    """Claim and complete until nothing is left (or ``items`` are done); the :data:`Mark` after
+    each batch, counted from ``n`` minus the items left (so windows line up with a full drain)."""
     run_id = uuid.uuid4().hex
-    done, marks = 0, [(0, time.perf_counter(), time.process_time())]
-    while True:
+    left = pending_count(store)
+    done, marks = n - left, [(n - left, time.perf_counter(), time.process_time())]
+    goal = n if items is None else min(n, done + items)
+    while done < goal:
         claimed = store.claim(
             source_system=SYSTEM,
             source_name=NAME,
             owner="bench:1:" + run_id,
             run_id=run_id,
-            limit=claim_size,
+            limit=min(claim_size, goal - done),
             lease_seconds=600,
         )
         if not claimed:
@@ -106,16 +109,75 @@ def drain(store: StateStore, n: int, claim_size: int) -> list[Mark]:
         )
         done += len(claimed)
         marks.append((done, time.perf_counter(), time.process_time()))
-    if done != n:
-        raise SystemExit(f"drained {done} of {n} items")
+    if done != goal or (items is None and pending_count(store)):
+        raise SystemExit(f"drained {done} of {goal} items")
     return marks
+
+
+def pending_count(store: StateStore) -> int:
+    wi = store.tables.work_items
+    stmt = sa.select(sa.func.count()).where(wi.c.status == "pending")
+    with store.engine.begin() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def fast_forward(store: StateStore, to: int, n: int) -> None:
+    """Complete, in the claim's order, the items a drain would take until ``to`` of the ``n``
+    are done, with bulk statements (100,000 rows each) instead of claims: the table and its
+    indexes end as a drain leaves them (the same rows completed, in the same order), in a
+    fraction of the time. Only for ``--sample``: the windows around it are real drains."""
+    wi = store.tables.work_items
+    left = pending_count(store) - (n - to)
+    while left > 0:
+        step = min(100_000, left)
+        head = (
+            sa.select(wi.c.id)
+            .where(wi.c.status == "pending", wi.c.next_retry_at.is_(None))
+            .order_by(wi.c.priority.desc(), wi.c.id)
+            .limit(step)
+            .scalar_subquery()
+        )
+        stmt = (
+            sa.update(wi)
+            .where(wi.c.id.in_(head))
+            .values(
+                status="completed",
+                attempt=wi.c.attempt + 1,
+                content_hash="0" * 64,
+                updated_at=sa.func.current_timestamp(),
+            )
+        )
+        with store.engine.begin() as conn:
+            conn.execute(stmt)
+        left -= step
 
 
 def measure(store: StateStore, n: int, args: argparse.Namespace) -> Drain:
     store.create_tables()
     seed_rate = seed(store, n, args.seed_batch)
-    marks = drain(store, n, args.claim)
     twentieth = max(args.claim, n // 20)
+    if args.sample and n > BASELINE:
+        window = min(args.sample, twentieth)
+        marks = drain(store, n, args.claim, items=window)
+        fast_forward(store, n // 2 - window // 2, n)
+        middle_marks = drain(store, n, args.claim, items=window)
+        fast_forward(store, n - window, n)
+        end_marks = drain(store, n, args.claim)
+        windows = [marks, middle_marks, end_marks]
+        rates = [rate(m, m[0][0], m[-1][0]) for m in windows]
+        cpus = [cpu_per_item(m, m[0][0], m[-1][0]) for m in windows]
+        return Drain(
+            items=n,
+            seed_rate=seed_rate,
+            start=rates[0],
+            middle=rates[1],
+            end=rates[2],
+            average=3 / sum(1 / r for r in rates),
+            cpu_start=cpus[0],
+            cpu_end=cpus[2],
+            cpu_average=sum(cpus) / 3,
+        )
+    marks = drain(store, n, args.claim)
     return Drain(
         items=n,
         seed_rate=seed_rate,
@@ -184,6 +246,13 @@ def main() -> None:
     parser.add_argument("--claim", type=int, default=500, help="items per claim (500)")
     parser.add_argument("--seed-batch", type=int, default=5000, help="items per add (5,000)")
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="drain only windows of this many items at the start, middle and end of N (the "
+        "items between them completed in bulk, in the claim's order): a 10 M run in minutes",
+    )
     args = parser.parse_args()
     sizes = sorted({min(BASELINE, args.items), args.items})
     if args.db in ("sqlite", "both"):
