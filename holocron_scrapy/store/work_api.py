@@ -26,6 +26,7 @@ from holocron_scrapy.store.sql import dedupe_hash, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import datetime
 
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 class WorkMethods(StoreBase):
     """The queue: adding and requeueing work, outcomes, counts and reads."""
 
-    @retry_conflicts
     def add_work_items(self, items: Sequence[NewWorkItem]) -> int:
         """Insert the items whose dedupe key is new; return how many were inserted.
 
@@ -42,21 +42,36 @@ class WorkMethods(StoreBase):
         smaller depth than stored takes the new depth, priority and ``discovered_from``, and if it
         was ``completed`` or ``skipped`` goes back to ``pending`` (attempt 0), so that it is
         expanded again at the smaller depth; its ``content_hash`` is kept.
+
+        Two transactions: the inserts commit before the known items are improved. Another
+        worker inserting the same keys (workers discover the same links) waits for the
+        insert's commit, not for the improvement's row locks (which wait for the claims and
+        outcomes of the rows they lock). Each step runs again on a lost conflict; both are
+        idempotent, so a call that fails after the first (its caller keeps the items and calls
+        again) loses nothing.
         """
         if not items:
             return 0
         now = utcnow()
         rows = store_queue.new_rows(items, now)
-        wi = self.tables.work_items
-        with self.engine.begin() as conn:
-            inserted = store_queue.insert_new(conn, wi, rows, self.insert_style)
-            known = [row for row in rows if row["dedupe_hash"] not in inserted]
-            improved = store_queue.improve_depth(conn, wi, known, now)
+        inserted = self._insert_new(rows)
+        known = [row for row in rows if row["dedupe_hash"] not in inserted]
+        improved = self._improve_depth(known, now) if known else 0
         logger.debug(
             "Added %(new)d of %(n)d work items (%(improved)d reached at a smaller depth)",
             {"new": len(inserted), "n": len(items), "improved": improved},
         )
         return len(inserted)
+
+    @retry_conflicts
+    def _insert_new(self, rows: list[dict[str, Any]]) -> set[str]:
+        with self.engine.begin() as conn:
+            return store_queue.insert_new(conn, self.tables.work_items, rows, self.insert_style)
+
+    @retry_conflicts
+    def _improve_depth(self, known: list[dict[str, Any]], now: datetime) -> int:
+        with self.engine.begin() as conn:
+            return store_queue.improve_depth(conn, self.tables.work_items, known, now)
 
     @retry_conflicts
     def finish_items(

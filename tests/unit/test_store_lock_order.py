@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from holocron_scrapy.model import NewWorkItem, Outcome, Status
-from holocron_scrapy.store.sql import dedupe_hash
+from holocron_scrapy.store.sql import dedupe_hash, utcnow
 from tests.conftest import open_test_store
 
 if TYPE_CHECKING:
@@ -145,3 +146,47 @@ def test_releasing_all_claims_locks_in_id_order(pg_store: StateStore) -> None:
         assert pg_store.release(owner="o") == 10
 
     assert _locked_rows_while_waiting(pg_store, ids[HELD], release) == set(ids[: HELD + 1])
+
+
+def test_new_items_commit_before_known_ones_are_improved(pg_store: StateStore) -> None:
+    """Workers discover the same links: a worker inserting a key another worker's
+    ``add_work_items`` inserted must not wait while that call waits for row locks to improve
+    known items (the frontier's lock waits with 2 and 4 workers, benchmarks/workers_scale.py)."""
+    items, ids = _items(pg_store, depth=5)
+    new = NewWorkItem(SYSTEM, NAME, "page", "New", depth=1)
+    closer = NewWorkItem(SYSTEM, NAME, "page", items[HELD].resource_id, depth=1)
+    wi = pg_store.tables.work_items
+    engine = pg_store.engine
+    with engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute(sa.select(wi.c.id).where(wi.c.id == ids[HELD]).with_for_update())
+        holder_pid = holder.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
+        future = pool.submit(pg_store.add_work_items, [new, closer])
+        try:
+            _wait_until_blocked_by(engine, holder_pid, future)
+            with engine.connect() as other:  # another worker inserting the same key
+                other.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                again = other.execute(
+                    pg_insert(wi)
+                    .values(
+                        dedupe_hash=dedupe_hash(new.dedupe_key),
+                        dedupe_key=new.dedupe_key,
+                        source_system=SYSTEM,
+                        source_name=NAME,
+                        resource_type="page",
+                        resource_id="New",
+                        status=Status.PENDING.value,
+                        priority=0,
+                        depth=1,
+                        attempt=0,
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing(index_elements=[wi.c.dedupe_hash])
+                    .returning(wi.c.id)
+                ).all()
+                other.rollback()
+        finally:
+            holder.rollback()
+        assert future.result(timeout=30) == 1
+    assert again == []  # known already: committed, so the insert neither waited nor inserted
+    assert pg_store.work_item(ids[HELD])["depth"] == 1  # type: ignore[index]
