@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from holocron_scrapy.lake.export import ParquetExport
 from holocron_scrapy.ops_command import SourceCommand
 from holocron_scrapy.outage import short_error
 from holocron_scrapy.store.dburl import masked
@@ -54,6 +53,9 @@ class Command(SourceCommand):
             raise UsageError("where to? --output DIR", print_help=False)
         if opts.file_mb < 1:
             raise UsageError("--file-mb must be 1 or more", print_help=False)
+        # Imported here: pyarrow costs every other command (Scrapy imports all of them) ~0.5 s.
+        from holocron_scrapy.lake.export import ParquetExport
+
         source_name = self.source_name(args, opts)
         engine, tables, url = self.read_only_database()
         export = ParquetExport(

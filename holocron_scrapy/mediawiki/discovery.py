@@ -33,16 +33,17 @@ class Discoverer:
         hops: int = 0,
     ) -> NewWorkItem:
         """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
-        strategy = self.config.discovery.strategy
+        breadth = self.config.discovery.strategy == "breadth"
         return NewWorkItem(
-            source_system=self.source_system,
-            source_name=self.config.name,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            depth=depth,
-            priority=-depth if strategy == "breadth" else depth,
-            discovered_from=parent.id if parent else None,
-            hops=hops,
+            self.source_system,
+            self.config.name,
+            resource_type,
+            resource_id,
+            depth,
+            -depth if breadth else depth,
+            parent.id if parent else None,
+            None,
+            hops,
         )
 
     def listing_item(
@@ -73,6 +74,12 @@ class Discoverer:
         (``discovery.backlinks``), both as listings."""
         discovery = self.config.discovery
         depth = item.depth + 1
+        # One pass over the page's titles; what is the same for every title computed once.
+        new = NewWorkItem
+        system, name, parent = self.source_system, self.config.name, item.id
+        priority = -depth if discovery.strategy == "breadth" else depth
+        namespaces = discovery.namespaces
+        types: dict[object, str] = {}
         seen: set[str] = set()
         for prop, on in (
             ("links", discovery.links),
@@ -83,9 +90,12 @@ class Discoverer:
                 continue
             for link in page.get(prop, ()):
                 title, ns = link.get("title"), link.get("ns")
-                if ns in discovery.namespaces and title and title not in seen:
+                if ns in namespaces and title and title not in seen:
                     seen.add(title)
-                    yield self.work_item(title, depth, item, self.resource_type_for(ns))
+                    kind = types.get(ns)
+                    if kind is None:
+                        kind = types[ns] = self.resource_type_for(ns)
+                    yield new(system, name, kind, title, depth, priority, parent, None, 0)
         if discovery.categories and page.get("ns") == listings.CATEGORY_NAMESPACE:
             members = listings.categorymembers(item.resource_id)
             yield self.listing_item(members, depth, item)

@@ -50,12 +50,18 @@ class StateMiddleware:
         # The claims the response serves: an outcome ends the claim its request was made for.
         request = response.request
         claims = {} if request is None else {i.id: i.attempt for i in work_items_of(request)}
+        discover, finish = self.frontier.discover, self.frontier.finish  # once, not per object
         async for obj in result:
-            if isinstance(obj, NewWorkItem):
-                self.frontier.discover(obj)
+            if isinstance(obj, NewWorkItem):  # the most frequent object: a page yields dozens
+                discover(obj)
             elif isinstance(obj, Outcome):
-                attempt = claims.get(obj.work_item_id) if obj.attempt is None else obj.attempt
-                self.frontier.finish(dataclasses.replace(obj, attempt=attempt))
+                # A copy only when the spider named no claim.
+                unnamed = obj.attempt is None
+                finish(
+                    dataclasses.replace(obj, attempt=claims.get(obj.work_item_id))
+                    if unnamed
+                    else obj
+                )
             elif isinstance(obj, Request) and self._refused(obj, response):
                 continue
             else:

@@ -27,7 +27,6 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from holocron_scrapy import defaults
-from holocron_scrapy.lake.warc import WarcFiles
 from holocron_scrapy.outage import short_error
 
 if TYPE_CHECKING:
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Headers, Response
     from scrapy.statscollectors import StatsCollector
+
+    from holocron_scrapy.lake.warc import WarcFiles
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class WarcMiddleware:
         directory = settings.get("HOLOCRON_WARC_DIR", defaults.WARC_DIR)
         if not directory:
             raise NotConfigured("HOLOCRON_WARC_DIR is not set")
+        from holocron_scrapy.lake.warc import WarcFiles  # warcio: only when on
+
         files = WarcFiles(
             Path(directory).absolute(),
             prefix=settings.get("HOLOCRON_WARC_PREFIX", defaults.WARC_PREFIX),
