@@ -50,6 +50,7 @@ LAKE_ENABLED = True  # the lake pipeline (and the run manifests, which describe 
 LAKE_DIR = "local/data_lake"  # the lake's root, relative to the working directory
 LAKE_THREADS = 4  # threads for lake writes (separate from the database's)
 LAKE_FSYNC = True  # fsync each lake file and its directory (off: atomic, not power-safe)
+LAKE_GROUP_SIZE = 64  # lake files at most per group commit (one directory fsync per group)
 LAKE_TEMP_MAX_AGE = 60.0  # s: at start, the .tmp-* files older than this are removed
 
 # -- IngestRecords (pipelines/ingest.py) -----------------------------------------------------

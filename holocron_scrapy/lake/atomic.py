@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from holocron_scrapy.lake.paths import SUFFIX
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -38,15 +39,18 @@ def _file_mode() -> int:
     return 0o644
 
 
-def write_json_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
+def write_json_atomic(
+    path: Path, data: bytes, *, fsync: bool = True, sync_directory: bool = True
+) -> None:
     """Write ``data`` (already-serialized JSON) to ``path`` atomically and durably.
 
     Parent directories are created. The bytes go to a ``.tmp-*`` file in the same directory, are
     flushed and fsynced, the temp file is renamed onto ``path`` (replacing any earlier file of the
     same name, which holds the same content) and the directory is fsynced so the rename survives
     a crash of the machine (``fsync=False`` skips both fsyncs: still atomic, and safe against a
-    killed process, but not against a power cut). On any error the temp file is removed and the
-    error re-raised.
+    killed process, but not against a power cut; ``sync_directory=False`` leaves the directory's
+    fsync to the caller, who does it once for a group of files). On any error the temp file is
+    removed and the error re-raised.
     """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -63,7 +67,7 @@ def write_json_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
         os.chmod(tmp_name, _file_mode())
         os.replace(tmp_name, path)
         tmp_name = None
-        if fsync:
+        if fsync and sync_directory:
             fsync_directory(directory)
     except BaseException:
         if tmp_name is not None:
@@ -74,6 +78,19 @@ def write_json_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
                     "Could not remove temporary file %(tmp)s", {"tmp": tmp_name}, exc_info=True
                 )
         raise
+
+
+def sync_data(fd: int) -> None:
+    """Make a file's data (and the size needed to read it back) durable: ``fdatasync`` where
+    there is one (it skips the timestamps' journal write), else ``fsync``."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def fsync_directories(directories: Iterable[Path]) -> None:
+    """fsync each directory once, the deepest first (a directory made for a file is durable
+    before the entry that names it in its parent)."""
+    for directory in sorted(set(directories), key=lambda d: len(d.parts), reverse=True):
+        fsync_directory(directory)
 
 
 def fsync_directory(directory: Path) -> None:

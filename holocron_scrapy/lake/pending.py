@@ -9,6 +9,21 @@ immutable once a row points to it, in either layout), and fsyncs each directory 
 A crash leaves at most pending files (and temporary files of writes cut short, in the same
 ``.pending/`` directories), which the next run settles (:mod:`holocron_scrapy.lake.reconcile`)
 and sweeps (:func:`remove_stale_temp_files`) without walking the lake.
+
+**Group commit, no rename.** :func:`write_pending` creates the pending file under its own name
+(``O_EXCL``), writes it and ``fdatasync``s it — no temporary file, no rename, no directory
+fsync: the caller (the lake pipeline) writes a group of files concurrently, then fsyncs each
+``.pending/`` directory once for the group (:func:`holocron_scrapy.lake.atomic.fsync_directories`)
+before any of their items goes on to the IngestRecords pipeline. Why a partial pending file is
+never published: the name is private to one writer (it carries the work item and the run), so
+only that writer ever writes it; its row is committed only after the group's write and fsyncs
+returned — so a file cut short (by a kill, a full disk, a power cut before its fdatasync) has no
+committed row of its run and content hash, and reconcile deletes it (or, while that run's lease
+is alive elsewhere, leaves it to that writer, never publishes it). The one case where the name
+can already exist is the same item written again by the same run (a batch whose commit failed,
+its answer maybe lost, then the item tried again): that file may be the one of a committed row,
+so it is never truncated in place: it is replaced atomically (temporary file, fdatasync,
+rename; the group's directory fsync makes the rename durable).
 """
 
 from __future__ import annotations
@@ -20,7 +35,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from holocron_scrapy.lake.atomic import TEMP_PREFIX, fsync_directory
+from holocron_scrapy.lake.atomic import (
+    TEMP_PREFIX,
+    fsync_directories,
+    sync_data,
+    write_json_atomic,
+)
 from holocron_scrapy.lake.paths import (
     FANOUT_LEVELS,
     SUFFIX,
@@ -90,6 +110,34 @@ def final_path_of(pending: Path) -> Path | None:
         return None
 
 
+def write_pending(path: Path, data: bytes, *, fsync: bool = True) -> list[Path]:
+    """Write a pending file (see the module docstring), its data fsynced unless ``fsync`` is
+    off. Returns the directories whose entries changed (``.pending/`` and any directory made for
+    it): the caller fsyncs them once for its group, before the file's row may commit. On an error
+    the new file is removed and the error re-raised."""
+    changed = [*make_dirs(path.parent), path.parent]
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666
+        )
+    except FileExistsError:  # written by this run before: replaced atomically, never truncated
+        write_json_atomic(path, data, fsync=fsync, sync_directory=False)
+        return changed
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                sync_data(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return changed
+
+
 def publish(files: Iterable[Pending], *, fsync: bool = True) -> int:
     """Give each pending file its final name, never replacing an existing file (that one is
     kept: a row already points to it, with the same content; a file of the layout before the
@@ -104,7 +152,7 @@ def publish(files: Iterable[Pending], *, fsync: bool = True) -> int:
         try:
             if legacy_record_path(pending.final).exists():
                 raise FileExistsError(errno.EEXIST, "File exists", str(pending.final))
-            directories.update(_make_dirs(pending.final.parent))
+            directories.update(make_dirs(pending.final.parent))
             _link_no_replace(pending.path, pending.final)
         except FileExistsError:
             pass
@@ -117,18 +165,17 @@ def publish(files: Iterable[Pending], *, fsync: bool = True) -> int:
             directories.add(pending.final.parent)
         linked.append(pending)
     if fsync:
-        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
-            fsync_directory(directory)
+        fsync_directories(directories)
     for pending in linked:
         pending.path.unlink(missing_ok=True)
     return published
 
 
-def _make_dirs(directory: Path) -> list[Path]:
+def make_dirs(directory: Path) -> list[Path]:
     """Make ``directory`` and its missing parents; the directories whose entries changed."""
     if directory.is_dir():
         return []
-    changed = _make_dirs(directory.parent)
+    changed = make_dirs(directory.parent)
     try:
         directory.mkdir()
     except FileExistsError:

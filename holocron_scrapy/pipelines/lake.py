@@ -4,7 +4,9 @@
 content of a resource (fanned out by the id hash: :mod:`holocron_scrapy.lake.paths`); an
 unchanged resource (same payload hash as its last record) writes nothing, nor does a content
 whose file is already there (files are never rewritten). The file is written under its pending
-name (``.pending/``, :func:`holocron_scrapy.lake.pending.pending_path`); the IngestRecords
+name (``.pending/``, :func:`holocron_scrapy.lake.pending.write_pending`: no rename), the files
+written close together sharing one fsync of their directory
+(:mod:`holocron_scrapy.pipelines.lake_group`) before their items go on; the IngestRecords
 pipeline publishes it once its row has committed (with that pipeline switched off, at once). At
 the start of a run, once the frontier has opened it, the pending files that earlier runs left
 are published or deleted (:mod:`holocron_scrapy.lake.reconcile`).
@@ -32,16 +34,17 @@ from scrapy.utils.asyncio import sleep
 from holocron_scrapy import defaults
 from holocron_scrapy.frontier.extension import Frontier, frontier_of
 from holocron_scrapy.items import ResourceRecord
-from holocron_scrapy.lake.atomic import write_json_atomic
 from holocron_scrapy.lake.paths import locate_record, record_path
 from holocron_scrapy.lake.pending import (
     Pending,
     pending_path,
     publish,
     remove_stale_temp_files,
+    write_pending,
 )
 from holocron_scrapy.lake.reconcile import Reconciled, reconcile_pending
 from holocron_scrapy.outage import Outage, lake_unwritable, short_error
+from holocron_scrapy.pipelines.lake_group import GroupCommit, Written
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,6 +64,7 @@ class LakePipeline:
         *,
         threads: int = defaults.LAKE_THREADS,
         fsync: bool = defaults.LAKE_FSYNC,
+        group_size: int = defaults.LAKE_GROUP_SIZE,
         outage_max_seconds: float = defaults.OUTAGE_MAX,
         temp_max_age: float = defaults.LAKE_TEMP_MAX_AGE,
         publish_at_once: bool = False,
@@ -73,6 +77,12 @@ class LakePipeline:
         self.fsync = fsync
         self.temp_max_age = temp_max_age
         self._executor: ThreadPoolExecutor | None = None
+        self.group = GroupCommit(
+            self._write,
+            size=group_size,
+            fsync=fsync,
+            after=self._publish_at_once if publish_at_once else None,
+        )
         self.outage = Outage("lake", f"Lake {root}", stats, max_seconds=outage_max_seconds)
 
     @classmethod
@@ -89,6 +99,7 @@ class LakePipeline:
             crawler.stats,
             threads=settings.getint("HOLOCRON_LAKE_THREADS", defaults.LAKE_THREADS),
             fsync=settings.getbool("HOLOCRON_LAKE_FSYNC", defaults.LAKE_FSYNC),
+            group_size=settings.getint("HOLOCRON_LAKE_GROUP_SIZE", defaults.LAKE_GROUP_SIZE),
             outage_max_seconds=settings.getfloat("HOLOCRON_OUTAGE_MAX", defaults.OUTAGE_MAX),
             temp_max_age=settings.getfloat(
                 "HOLOCRON_LAKE_TEMP_MAX_AGE", defaults.LAKE_TEMP_MAX_AGE
@@ -110,22 +121,25 @@ class LakePipeline:
             record.hash_sha256,
         )
 
-    def _write(self, record: ResourceRecord) -> str:
-        """Serialize, hash and write under the pending name (in a thread): ``written``, or
-        ``unchanged`` (the resource's last record), or ``exists`` (a file of this content is
-        there already: an earlier record of the resource had it)."""
+    def _write(self, record: ResourceRecord) -> Written:
+        """Write under the pending name, data fsynced (in a lake thread; the group fsyncs the
+        directory): ``written``, or ``unchanged`` (the resource's last record), or ``exists`` (a
+        file of this content is there already: an earlier record of the resource had it)."""
         if record.unchanged:
-            return "unchanged"
+            return Written("unchanged")
         final = self.path_for(record)
         if locate_record(final) is not None:  # in the fan-out, or where an older lake has it
-            return "exists"
+            return Written("exists")
         path = pending_path(final, record.work_item.id, record.run_id)
-        write_json_atomic(path, record.lake_document(), fsync=self.fsync)
+        directories = write_pending(path, record.lake_document(), fsync=self.fsync)
         record.lake_pending = Pending(path, final)
-        if self.publish_at_once:
-            publish([record.lake_pending], fsync=self.fsync)
+        return Written("written", directories)
+
+    def _publish_at_once(self, records: list[ResourceRecord]) -> None:
+        """No IngestRecords pipeline: publish the group's files once they are durable."""
+        publish([r.lake_pending for r in records if r.lake_pending], fsync=self.fsync)
+        for record in records:
             record.lake_pending = None
-        return "written"
 
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, ResourceRecord):
@@ -147,11 +161,10 @@ class LakePipeline:
         return item
 
     async def _write_waiting(self, record: ResourceRecord) -> str:
-        """:meth:`_write` in a lake thread, tried again while the lake is unwritable."""
-        loop = asyncio.get_running_loop()
+        """:meth:`_write` in the next group commit, tried again while the lake is unwritable."""
         while True:
             try:
-                written = await loop.run_in_executor(self._executor, self._write, record)
+                written = await self.group.submit(record)
             except OSError as exc:
                 if not lake_unwritable(exc):
                     raise
@@ -164,9 +177,10 @@ class LakePipeline:
             return written
 
     def open_spider(self) -> None:
-        # Lake writes (two fsyncs each) get threads of their own, so that they never hold up
+        # Lake writes (and their fsyncs) get threads of their own, so that they never hold up
         # the crawl-state SQL, which runs in the default pool.
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lake")
+        self.group.executor = self._executor
         sweep = self._executor.submit(remove_stale_temp_files, self.root, self.temp_max_age)
         sweep.add_done_callback(self._swept)
 
@@ -215,6 +229,8 @@ class LakePipeline:
             )
 
     def close_spider(self) -> None:
+        self.stats.set_value("holocron/lake/groups", self.group.groups)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+            self.group.executor = None

@@ -190,7 +190,7 @@ def test_a_lake_write_failure_fails_the_work_item_and_drops_the_record(
     record = record_for(items[0])
     message = (
         "lake write failed: NotADirectoryError: [Errno 20] Not a directory: "
-        f"'{in_the_way / 'mediawiki' / SOURCE_NAME / 'page' / '.pending'}'"
+        f"'{in_the_way / 'mediawiki'}'"
     )
 
     with pytest.raises(DropItem) as dropped:
