@@ -104,7 +104,10 @@ def claim(
     # Rows unpacked by position (RETURNING lists WorkItem's fields in order): a Row's
     # attribute access by name costs more than the rest of the item's claim on SQLite.
     claimed = [
-        WorkItem(int(id_), *fields, hops or 0) for id_, *fields, hops in conn.execute(stmt)
+        WorkItem(int(id_), system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops or 0)
+        for id_, system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops in conn.execute(
+            stmt
+        )
     ]
     claimed.sort(key=lambda item: (-item.priority, item.id))  # RETURNING order is arbitrary
     if claimed:
