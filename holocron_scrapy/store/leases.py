@@ -101,22 +101,13 @@ def claim(
             wi.c.hops,
         )
     )
+    # Rows unpacked by position (RETURNING lists WorkItem's fields in order): a Row's
+    # attribute access by name costs more than the rest of the item's claim on SQLite.
     claimed = [
-        WorkItem(
-            id=int(row.id),
-            source_system=row.source_system,
-            source_name=row.source_name,
-            resource_type=row.resource_type,
-            resource_id=row.resource_id,
-            depth=row.depth,
-            priority=row.priority,
-            attempt=row.attempt,
-            content_hash=row.content_hash,
-            version=row.version,
-            cursor=row.cursor,
-            hops=row.hops or 0,
+        WorkItem(int(id_), system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops or 0)
+        for id_, system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops in conn.execute(
+            stmt
         )
-        for row in conn.execute(stmt)
     ]
     claimed.sort(key=lambda item: (-item.priority, item.id))  # RETURNING order is arbitrary
     if claimed:

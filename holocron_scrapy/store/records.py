@@ -75,8 +75,8 @@ def _live(
     )
     found: dict[int, tuple[int, int]] = {}
     for chunk in chunks(sorted(ids), IN_LIST_CHUNK):
-        for row in conn.execute(stmt.where(wi.c.id.in_(chunk))):
-            found[int(row.id)] = (int(row.attempt), int(row.depth))
+        for id_, attempt, depth in conn.execute(stmt.where(wi.c.id.in_(chunk))):
+            found[int(id_)] = (int(attempt), int(depth))
     return found
 
 

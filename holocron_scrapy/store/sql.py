@@ -111,19 +111,18 @@ class RowsTable(sa.Values):
     Unlike :class:`sqlalchemy.sql.Values` (whose rows are "not cacheable right now") it has a
     cache key: its rows are bound parameters, so a statement of the same shape (rows, types) is
     compiled once, not once a batch (compiling 2,000 parameters costs tens of milliseconds).
+    Its key is its shape (name, columns, number of rows), not a walk of its thousands of
+    parameters (which cost more than the statement's execution on SQLite): a table is built
+    only by :func:`_rows_table`, whose parameters are named after that shape and are never
+    given values in the statement (they come with its execution).
     """
 
     inherit_cache = True
     _cache_key_traversal = [
-        ("_column_args", InternalTraversal.dp_clauseelement_list),
-        ("_rows", InternalTraversal.dp_clauseelement_tuples),
-        ("name", InternalTraversal.dp_string),
+        ("_shape", InternalTraversal.dp_string),
         ("literal_binds", InternalTraversal.dp_boolean),
     ]
-
-    @property
-    def _rows(self) -> Sequence[tuple[Any, ...]]:
-        return [row for rows in self._data for row in rows]
+    _shape: str
 
 
 class SentAs(sa.Cast[Any]):
@@ -194,7 +193,9 @@ def _rows_table(name: str, columns: Columns, n: int) -> sa.Values:
         return SentAs(param, _unbounded(type_)) if cast else param
 
     data = [tuple(bind(i, *column) for column in columns) for i in range(n)]
-    return RowsTable(*(sa.column(c, type_) for c, type_, _ in columns), name=name).data(data)
+    table = RowsTable(*(sa.column(c, type_) for c, type_, _ in columns), name=name).data(data)
+    table._shape = f"{name}/{n}/" + ",".join(f"{c}:{t!r}:{cast}" for c, t, cast in columns)
+    return table
 
 
 def _unbounded(type_: TypeEngine[Any]) -> TypeEngine[Any]:

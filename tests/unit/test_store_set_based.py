@@ -178,3 +178,28 @@ def test_a_values_table_has_a_few_shapes_and_its_statements_are_compiled_once(
         sqlite_store.finish_items([Outcome(c.id, Status.COMPLETED) for c in batch], owner="o")
     assert [hit.name for hit in hits] == ["CACHE_MISS", "CACHE_HIT", "CACHE_MISS"]
     assert sqlite_store.counts(source_system=SYSTEM, source_name=NAME)["completed"] == 9
+
+
+def test_a_values_tables_cache_key_is_its_shape() -> None:
+    """The key names the table's shape (name, columns, types, casts, rows), not its 2,000
+    parameters: tables of one shape share a compiled statement, any other shape has its own."""
+    columns = (("id", sa.BigInteger(), False), ("note", sa.Unicode(10), True))
+
+    def key(name: str, cols: store_sql.Columns, n: int) -> Any:
+        table, _ = store_sql.values_table(name, cols, [(i, "x") for i in range(n)])
+        stmt = sa.select(table.c.id)
+        cache_key = stmt._generate_cache_key()
+        assert cache_key is not None
+        return cache_key.key
+
+    same = key("t", columns, 5)
+    assert key("t", columns, 7) == same  # both padded to 8 rows
+    others = [
+        key("t", columns, 9),  # 16 rows
+        key("u", columns, 5),
+        key("t", (columns[0], ("note", sa.Integer(), True)), 5),
+        key("t", (columns[0], ("note", sa.Unicode(10), False)), 5),  # sent bare, not CAST
+        key("t", (columns[0], ("other", sa.Unicode(10), True)), 5),
+    ]
+    assert same not in others
+    assert len(set(others)) == len(others)
