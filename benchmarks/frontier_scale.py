@@ -8,7 +8,8 @@ one source through ``StateStore.add_work_items`` (batches of --seed-batch, three
 the depths of a crawl give), then drains them the way a crawl does: ``claim`` --claim items,
 ``finish_items`` them completed, until nothing is claimable. Prints the seeding rate, the
 drain's items/s over its first, middle and last twentieth, on average, and the ratio of the
-per-item cost at N to that at 100,000 (> 1: dearer at N), plus the process's peak RSS.
+per-item cost at N to that at 100,000 (> 1: dearer at N), the time of ``StateStore.counts()``
+(the progress line's read) once seeded, plus the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from holocron_scrapy.store.state_store import StateStore  # noqa: E402
 
 SYSTEM, NAME = "mediawiki", "bench"
 BASELINE = 100_000
+COUNTS_READS = 5
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Drain:
     cpu_start: float  # this process's CPU µs per item (SQLite: all of the work; load-proof)
     cpu_end: float
     cpu_average: float
+    counts_ms: float  # StateStore.counts() after seeding, median of COUNTS_READS reads
 
 
 def peak_rss_mb() -> float:
@@ -65,6 +68,16 @@ def seed(store: StateStore, n: int, batch: int) -> float:
 
 
 Mark = tuple[int, float, float]  # items drained, wall clock, this process's CPU time
+
+
+def counts_ms(store: StateStore) -> float:
+    """The median wall time of ``StateStore.counts()`` (the progress line's read), in ms."""
+    times = []
+    for _ in range(COUNTS_READS):
+        began = time.perf_counter()
+        store.counts(source_system=SYSTEM, source_name=NAME)
+        times.append(time.perf_counter() - began)
+    return 1000 * sorted(times)[len(times) // 2]
 
 
 def _window(marks: list[Mark], low: int, high: int) -> tuple[Mark, Mark]:
@@ -155,6 +168,7 @@ def fast_forward(store: StateStore, to: int, n: int) -> None:
 def measure(store: StateStore, n: int, args: argparse.Namespace) -> Drain:
     store.create_tables()
     seed_rate = seed(store, n, args.seed_batch)
+    counts = counts_ms(store)
     twentieth = max(args.claim, n // 20)
     if args.sample and n > BASELINE:
         window = min(args.sample, twentieth)
@@ -176,6 +190,7 @@ def measure(store: StateStore, n: int, args: argparse.Namespace) -> Drain:
             cpu_start=cpus[0],
             cpu_end=cpus[2],
             cpu_average=sum(cpus) / 3,
+            counts_ms=counts,
         )
     marks = drain(store, n, args.claim)
     return Drain(
@@ -188,6 +203,7 @@ def measure(store: StateStore, n: int, args: argparse.Namespace) -> Drain:
         cpu_start=cpu_per_item(marks, 0, twentieth),
         cpu_end=cpu_per_item(marks, n - twentieth, n),
         cpu_average=cpu_per_item(marks, 0, n),
+        counts_ms=counts,
     )
 
 
@@ -219,14 +235,14 @@ def report(db: str, runs: list[Drain]) -> None:
     print(f"\n{db}")
     print(
         "| items | seed items/s | drain items/s: start | middle | end | average "
-        "| client CPU µs/item: start | end | average | peak RSS MB |"
+        "| client CPU µs/item: start | end | average | counts() ms | peak RSS MB |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for d in runs:
         print(
             f"| {d.items:,} | {d.seed_rate:,.0f} | {d.start:,.0f} | {d.middle:,.0f} "
             f"| {d.end:,.0f} | {d.average:,.0f} | {d.cpu_start:,.0f} | {d.cpu_end:,.0f} "
-            f"| {d.cpu_average:,.0f} | {peak_rss_mb():.0f} |"
+            f"| {d.cpu_average:,.0f} | {d.counts_ms:,.1f} | {peak_rss_mb():.0f} |"
         )
     base, big = runs[0], runs[-1]
     print(

@@ -203,3 +203,17 @@ GO
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_items_type_id' AND object_id = OBJECT_ID(N'[ingest].[work_items]'))
     CREATE INDEX ix_work_items_type_id ON ingest.work_items (source_system, source_name, status, resource_type, id);
 GO
+
+-- The counts of the queue by source, resource type and status, kept by the engine in
+-- every statement changing work_items: an indexed view, which leaves the OUTPUT
+-- clause of the claim and of the insert of new items allowed (store/counts.py).
+IF OBJECT_ID(N'[ingest].[work_item_counts_v]', N'V') IS NULL
+    EXEC(N'CREATE VIEW [ingest].[work_item_counts_v] WITH SCHEMABINDING AS
+SELECT source_system, source_name, resource_type, status, COUNT_BIG(*) AS items
+FROM [ingest].[work_items]
+GROUP BY source_system, source_name, resource_type, status');
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_work_item_counts_v' AND object_id = OBJECT_ID(N'[ingest].[work_item_counts_v]'))
+    CREATE UNIQUE CLUSTERED INDEX [ix_work_item_counts_v] ON [ingest].[work_item_counts_v] (source_system, source_name, resource_type, status);
+GO

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from holocron_scrapy.model import IngestRow, NewWorkItem, Outcome, RetryPolicy, Status
+from holocron_scrapy.store import counts as store_counts
 from holocron_scrapy.store.state_store import StateStore
 
 from .tsql_rules import column_keys, mssql_dialect
@@ -188,6 +189,7 @@ def exercise(recorder: Recorder) -> None:
         assert store.requeue(source_system=SYSTEM, source_name=NAME, statuses=[Status.PENDING]) == 6
     with op("counts"):
         assert store.counts(source_system=SYSTEM, source_name=NAME)["pending"] == 6
+    _read_counts_as_sql_server(recorder)
     with op("work_item"):
         assert store.work_item(first.id) is not None
     with op("reserve_request"):
@@ -197,6 +199,22 @@ def exercise(recorder: Recorder) -> None:
         assert store.reserve_request(source_system=SYSTEM, source_name=NAME, interval_seconds=1) > 0
     with op("finish_run"):
         store.finish_run(run_id, status="finished", reason="done", counts={"items_completed": 1})
+
+
+def _read_counts_as_sql_server(recorder: Recorder) -> None:
+    """SQL Server reads the counts from its indexed view, not from the ledger SQLite keeps: the
+    statement recorded for ``counts`` is the one the store sends on SQL Server, and the
+    ledger's installation by ``create_tables`` (SQLite's, a view's DDL there) is left out."""
+    recorder.captured = [
+        c
+        for c in recorder.captured
+        if c.operation != "create_tables" or isinstance(c.statement, ExecutableDDLElement)
+    ]
+    at = next(i for i, c in enumerate(recorder.captured) if c.operation == "counts")
+    sent = recorder.of("counts")
+    assert len(sent) == 1, sent
+    statement = store_counts.read_statement(recorder.store.tables, "mssql", SYSTEM, NAME)
+    recorder.captured[at] = Captured("counts", statement, sent[0].params)
 
 
 def ingest_row(resource_id: str, run_id: str, work_item_id: int) -> IngestRow:

@@ -5,7 +5,7 @@
     scrapy ingest_status -a source=wikipedia [--by-type] [--runs 10] [--examples 3]
 
 Work items by status, by resource type (the in-progress, failed and skipped ones; every status
-with ``--by-type``, which reads all the source's rows), the leases held and by which worker
+with ``--by-type``), the leases held and by which worker
 (expired ones marked), the last runs, and the most frequent failure and skip messages (URLs and
 quoted parts blanked) with example items. Read-only, as ``ingest_verify``; the queries are in
 :mod:`holocron_scrapy.store.operations`. Exit status 0; 2 on a usage error (no source, no database).
@@ -42,7 +42,7 @@ class Command(SourceCommand):
         parser.add_argument(
             "--by-type",
             action="store_true",
-            help="count every status by resource type (reads all the source's work items)",
+            help="count every status by resource type",
         )
         parser.add_argument("--runs", type=int, default=10, metavar="N", help="last N runs")
         parser.add_argument(

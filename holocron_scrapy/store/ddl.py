@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.dialects.mssql.base import MSDialect
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
+from holocron_scrapy.store import counts as store_counts
 from holocron_scrapy.store.dburl import DEFAULT_SCHEMA, validate_schema_name
 from holocron_scrapy.store.schema import ADDED_COLUMNS, build_tables
 
@@ -89,14 +90,31 @@ def mssql_ddl(schema: str = DEFAULT_SCHEMA) -> str:
         f"IF SCHEMA_ID({_quoted(schema)}) IS NULL "
         f"EXEC({_quoted(f'CREATE SCHEMA [{schema}]')});\nGO\n",
     ]
-    for table in tables.metadata.sorted_tables:
+    for table in tables.created_on("mssql"):
         parts.append(_create_table(table, schema, dialect))
         parts.extend(_add_columns(table, schema, dialect))
         parts.extend(
             _create_index(index, table, schema, dialect)
             for index in sorted(table.indexes, key=lambda index: str(index.name))
         )
+    parts.extend(_counts_view(schema))
     return "\n".join(parts)
+
+
+def _counts_view(schema: str) -> list[str]:
+    """The indexed view of the queue's counts; building its clustered index counts the rows
+    already there (holocron_scrapy.store.counts)."""
+    create_view, create_index = store_counts.mssql_ddl(schema)
+    view = _quoted(_bracketed(schema, store_counts.VIEW))
+    index = _quoted(f"ix_{store_counts.VIEW}")
+    return [
+        "-- The counts of the queue by source, resource type and status, kept by the engine in\n"
+        "-- every statement changing work_items: an indexed view, which leaves the OUTPUT\n"
+        "-- clause of the claim and of the insert of new items allowed (store/counts.py).\n"
+        f"IF OBJECT_ID({view}, N'V') IS NULL\n    EXEC({_quoted(create_view)});\nGO\n",
+        "IF NOT EXISTS (SELECT 1 FROM sys.indexes "
+        f"WHERE name = {index} AND object_id = OBJECT_ID({view}))\n    {create_index};\nGO\n",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,9 +5,10 @@
 Every query names the source's ``source_system`` and ``source_name`` and, where it can, a
 ``status``: the prefix of the claim index ``ix_work_items_claim`` (source_system, source_name,
 status, priority, id), so counts by status, leases (``in_progress``) and failures read only the
-index range they need, never the whole frontier. The one exception is opt-in: the counts of
-every status by resource type (``--by-type``) read the source's rows, since no index holds the
-type. The source systems of a source name come from ``runs`` (one row per crawl process).
+index range they need, never the whole frontier. The counts by status and by resource type
+come from the counts the database keeps (:mod:`holocron_scrapy.store.counts`): O(statuses x
+types), whatever the size of the frontier. The source systems of a source name come from
+``runs`` (one row per crawl process).
 Requeueing walks the index in keyset batches (one transaction each), so a million failed items
 are never one statement, one lock or one list in memory.
 """
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from holocron_scrapy.model import Status
+from holocron_scrapy.store import counts as store_counts
 from holocron_scrapy.store.queue import requeued_values
 from holocron_scrapy.store.sql import update_in, utcnow
 
@@ -122,19 +124,13 @@ def source_state(
     wi = tables.work_items
     where = _source(tables, source_system, source_name)
     by_status = {status.value: 0 for status in Status}
-    stmt = sa.select(wi.c.status, sa.func.count()).where(*where).group_by(wi.c.status)
-    for status, count in conn.execute(stmt):
-        by_status[status] = int(count)
-
     type_statuses = tuple(s.value for s in (Status if all_types else SMALL_STATUSES))
-    stmt = (
-        sa.select(wi.c.resource_type, wi.c.status, sa.func.count())
-        .where(*where, wi.c.status.in_(type_statuses))
-        .group_by(wi.c.resource_type, wi.c.status)
-    )
     by_type: dict[str, dict[str, int]] = {}
-    for resource_type, status, count in conn.execute(stmt):
-        by_type.setdefault(resource_type, {})[status] = int(count)
+    counts, _rows = store_counts.read(conn, tables, source_system, source_name)
+    for (resource_type, status), count in counts.items():
+        by_status[status] = by_status.get(status, 0) + count
+        if status in type_statuses:
+            by_type.setdefault(resource_type, {})[status] = count
     order = [status.value for status in Status]
     by_type = {
         kind: dict(sorted(counts.items(), key=lambda kv: order.index(kv[0])))

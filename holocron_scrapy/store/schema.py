@@ -3,7 +3,9 @@
 ``work_items`` is the durable queue, ``IngestRecords`` the log of fetched resources (one row per
 lake file), ``runs`` one row per crawl process, ``source_budget`` the request budget of a source
 shared by all the processes crawling it, ``sync_points`` where each source's change feeds were
-read to (``recrawl=changed``). The SQL Server DDL in ``sql/`` is generated from
+read to (``recrawl=changed``), ``work_item_counts`` the ledger of the queue's counts per source,
+type and status, kept by triggers (:mod:`holocron_scrapy.store.counts`; not on SQL Server,
+where an indexed view holds them). The SQL Server DDL in ``sql/`` is generated from
 these definitions (:mod:`holocron_scrapy.store.ddl`).
 """
 
@@ -65,6 +67,15 @@ class Tables:
     source_budget: sa.Table
     source_identities: sa.Table
     sync_points: sa.Table
+    work_item_counts: sa.Table
+
+    def created_on(self, dialect: str) -> list[sa.Table]:
+        """The tables made on ``dialect``, in dependency order (SQL Server keeps the counts
+        in an indexed view, not in the ledger)."""
+        tables = self.metadata.sorted_tables
+        if dialect == "mssql":
+            return [table for table in tables if table is not self.work_item_counts]
+        return tables
 
 
 def _zero() -> sa.TextClause:
@@ -285,6 +296,21 @@ def _sync_points(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _work_item_counts(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "work_item_counts",
+        metadata,
+        sa.Column("id", BIG_ID, sa.Identity(), primary_key=True),
+        sa.Column("source_system", sa.Unicode(64), nullable=False),
+        sa.Column("source_name", sa.Unicode(128), nullable=False),
+        sa.Column("resource_type", sa.Unicode(64), nullable=False),
+        sa.Column("status", sa.Unicode(16), nullable=False),
+        # The count of (source, type, status) is SUM(delta) over its rows.
+        sa.Column("delta", sa.BigInteger(), nullable=False),
+        sa.Index("ix_work_item_counts_source", "source_system", "source_name"),
+    )
+
+
 def build_tables(schema: str | None) -> Tables:
     """Build the tables in ``schema`` (``None``: the connection's default, e.g. on SQLite)."""
     metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
@@ -296,4 +322,5 @@ def build_tables(schema: str | None) -> Tables:
         source_budget=_source_budget(metadata),
         source_identities=_source_identities(metadata),
         sync_points=_sync_points(metadata),
+        work_item_counts=_work_item_counts(metadata),
     )

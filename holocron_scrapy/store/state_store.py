@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateSchema
 
 from holocron_scrapy.model import canonical_json
+from holocron_scrapy.store import counts as store_counts
 from holocron_scrapy.store.claim_api import ClaimMethods
 from holocron_scrapy.store.dburl import masked, validate_schema_name
 from holocron_scrapy.store.feed_api import FeedMethods
@@ -105,9 +106,12 @@ class StateStore(WorkMethods, ClaimMethods, RunMethods, FeedMethods):
             serialize_ddl(conn)
             if schema is not None and not sa.inspect(conn).has_schema(schema):
                 conn.execute(CreateSchema(schema))
-            self.tables.metadata.create_all(conn, checkfirst=True)
+            created = self.tables.created_on(conn.dialect.name)
+            self.tables.metadata.create_all(conn, tables=created, checkfirst=True)
             self._add_missing_columns(conn)
             self._add_missing_indexes(conn)
+            if store_counts.install(conn, self.tables):
+                logger.info("Counted the work items by source, type and status (once)")
         logger.debug("State tables ready on %(url)s", {"url": self.url_for_log})
 
     def dispose(self) -> None:
@@ -116,7 +120,7 @@ class StateStore(WorkMethods, ClaimMethods, RunMethods, FeedMethods):
     def _add_missing_indexes(self, conn: Connection) -> None:
         """Create the indexes that tables created by an older version lack."""
         inspector = sa.inspect(conn)
-        for table in self.tables.metadata.sorted_tables:
+        for table in self.tables.created_on(conn.dialect.name):
             present = {i["name"] for i in inspector.get_indexes(table.name, table.schema)}
             for index in sorted(table.indexes, key=lambda i: str(i.name)):
                 if index.name not in present and not index.unique:

@@ -18,6 +18,7 @@ from holocron_scrapy.model import (
     RetryPolicy,
     Status,
 )
+from holocron_scrapy.store import counts as store_counts
 from holocron_scrapy.store import queue as store_queue
 from holocron_scrapy.store import records as store_records
 from holocron_scrapy.store.base import StoreBase
@@ -188,17 +189,17 @@ class WorkMethods(StoreBase):
 
     @retry_conflicts
     def counts(self, *, source_system: str, source_name: str) -> dict[str, int]:
-        """Items of the source per status, every :class:`Status` value present."""
-        wi = self.tables.work_items
-        stmt = (
-            sa.select(wi.c.status, sa.func.count())
-            .where(wi.c.source_system == source_system, wi.c.source_name == source_name)
-            .group_by(wi.c.status)
-        )
+        """Items of the source per status, every :class:`Status` value present: read from the
+        counts the database keeps (:mod:`~holocron_scrapy.store.counts`), in O(statuses x
+        types); a ledger grown past its bound is compacted afterwards."""
         result = {status.value: 0 for status in Status}
         with self.engine.begin() as conn:
-            for status, count in conn.execute(stmt):
-                result[status] = int(count)
+            counts, rows = store_counts.read(conn, self.tables, source_system, source_name)
+        for (_kind, status), items in counts.items():
+            result[status] = result.get(status, 0) + items
+        if store_counts.needs_compaction(self.engine.dialect.name, rows):
+            with self.engine.begin() as conn:
+                store_counts.compact(conn, self.tables, source_system, source_name)
         return result
 
     def work_item(self, work_item_id: int) -> Mapping[str, Any] | None:

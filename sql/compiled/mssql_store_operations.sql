@@ -151,9 +151,9 @@ UPDATE work_items SET status=?, attempt=?, lease_owner=?, lease_expires_at=?, ne
 
 -- == counts ====================================================================================
 
-SELECT work_items.status, count(*) AS count_1
-FROM work_items
-WHERE work_items.source_system = ? AND work_items.source_name = ? GROUP BY work_items.status;
+SELECT work_item_counts_v.resource_type, work_item_counts_v.status, sum(work_item_counts_v.items) AS sum_1, count(*) AS count_1
+FROM work_item_counts_v WITH (NOEXPAND)
+WHERE work_item_counts_v.source_system = ? AND work_item_counts_v.source_name = ? GROUP BY work_item_counts_v.resource_type, work_item_counts_v.status;
 
 -- == work_item =================================================================================
 
