@@ -33,18 +33,21 @@ class Discoverer:
         hops: int = 0,
     ) -> NewWorkItem:
         """``hops``: the redirects that led to it (see :mod:`holocron_scrapy.bounds`)."""
-        breadth = self.config.discovery.strategy == "breadth"
         return NewWorkItem(
             self.source_system,
             self.config.name,
             resource_type,
             resource_id,
             depth,
-            -depth if breadth else depth,
+            self.priority_of(depth),
             parent.id if parent else None,
             None,
             hops,
         )
+
+    def priority_of(self, depth: int) -> int:
+        """Breadth first: shallower first; depth first: deeper first."""
+        return -depth if self.config.discovery.strategy == "breadth" else depth
 
     def listing_item(
         self, listing: listings.Listing, depth: int, parent: WorkItem | None
@@ -77,7 +80,7 @@ class Discoverer:
         # One pass over the page's titles; what is the same for every title computed once.
         new = NewWorkItem
         system, name, parent = self.source_system, self.config.name, item.id
-        priority = -depth if discovery.strategy == "breadth" else depth
+        priority = self.priority_of(depth)
         namespaces = discovery.namespaces
         types: dict[object, str] = {}
         seen: set[str] = set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from holocron_scrapy.lake.atomic import fsync_directories
 
@@ -39,6 +39,11 @@ class Written:
 
 Outcome = Written | BaseException
 _A = TypeVar("_A")
+
+
+def _wrote(outcome: Outcome) -> TypeGuard[Written]:
+    """Whether the write made a file (whose directories the group fsyncs)."""
+    return isinstance(outcome, Written) and bool(outcome.directories)
 
 
 class GroupCommit:
@@ -93,7 +98,7 @@ class GroupCommit:
                 return_exceptions=True,
             )
         )
-        changed = [o for o in outcomes if isinstance(o, Written) and o.directories]
+        changed = [o for o in outcomes if _wrote(o)]
         if not changed:
             return outcomes
         self.groups += 1
@@ -101,11 +106,7 @@ class GroupCommit:
         if self.fsync:
             outcomes = await self._then(outcomes, fsync_directories, directories)
         if self.after is not None:
-            wrote = [
-                r
-                for r, o in zip(records, outcomes, strict=True)
-                if isinstance(o, Written) and o.directories
-            ]
+            wrote = [r for r, o in zip(records, outcomes, strict=True) if _wrote(o)]
             outcomes = await self._then(outcomes, self.after, wrote)
         return outcomes
 
@@ -116,5 +117,5 @@ class GroupCommit:
         try:
             await asyncio.get_running_loop().run_in_executor(self.executor, step, arg)
         except Exception as exc:
-            return [exc if isinstance(o, Written) and o.directories else o for o in outcomes]
+            return [exc if _wrote(o) else o for o in outcomes]
         return outcomes
