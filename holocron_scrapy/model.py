@@ -203,11 +203,13 @@ class Applied:
     failures put back to ``pending`` for a later attempt; ``stale`` lists the work items whose
     outcome was dropped because they were no longer ``in_progress`` under the writer's lease
     (its lease expired and another worker took it, or it was already ended); ``ingest_ids`` the
-    ``IngestRecords`` rows inserted (none for a stale item).
+    ``IngestRecords`` rows inserted (none for a stale item); ``reopened`` how many of the
+    applied went back to ``pending`` because they were found closer.
     """
 
     statuses: Counter[str] = field(default_factory=Counter)
     retried: int = 0
+    reopened: int = 0
     stale: list[int] = field(default_factory=list)
     ingest_ids: list[int] = field(default_factory=list)
 

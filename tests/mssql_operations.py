@@ -113,6 +113,18 @@ def sql_server_path_store(path: Path) -> StateStore:
     return store
 
 
+def claim_of(run_id: str, limit: int) -> dict[str, Any]:
+    """The arguments of a claim of ``limit`` items by the owner ``o``."""
+    return {
+        "source_system": SYSTEM,
+        "source_name": NAME,
+        "owner": "o",
+        "run_id": run_id,
+        "limit": limit,
+        "lease_seconds": 60,
+    }
+
+
 def exercise(recorder: Recorder) -> None:
     """One of every store operation, each labelled."""
     store, op = recorder.store, recorder.op
@@ -128,15 +140,10 @@ def exercise(recorder: Recorder) -> None:
     with op("add_work_items (improve_depth)"):
         assert store.add_work_items([NewWorkItem(SYSTEM, NAME, "page", "P0", depth=0)]) == 0
     with op("claim"):
-        claimed = store.claim(
-            source_system=SYSTEM,
-            source_name=NAME,
-            owner="o",
-            run_id=run_id,
-            limit=5,
-            lease_seconds=60,
-        )
+        claimed = store.claim(**claim_of(run_id, limit=5))
     first, second, third, *_ = claimed
+    with op("claim (resumed)"):  # on from the last claim's point, short: the sweep, the head
+        assert len(store.claim(**claim_of(run_id, limit=2))) == 1
     with op("renew_leases"):
         claims = {first.id: first.attempt, second.id: second.attempt}
         renewed = store.renew_leases(owner="o", claims=claims, lease_seconds=60, run_id=run_id)
@@ -144,7 +151,7 @@ def exercise(recorder: Recorder) -> None:
     with op("run_states"):
         assert [run.run_id for run in store.run_states([run_id])] == [run_id]
     with op("leased_ids"):
-        assert len(store.leased_ids(owner="o")) == 5
+        assert len(store.leased_ids(owner="o")) == 6
     with op("commit_records"):
         committed = store.commit_records(
             [ingest_row(first.resource_id, run_id, first.id)],
@@ -171,7 +178,7 @@ def exercise(recorder: Recorder) -> None:
     with op("release (source)"):
         assert store.release(owner="o", source=(SYSTEM, "other")) == 0
     with op("release (all)"):
-        assert store.release(owner="o") == 2
+        assert store.release(owner="o") == 3
     with op("completed_versions"):
         assert (
             len(

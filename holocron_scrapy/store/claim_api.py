@@ -39,12 +39,16 @@ class ClaimMethods(StoreBase):
         """Lease up to ``limit`` due items of the source to ``owner`` (highest priority first).
 
         Due: ``pending`` (and past ``next_retry_at``), or ``in_progress`` with an expired lease.
-        One atomic ``UPDATE ... RETURNING``; concurrent claimers skip each other's locked rows.
+        One transaction of ``UPDATE ... RETURNING``; concurrent claimers skip each other's
+        locked rows. A claim reads on from where the source's last one ended
+        (:mod:`holocron_scrapy.store.resume`).
         """
         if limit <= 0:
             return []
+        source = (source_system, source_name)
+        resume = self.resume.start(source)
         with self.engine.begin() as conn:
-            return store_leases.claim(
+            claimed = store_leases.claim(
                 conn,
                 self.tables.work_items,
                 source_system=source_system,
@@ -53,7 +57,10 @@ class ClaimMethods(StoreBase):
                 run_id=run_id,
                 limit=limit,
                 lease_seconds=lease_seconds,
+                after=resume.after,
             )
+        self.resume.claimed(source, resume, claimed.point, head=claimed.head)
+        return claimed.items
 
     @retry_conflicts
     def renew_leases(
@@ -144,13 +151,14 @@ class ClaimMethods(StoreBase):
         A released claim does not count as an attempt. Returns how many items were released.
         """
         with self.engine.begin() as conn:
-            return store_leases.release(
+            released = store_leases.release(
                 conn,
                 self.tables.work_items,
                 owner=owner,
                 work_item_ids=work_item_ids,
                 source=source,
             )
+        return self.reopened(released)
 
     @retry_conflicts
     def lease_owners(self, *, source_system: str, source_name: str) -> list[str]:

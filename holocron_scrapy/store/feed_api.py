@@ -51,13 +51,15 @@ class FeedMethods(StoreBase):
     ) -> int:
         """Record what the source's archive is expanded with; requeue what a wider ``reach``
         expands further (see :func:`holocron_scrapy.store.sync.widen`)."""
-        return store_sync.widen(
-            self.engine,
-            (self.tables.sync_points, self.tables.work_items),
-            reach,
-            source_system=source_system,
-            source_name=source_name,
-            resource_types=resource_types,
+        return self.reopened(
+            store_sync.widen(
+                self.engine,
+                (self.tables.sync_points, self.tables.work_items),
+                reach,
+                source_system=source_system,
+                source_name=source_name,
+                resource_types=resource_types,
+            )
         )
 
     def items_by_keys(self, dedupe_keys: Sequence[str]) -> list[KnownItem]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The items a claim took (in the claim's order), the ``(priority, id)`` of the last item
+    it took (where the next claim resumes: :mod:`holocron_scrapy.store.resume`), and whether it
+    read from the head of the range (after the sweep)."""
+
+    items: list[WorkItem]
+    point: tuple[int, int] | None
+    head: bool
+
+
 def claim(
     conn: Connection,
     wi: sa.Table,
@@ -44,78 +56,132 @@ def claim(
     run_id: str,
     limit: int,
     lease_seconds: float,
-) -> list[WorkItem]:
-    """The claim on ``conn`` (the caller owns the transaction): the sweep
-    (:mod:`holocron_scrapy.store.sweep`), then one ``UPDATE ... WHERE id IN (SELECT id ...
-    ORDER BY priority DESC, id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING ...`` whose
-    subquery reads the first ``limit`` rows of the index ``ix_work_items_ready`` range and
+    after: tuple[int, int] | None = None,
+) -> Claim:
+    """The claim on ``conn`` (the caller owns the transaction): one or two ``UPDATE ... WHERE
+    id IN (SELECT id ... ORDER BY priority DESC, id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING
+    ...`` whose subqueries read the rows they take from the index ``ix_work_items_ready`` and
     nothing else (SQL Server: ``TOP (n) ... WITH (UPDLOCK, READPAST, ROWLOCK,
-    READCOMMITTEDLOCK)``, ``OUTPUT inserted.*``)."""
+    READCOMMITTEDLOCK)``, ``OUTPUT inserted.*``).
+
+    Given ``after`` (the ``(priority, id)`` where the source's last claim ended), it reads on
+    from there: the rest of that priority by id, then the lower priorities. If that comes up
+    short, or without ``after``, it runs the sweep (:mod:`holocron_scrapy.store.sweep`) and
+    reads from the head of the range for the rest."""
     now = utcnow()
     if conn.dialect.name == "postgresql":
         # No sort: unanalyzed (seeded in bulk), the planner would sort every pending row.
         conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    take = _Take(conn, wi, source_system, source_name, owner, run_id, lease_seconds, now)
+    taken: list[WorkItem] = []
+    if after is not None:
+        priority, last_id = after
+        for onward in (
+            sa.and_(wi.c.priority == priority, wi.c.id > last_id),
+            wi.c.priority < priority,
+        ):
+            if len(taken) < limit:
+                taken += take(limit - len(taken), onward)
+        if len(taken) == limit:
+            return _claimed(taken, taken, owner, head=False)
     swept, due = sweep(conn, wi, source_system=source_system, source_name=source_name, now=now)
     if swept or due:
         logger.debug(
             "%(expired)d expired leases and %(due)d retries due made claimable",
             {"expired": swept, "due": due},
         )
-    candidates = (
-        sa.select(wi.c.id)
-        .where(
-            wi.c.source_system == source_system,
-            wi.c.source_name == source_name,
-            wi.c.status == Status.PENDING.value,
-            wi.c.next_retry_at.is_(None),  # ix_work_items_ready's condition
-        )
-        .order_by(wi.c.priority.desc(), wi.c.id)  # ix_work_items_ready's order
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
-    )
-    stmt = (
-        sa.update(wi)
-        .where(ids_of(conn.dialect.name, wi.c.id, candidates))
-        .values(
-            status=Status.IN_PROGRESS.value,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            claimed_at=now,
-            attempt=wi.c.attempt + 1,
-            run_id=run_id,
-            updated_at=now,
-        )
-        .returning(
-            wi.c.id,
-            wi.c.source_system,
-            wi.c.source_name,
-            wi.c.resource_type,
-            wi.c.resource_id,
-            wi.c.depth,
-            wi.c.priority,
-            wi.c.attempt,
-            wi.c.content_hash,
-            wi.c.version,
-            wi.c.cursor,
-            wi.c.hops,
-        )
-    )
-    # Rows unpacked by position (RETURNING lists WorkItem's fields in order): a Row's
-    # attribute access by name costs more than the rest of the item's claim on SQLite.
-    claimed = [
-        WorkItem(int(id_), system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops or 0)
-        for id_, system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops in conn.execute(
-            stmt
-        )
-    ]
-    claimed.sort(key=lambda item: (-item.priority, item.id))  # RETURNING order is arbitrary
-    if claimed:
+    from_head = take(limit - len(taken), None)
+    return _claimed(taken + from_head, from_head or taken, owner, head=True)
+
+
+def _order(item: WorkItem) -> tuple[int, int]:
+    return -item.priority, item.id
+
+
+def _claimed(items: list[WorkItem], last_read: list[WorkItem], owner: str, *, head: bool) -> Claim:
+    """The claim of ``items``, resuming after the last of ``last_read`` (the last range read)."""
+    items.sort(key=_order)  # RETURNING order is arbitrary
+    end = max(last_read, key=_order, default=None)
+    if items:
+        first = items[0]
         logger.debug(
             "%(owner)s claimed %(n)d work items of %(system)s:%(name)s",
-            {"owner": owner, "n": len(claimed), "system": source_system, "name": source_name},
+            {
+                "owner": owner,
+                "n": len(items),
+                "system": first.source_system,
+                "name": first.source_name,
+            },
         )
-    return claimed
+    return Claim(items, None if end is None else (end.priority, end.id), head)
+
+
+@dataclass(frozen=True)
+class _Take:
+    """One claim's ``UPDATE`` of the next ready rows of its source (those after a bound)."""
+
+    conn: Connection
+    wi: sa.Table
+    source_system: str
+    source_name: str
+    owner: str
+    run_id: str
+    lease_seconds: float
+    now: datetime
+
+    def __call__(self, limit: int, onward: sa.ColumnElement[bool] | None) -> list[WorkItem]:
+        wi = self.wi
+        where = [
+            wi.c.source_system == self.source_system,
+            wi.c.source_name == self.source_name,
+            wi.c.status == Status.PENDING.value,
+            wi.c.next_retry_at.is_(None),  # ix_work_items_ready's condition
+        ]
+        if onward is not None:
+            where.append(onward)
+        candidates = (
+            sa.select(wi.c.id)
+            .where(*where)
+            .order_by(wi.c.priority.desc(), wi.c.id)  # ix_work_items_ready's order
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .with_hint(wi, SKIP_LOCKED_HINT, dialect_name="mssql")
+        )
+        stmt = (
+            sa.update(wi)
+            .where(ids_of(self.conn.dialect.name, wi.c.id, candidates))
+            .values(
+                status=Status.IN_PROGRESS.value,
+                lease_owner=self.owner,
+                lease_expires_at=self.now + timedelta(seconds=self.lease_seconds),
+                claimed_at=self.now,
+                attempt=wi.c.attempt + 1,
+                run_id=self.run_id,
+                updated_at=self.now,
+            )
+            .returning(
+                wi.c.id,
+                wi.c.source_system,
+                wi.c.source_name,
+                wi.c.resource_type,
+                wi.c.resource_id,
+                wi.c.depth,
+                wi.c.priority,
+                wi.c.attempt,
+                wi.c.content_hash,
+                wi.c.version,
+                wi.c.cursor,
+                wi.c.hops,
+            )
+        )
+        # Rows unpacked by position (RETURNING lists WorkItem's fields in order): a Row's
+        # attribute access by name costs more than the rest of the item's claim on SQLite.
+        return [
+            WorkItem(int(i), system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops or 0)
+            for i, system, name, kind, rid, depth, prio, attempt, h, ver, cur, hops in (
+                self.conn.execute(stmt)
+            )
+        ]
 
 
 def renew(

@@ -122,6 +122,7 @@ def apply_outcomes(
         closer = outcome.depth is not None and depth < outcome.depth
         if outcome.status in REOPENABLE and closer:
             status = Status.PENDING.value  # found closer while in flight: expand it again
+            applied.reopened += 1
         elif outcome.status == Status.FAILED and not outcome.final and retry.retries(attempt):
             status = Status.PENDING.value
             retry_at = now + timedelta(seconds=retry.delay(attempt))

@@ -25,6 +25,7 @@ from holocron_scrapy.store.claim_api import ClaimMethods
 from holocron_scrapy.store.dburl import masked, validate_schema_name
 from holocron_scrapy.store.feed_api import FeedMethods
 from holocron_scrapy.store.outlook import Outlook
+from holocron_scrapy.store.resume import ResumePoints
 from holocron_scrapy.store.run_api import RunMethods
 from holocron_scrapy.store.runs import RunState
 from holocron_scrapy.store.schema import ADDED_COLUMNS, Tables, build_tables
@@ -72,6 +73,7 @@ class StateStore(WorkMethods, ClaimMethods, RunMethods, FeedMethods):
         self.engine = engine
         self.tables = tables
         self.insert_style: InsertStyle = insert_style or default_insert_style(engine.dialect.name)
+        self.resume = ResumePoints()
 
     @classmethod
     def from_url(cls, url: str | URL, schema: str | None = "ingest") -> StateStore:

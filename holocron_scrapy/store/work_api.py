@@ -56,8 +56,9 @@ class WorkMethods(StoreBase):
         now = utcnow()
         rows = store_queue.new_rows(items, now)
         inserted = self._insert_new(rows)
+        self.resume.added(items)
         known = [row for row in rows if row["dedupe_hash"] not in inserted]
-        improved = self._improve_depth(known, now) if known else 0
+        improved = self.reopened(self._improve_depth(known, now) if known else 0)
         logger.debug(
             "Added %(new)d of %(n)d work items (%(improved)d reached at a smaller depth)",
             {"new": len(inserted), "n": len(items), "improved": improved},
@@ -90,9 +91,11 @@ class WorkMethods(StoreBase):
         if not outcomes:
             return Applied()
         with self.engine.begin() as conn:
-            return store_records.apply_outcomes(
+            applied = store_records.apply_outcomes(
                 conn, self.tables.work_items, outcomes, owner, retry
             )
+        self.reopened(applied.reopened)
+        return applied
 
     @retry_conflicts
     def commit_records(
@@ -122,6 +125,7 @@ class WorkMethods(StoreBase):
                 applied.ingest_ids = store_records.insert_records(
                     conn, self.tables.ingest_records, params
                 )
+        self.reopened(applied.reopened)
         return applied
 
     @retry_conflicts
@@ -155,7 +159,8 @@ class WorkMethods(StoreBase):
         if not ids:
             return 0
         with self.engine.begin() as conn:
-            return store_queue.requeue_ids(conn, self.tables.work_items, ids)
+            requeued = store_queue.requeue_ids(conn, self.tables.work_items, ids)
+        return self.reopened(requeued)
 
     @retry_conflicts
     def requeue_keys(self, dedupe_keys: Sequence[str]) -> int:
@@ -171,7 +176,8 @@ class WorkMethods(StoreBase):
         if not hashes:
             return 0
         with self.engine.begin() as conn:
-            return store_queue.requeue_hashes(conn, self.tables.work_items, hashes)
+            requeued = store_queue.requeue_hashes(conn, self.tables.work_items, hashes)
+        return self.reopened(requeued)
 
     @retry_conflicts
     def requeue(self, *, source_system: str, source_name: str, statuses: Sequence[Status]) -> int:
@@ -179,13 +185,14 @@ class WorkMethods(StoreBase):
         if not statuses:
             return 0
         with self.engine.begin() as conn:
-            return store_queue.requeue_source(
+            requeued = store_queue.requeue_source(
                 conn,
                 self.tables.work_items,
                 source_system=source_system,
                 source_name=source_name,
                 statuses=sorted({str(status) for status in statuses}),
             )
+        return self.reopened(requeued)
 
     @retry_conflicts
     def counts(self, *, source_system: str, source_name: str) -> dict[str, int]:

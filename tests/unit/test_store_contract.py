@@ -1179,7 +1179,7 @@ def test_claim_skips_rows_locked_by_an_open_transaction(store: StateStore) -> No
             run_id="run1",
             limit=5,
             lease_seconds=300,
-        )
+        ).items
         assert len(held) == 5
         # B must not wait for A's uncommitted claim: it skips the locked rows.
         other = pool.submit(claim, store, 5, owner="B").result(timeout=10)

@@ -114,9 +114,11 @@ def _plans(store: StateStore, sent: list[tuple[str, Any]]) -> str:
 
 def _assert_indexed(
     store: StateStore, call: Callable[[], Any], *indexes: str | tuple[str, ...]
-) -> None:
-    """``call``'s statements read ``indexes`` (a tuple: one of them) and neither scan nor sort."""
-    text = _plans(store, _recorded(store, call))
+) -> tuple[list[tuple[str, Any]], str]:
+    """``call``'s statements read ``indexes`` (a tuple: one of them) and neither scan nor sort;
+    returns the statements and their plans."""
+    sent = _recorded(store, call)
+    text = _plans(store, sent)
     if store.dialect_name == "sqlite":
         forbidden = ("SCAN work_items", "USE TEMP B-TREE")
     else:
@@ -125,6 +127,7 @@ def _assert_indexed(
         assert word not in text, text
     for index in indexes:
         assert any(name in text for name in ((index,) if isinstance(index, str) else index)), text
+    return sent, text
 
 
 def _claim(store: StateStore, owner: str = "mine", limit: int = 500) -> list[Any]:
@@ -148,6 +151,35 @@ def test_the_claim_and_its_sweep_read_their_indexes(frontier: StateStore) -> Non
         "ix_work_items_retry_at",
     )
     assert len(claimed) == 500
+    frontier.finish_items([Outcome.completed(item, "0" * 64) for item in claimed], owner="mine")
+
+
+def test_a_resumed_claim_reads_on_from_its_point_without_the_sweep(frontier: StateStore) -> None:
+    """A claim after a claim reads on in ``ix_work_items_ready`` from the last item taken (the
+    rest of its priority by id, then the lower priorities), not from the head of the range,
+    whose entries (of items already claimed) PostgreSQL keeps until a vacuum; no sweep."""
+    last = _claim(frontier, limit=100)[-1]  # the point
+    wi = frontier.tables.work_items
+    rest_of_priority = sa.select(sa.func.count()).where(
+        wi.c.source_name == NAME,
+        wi.c.status == "pending",
+        wi.c.next_retry_at.is_(None),
+        wi.c.priority == last.priority,
+        wi.c.id > last.id,
+    )
+    with frontier.engine.connect() as conn:
+        rest = int(conn.execute(rest_of_priority).scalar_one())
+    claimed: list[Any] = []
+    sent, text = _assert_indexed(
+        frontier,
+        lambda: claimed.extend(_claim(frontier, limit=rest + 10)),
+        "ix_work_items_ready",
+    )
+    assert len(claimed) == rest + 10
+    assert "ix_work_items_lease_expiry" not in text, text  # no sweep
+    assert "ix_work_items_retry_at" not in text, text
+    assert len([s for s, _ in sent if s.lstrip().upper().startswith("UPDATE")]) == 2, sent
+    assert {w.priority for w in claimed[-10:]} == {last.priority - 1}
     frontier.finish_items([Outcome.completed(item, "0" * 64) for item in claimed], owner="mine")
 
 
