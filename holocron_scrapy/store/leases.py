@@ -58,7 +58,8 @@ def claim(
     lease_seconds: float,
     after: tuple[int, int] | None = None,
 ) -> Claim:
-    """The claim on ``conn`` (the caller owns the transaction): one or two ``UPDATE ... WHERE
+    """The claim on ``conn`` (the caller owns the transaction): the sweep
+    (:mod:`holocron_scrapy.store.sweep`), then one or two ``UPDATE ... WHERE
     id IN (SELECT id ... ORDER BY priority DESC, id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING
     ...`` whose subqueries read the rows they take from the index ``ix_work_items_ready`` and
     nothing else (SQL Server: ``TOP (n) ... WITH (UPDLOCK, READPAST, ROWLOCK,
@@ -66,12 +67,19 @@ def claim(
 
     Given ``after`` (the ``(priority, id)`` where the source's last claim ended), it reads on
     from there: the rest of that priority by id, then the lower priorities. If that comes up
-    short, or without ``after``, it runs the sweep (:mod:`holocron_scrapy.store.sweep`) and
-    reads from the head of the range for the rest."""
+    short, or the sweep brought items back, or without ``after``, it reads from the head of the
+    range (for the rest)."""
     now = utcnow()
     if conn.dialect.name == "postgresql":
         # No sort: unanalyzed (seeded in bulk), the planner would sort every pending row.
         conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    swept, due = sweep(conn, wi, source_system=source_system, source_name=source_name, now=now)
+    if swept or due:
+        logger.debug(
+            "%(expired)d expired leases and %(due)d retries due made claimable",
+            {"expired": swept, "due": due},
+        )
+        after = None  # they may lie before the point
     take = _Take(conn, wi, source_system, source_name, owner, run_id, lease_seconds, now)
     taken: list[WorkItem] = []
     if after is not None:
@@ -84,12 +92,6 @@ def claim(
                 taken += take(limit - len(taken), onward)
         if len(taken) == limit:
             return _claimed(taken, taken, owner, head=False)
-    swept, due = sweep(conn, wi, source_system=source_system, source_name=source_name, now=now)
-    if swept or due:
-        logger.debug(
-            "%(expired)d expired leases and %(due)d retries due made claimable",
-            {"expired": swept, "due": due},
-        )
     from_head = take(limit - len(taken), None)
     return _claimed(taken + from_head, from_head or taken, owner, head=True)
 

@@ -17,12 +17,13 @@ become ready before it since, and how the claim still finds it:
   larger ids, so they lie after the point;
 * an item requeued or released here: the next claim starts from the head
   (:meth:`ResumePoints.forget`);
-* an expired lease or a retry that came due, an item whose insert committed after a claim had
-  taken a larger id, and all of the above done by another worker: a
-  claim from the head runs the sweep (:mod:`holocron_scrapy.store.sweep`) first and covers the
-  whole range; one runs at least every :data:`RESTART_SECONDS` for each source, and whenever a
-  resumed claim comes up short (so a claim returns fewer than asked only after a read of the
-  whole range, as before).
+* an expired lease or a retry that came due: every claim runs the sweep
+  (:mod:`holocron_scrapy.store.sweep`) first, and one that brought any back reads from the head
+  (a stalled worker's items are taken over at once);
+* an item whose insert committed after a claim had taken a larger id, and the changes above
+  done by another worker: a claim reads from the head at least every :data:`RESTART_SECONDS`
+  for each source, and whenever a resumed claim comes up short (so a claim returns fewer than
+  asked only after a read of the whole range, as before).
 
 So priority order holds for this worker's own changes and within :data:`RESTART_SECONDS` for
 other workers', and nothing ready is ever left unclaimed. (A period in time, not in claims: a

@@ -45,14 +45,6 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items
 
 -- == claim (resumed) ===========================================================================
 
-UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
-FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
-WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NULL AND work_items.priority = ? AND work_items.id > ? ORDER BY work_items.priority DESC, work_items.id);
-
-UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
-FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
-WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NULL AND work_items.priority < ? ORDER BY work_items.priority DESC, work_items.id);
-
 UPDATE work_items SET status=?, lease_owner=?, lease_expires_at=?, updated_at=? WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
 FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
 WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.lease_expires_at IS NOT NULL AND work_items.lease_expires_at < ? ORDER BY work_items.lease_expires_at);
@@ -60,6 +52,14 @@ WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items
 UPDATE work_items SET next_retry_at=?, updated_at=? WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
 FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
 WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NOT NULL AND work_items.next_retry_at <= ? ORDER BY work_items.next_retry_at);
+
+UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
+FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NULL AND work_items.priority = ? AND work_items.id > ? ORDER BY work_items.priority DESC, work_items.id);
+
+UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
+FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
+WHERE work_items.source_system = ? AND work_items.source_name = ? AND work_items.status = ? AND work_items.next_retry_at IS NULL AND work_items.priority < ? ORDER BY work_items.priority DESC, work_items.id);
 
 UPDATE work_items SET status=?, attempt=(work_items.attempt + ?), run_id=?, lease_owner=?, lease_expires_at=?, claimed_at=?, updated_at=? OUTPUT inserted.id, inserted.source_system, inserted.source_name, inserted.resource_type, inserted.resource_id, inserted.depth, inserted.priority, inserted.attempt, inserted.content_hash, inserted.version, inserted.[cursor], inserted.hops WHERE work_items.id IN (SELECT TOP __[POSTCOMPILE_param_1] work_items.id
 FROM work_items WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)

@@ -29,15 +29,19 @@ def _ids(claimed: list[WorkItem]) -> list[str]:
     return [w.resource_id for w in claimed]
 
 
-def test_a_claim_reads_on_and_sweeps_only_when_it_comes_up_short(store: StateStore) -> None:
-    _add(store, TITLES[:10])
-    assert _ids(claim(store, limit=3, lease_seconds=-1)) == TITLES[:3]  # expired at once
-    # Read on from T02: the expired leases behind it wait for a claim that comes up short.
-    assert _ids(claim(store, limit=3)) == TITLES[3:6]
-    # T06..T09 after the point, then (short) the sweep and the head of the range: T00..T02.
-    again = claim(store, limit=10, owner="worker-2")
-    assert _ids(again) == TITLES[:3] + TITLES[6:10]
+def test_a_claim_reads_on_and_from_the_head_when_short_or_after_the_sweep(
+    store: StateStore,
+) -> None:
+    _add(store, TITLES[:12])
+    assert _ids(claim(store, limit=3)) == TITLES[:3]
+    store.release(owner="worker-1", work_item_ids=[])  # nothing released: the point stays
+    assert _ids(claim(store, limit=3, lease_seconds=-1)) == TITLES[3:6]  # expired at once
+    # The sweep brings T03..T05 back behind the point: this claim reads from the head.
+    again = claim(store, limit=4, owner="worker-2")
+    assert _ids(again) == [*TITLES[3:6], TITLES[6]]
     assert [w.attempt for w in again[:3]] == [2, 2, 2]
+    assert _ids(claim(store, limit=3)) == TITLES[7:10]  # on from T06
+    assert _ids(claim(store, limit=10)) == TITLES[10:12]  # short: the head finds no more
     assert claim(store) == []
 
 
