@@ -11,12 +11,12 @@ millions of entries a claim). So a claim starts where the source's last claim en
 Everything before that point was taken or not ready when the point was recorded. What can
 become ready before it since, and how the claim still finds it:
 
-* an item added with a higher priority than the point's (depth-first discovery), or a known
-  item whose depth, and so priority, a discovery improved: a local one makes the next claim
-  start from the head (:meth:`ResumePoints.added`); new items of equal or lower priority have
-  larger ids, so they lie after the point;
-* an item requeued or released here: the next claim starts from the head
-  (:meth:`ResumePoints.forget`);
+* an item added here with a higher priority than the point's (depth-first discovery): the
+  next claim starts from the head (:meth:`ResumePoints.added`); new items of equal or lower
+  priority have larger ids, so they lie after the point;
+* an old item made ready again here (requeued, released, a known item whose depth a discovery
+  improved, an outcome found closer): the next claim starts from the head
+  (:meth:`ResumePoints.forget`, through ``StoreBase.reopened``);
 * an expired lease or a retry that came due: every claim runs the sweep
   (:mod:`holocron_scrapy.store.sweep`) first, and one that brought any back reads from the head
   (a stalled worker's items are taken over at once);
@@ -35,7 +35,6 @@ never an item.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -91,10 +90,10 @@ class ResumePoints:
     def added(self, items: Iterable[NewWorkItem]) -> None:
         """New items were added here: a source's next claim starts from the head if one of them
         has a higher priority than its point."""
-        highest: dict[Source, int] = defaultdict(lambda: -(2**63))
+        highest: dict[Source, int] = {}
         for item in items:
             source = (item.source_system, item.source_name)
-            highest[source] = max(highest[source], item.priority)
+            highest[source] = max(highest.get(source, item.priority), item.priority)
         with self._lock:
             stale = [
                 source
